@@ -1,0 +1,74 @@
+# smpp: make demo | make test | make up
+SHELL := /bin/bash
+PYTHON ?= python3.11
+ROOT := $(abspath .)
+# The venv lives in a cache keyed by the lock's hash, so CI and other clones reuse it.
+SMPP_CACHE_DIR ?= $(HOME)/.cache/smpp
+LOCK_HASH := $(shell sha256sum requirements.lock | cut -c1-16)
+VISUAL_HASH := $(shell sha256sum scripts/install_visualized_bge.py | cut -c1-12)
+VENV_DIR := $(SMPP_CACHE_DIR)/venv-$(LOCK_HASH)
+VENV := $(ROOT)/.venv
+PY := $(VENV)/bin/python
+export AIRFLOW_HOME ?= $(ROOT)/.airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(ROOT)/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER := $(ROOT)/plugins
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export AIRFLOW__CORE__UNIT_TEST_MODE := False
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+export PYTHONPATH := $(ROOT)/src
+
+.PHONY: venv demo test up lock models airflow-db clean-venv
+
+venv: $(VENV_DIR)/.complete $(VENV_DIR)/.visual-$(VISUAL_HASH)
+	@if [ "$$(readlink $(VENV) 2>/dev/null)" != "$(VENV_DIR)" ]; then rm -rf $(VENV); ln -s $(VENV_DIR) $(VENV); fi
+
+$(VENV_DIR)/.complete: requirements.lock
+	@echo ">> building venv in $(VENV_DIR) (first time only: several GB)"
+	rm -rf $(VENV_DIR).tmp && mkdir -p $(SMPP_CACHE_DIR)
+	$(PYTHON) -m venv $(VENV_DIR).tmp
+	$(VENV_DIR).tmp/bin/pip install -q uv==0.13.9
+	$(VENV_DIR).tmp/bin/uv pip install --python $(VENV_DIR).tmp/bin/python -r requirements.lock
+	# a venv is not relocatable: rebuild script shebangs for the final path
+	rm -rf $(VENV_DIR) && mv $(VENV_DIR).tmp $(VENV_DIR)
+	sed -i "1s|^#!.*$(notdir $(VENV_DIR)).tmp/bin/python.*|#!$(VENV_DIR)/bin/python|" $(VENV_DIR)/bin/* 2>/dev/null || true
+	sed -i "s|$(VENV_DIR).tmp|$(VENV_DIR)|g" $(VENV_DIR)/bin/activate $(VENV_DIR)/pyvenv.cfg
+	touch $@
+
+# Visualized BGE ships only in flagembedding 1.2.x sdists, without its data files (see script)
+$(VENV_DIR)/.visual-$(VISUAL_HASH): $(VENV_DIR)/.complete scripts/install_visualized_bge.py
+	$(VENV_DIR)/bin/python scripts/install_visualized_bge.py
+	touch $@
+
+lock:
+	$(VENV)/bin/uv pip compile requirements.txt --python-version 3.11 -o requirements.lock --no-header
+
+AIRFLOW := $(VENV)/bin/airflow
+DEMO_PORT ?= 8765
+
+# Airflow metadata DB (SQLite under AIRFLOW_HOME) and the pool the Reddit tasks share.
+airflow-db: venv
+	@mkdir -p $(AIRFLOW_HOME)
+	@if [ ! -f $(AIRFLOW_HOME)/.migrated-$(LOCK_HASH) ]; then \
+		$(AIRFLOW) db migrate >$(AIRFLOW_HOME)/migrate.log 2>&1 || { tail -30 $(AIRFLOW_HOME)/migrate.log; exit 1; }; \
+		$(AIRFLOW) pools set reddit_api 1 "one slot per Reddit OAuth client" >/dev/null; \
+		touch $(AIRFLOW_HOME)/.migrated-$(LOCK_HASH); \
+	fi
+	@echo ">> airflow metadata db ready in $(AIRFLOW_HOME)"
+
+models: venv
+	$(PY) -m smpp prepare-models
+
+demo: airflow-db models
+	bash scripts/demo.sh $(DEMO_PORT)
+
+test: airflow-db
+	$(PY) -m pytest tests -q -p no:cacheprovider $(PYTEST_ARGS)
+
+up: airflow-db
+	@echo ">> Airflow UI: http://localhost:8080  (user admin; password in $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated)"
+	AIRFLOW__CORE__PARALLELISM=4 AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=admin:admin $(AIRFLOW) standalone
+
+clean-venv:
+	rm -rf $(VENV) $(VENV_DIR)

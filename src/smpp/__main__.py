@@ -1,0 +1,3 @@
+from smpp.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,69 @@
+"""`python -m smpp ...`: small admin commands around the pipeline."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from smpp.settings import get_settings
+
+
+def cmd_prepare_models(_: argparse.Namespace) -> int:
+    from smpp.encoders import prepare_models
+
+    settings = get_settings()
+    resolved = prepare_models(settings)
+    print(json.dumps({"profile": settings.model_profile, "models": resolved}, indent=2))
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    """Where the day's model landed and its headline metrics (what `make demo` prints last)."""
+    from smpp import storage
+    from smpp.registry import champion
+
+    settings = get_settings()
+    runs = storage.read_run_metrics(settings, args.day)
+    if not runs:
+        print(f"no run metrics for {args.day} under {settings.runs_dir}", file=sys.stderr)
+        return 1
+    print(f"run metrics      : {storage.run_metrics_path(settings, args.day, '').parent}")
+    for stage, metrics in runs.items():
+        brief = {k: v for k, v in metrics.items() if not isinstance(v, (dict, list)) and k not in ("day", "partition")}
+        print(f"  {stage:<20} {brief}")
+    train = runs.get("train_model", {})
+    if train.get("version_dir"):
+        from pathlib import Path
+
+        version_dir = Path(train["version_dir"])
+        print(f"model            : {version_dir / 'model.keras'}")
+        print(f"metrics          : {version_dir / 'metrics.json'}")
+        metrics = json.loads((version_dir / "metrics.json").read_text())
+        if metrics.get("skipped_reason"):
+            print(f"training skipped : {metrics['skipped_reason']}")
+        for name in ("model", "baseline_subreddit_mean", "baseline_metadata_gbm", "baseline_text_ridge"):
+            m = metrics.get(name) or {}
+            if m:
+                print(
+                    f"  {name:<26} spearman={m.get('spearman')} within_subreddit={m.get('spearman_within_subreddit')} "
+                    f"mae={m.get('mae')} rmse={m.get('rmse')}"
+                )
+    publish = runs.get("evaluate_and_publish", {})
+    if publish:
+        print(f"promotion        : promoted={publish.get('promoted')} ({publish.get('reason')})")
+    print(f"champion         : {champion(settings)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="smpp", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("prepare-models", help="build/check the encoder weights of the model profile").set_defaults(
+        func=cmd_prepare_models
+    )
+    summary = sub.add_parser("summary", help="print a day's run metrics and model")
+    summary.add_argument("--day", required=True, help="data_interval_start date, YYYY-MM-DD")
+    summary.set_defaults(func=cmd_summary)
+    args = parser.parse_args(argv)
+    return args.func(args)

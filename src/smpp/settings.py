@@ -1,0 +1,179 @@
+"""One typed settings object: SMPP_* environment variables + optional YAML, local defaults.
+
+Nested fields use a double underscore: SMPP_REDDIT__CLIENT_ID, SMPP_TRAINING__EPOCHS.
+The YAML file is read from SMPP_CONFIG (if set). Environment wins over YAML.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+ModelProfile = Literal["tiny", "offline", "production"]
+Source = Literal["reddit", "archive"]
+
+
+class RedditSettings(BaseModel):
+    # praw.ini section; kwargs below override it. Endpoints are only read from kwargs/praw.ini.
+    site: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
+    user_agent: str = "linux:smpp:0.1.0 (popularity research pipeline)"
+    username: str | None = None
+    password: str | None = None
+    oauth_url: str | None = None
+    reddit_url: str | None = None
+    short_url: str | None = None
+    timeout_s: float = 16.0
+    # Reddit allows ~100 requests/min per OAuth client; PRAW paces to the headers.
+    max_429_retries: int = 3
+    listing_limit: int = 1000
+
+
+class FilterSettings(BaseModel):
+    image_posts_only: bool = False  # text-only posts are kept and masked in the model
+    drop_nsfw: bool = True
+    min_title_chars: int = 3
+    drop_removed: bool = True
+
+
+class ImageSettings(BaseModel):
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 15.0
+    max_bytes: int = 20 * 1024 * 1024
+    max_side: int = 1024  # longest side after decoding; models resize further anyway
+    max_retries: int = 2
+    retry_backoff_s: float = 0.5  # urllib3 backoff factor; sleeps are capped below
+    retry_backoff_max_s: float = 8.0
+    total_timeout_s: float = 30.0  # wall deadline per image, so a slow-drip server cannot hang a worker
+    max_redirects: int = 5
+    per_host_concurrency: int = 4
+    workers: int = 8
+    # Hosts exempt from the private-address guard (tests and the demo serve images on 127.0.0.1).
+    allowed_private_hosts: list[str] = Field(default_factory=list)
+
+
+class EncoderSettings(BaseModel):
+    # None = the model profile's default (see smpp.encoders.profiles).
+    text_model: str | None = None
+    image_model: str | None = None
+    joint_model: str | None = None
+    joint_text_model: str | None = None
+    caption_model: str | None = None
+    caption_prompt: str = "a photograph of"
+    caption_max_new_tokens: int = 24
+    batch_size: int = 16
+    device: str = "auto"  # auto picks cuda when present
+    chunk_size: int = 512
+
+
+class TrainingSettings(BaseModel):
+    seed: int = 1234
+    epochs: int = 40
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    patience: int = 6
+    train_window_days: int | None = None  # None = all history
+    val_fraction: float = 0.15
+    test_fraction: float = 0.2
+    min_rows: int = 30  # fewer labelled rows than this: skip training, say so
+    promotion_margin: float = 0.01  # on within-subreddit Spearman
+    mae_tolerance: float = 0.05
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SMPP_", env_nested_delimiter="__", extra="ignore", validate_default=True
+    )
+
+    data_dir: Path = PROJECT_ROOT / "data"
+    database_url: str | None = None  # default: SQLite file under data_dir
+    model_profile: ModelProfile = "offline"
+    source: Source = "reddit"
+    archive_path: Path | None = None
+    subreddits: list[str] = Field(default_factory=lambda: ["pics", "aww", "EarthPorn"])
+    label_age_hours: float = 24.0
+    label_grace_hours: float = 24.0  # refreshes later than age + grace are "late" labels
+
+    reddit: RedditSettings = Field(default_factory=RedditSettings)
+    filter: FilterSettings = Field(default_factory=FilterSettings)
+    images: ImageSettings = Field(default_factory=ImageSettings)
+    encoders: EncoderSettings = Field(default_factory=EncoderSettings)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
+
+    @model_validator(mode="after")
+    def _resolve_paths(self) -> "Settings":
+        self.data_dir = Path(self.data_dir).expanduser().resolve()
+        if self.database_url is None:
+            self.database_url = f"sqlite:///{self.data_dir / 'warehouse.sqlite'}"
+        return self
+
+    # Layout of the data root (one place, so every stage agrees).
+    @property
+    def partitions_dir(self) -> Path:
+        return self.data_dir / "partitions"
+
+    @property
+    def images_dir(self) -> Path:
+        return self.data_dir / "images"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir / "cache"
+
+    @property
+    def encoders_dir(self) -> Path:
+        """Locally prepared encoder weights (tiny / offline profiles)."""
+        return self.data_dir / "encoders"
+
+    @property
+    def models_dir(self) -> Path:
+        """Registry of trained models: models/<version>/, champion pointer, promotion log."""
+        return self.data_dir / "models"
+
+    @property
+    def runs_dir(self) -> Path:
+        """Per-run metrics (counts by stage) keyed by day."""
+        return self.data_dir / "runs"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config = os.environ.get("SMPP_CONFIG")
+        if config:
+            if not Path(config).is_file():
+                raise FileNotFoundError(f"SMPP_CONFIG points to a missing file: {config}")
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config))
+        return tuple(sources)
+
+    def with_overrides(self, **overrides: Any) -> "Settings":
+        """A copy with run-level overrides (e.g. DAG params), validated again."""
+        data = self.model_dump()
+        for key, value in overrides.items():
+            if value is not None:
+                data[key] = value
+        return Settings(**data)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,170 @@
+"""Data-root layout, day partitions and atomic writes.
+
+Every stage writes one Parquet file per day: partitions/<stage>/ds=YYYY-MM-DD/part-0.parquet.
+Writes go to a temp file in the same directory and are renamed into place (os.replace is
+atomic on POSIX), so a reader never sees a half-written partition and re-running a day
+replaces it instead of appending.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from smpp.settings import Settings
+
+PART_FILE = "part-0.parquet"
+
+
+def as_day(value: date | datetime | str) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value)[:10])
+
+
+def partition_dir(settings: Settings, stage: str, day: date | str) -> Path:
+    return settings.partitions_dir / stage / f"ds={as_day(day).isoformat()}"
+
+
+def partition_path(settings: Settings, stage: str, day: date | str) -> Path:
+    return partition_dir(settings, stage, day) / PART_FILE
+
+
+def _atomic_target(path: Path) -> tuple[int, str]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> Path:
+    fd, tmp = _atomic_target(path)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, obj: Any) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def atomic_write_table(path: Path, table: pa.Table) -> Path:
+    fd, tmp = _atomic_target(path)
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_partition(
+    settings: Settings,
+    stage: str,
+    day: date | str,
+    frame: pd.DataFrame,
+    schema: pa.Schema | None = None,
+    metadata: dict[str, str] | None = None,
+) -> Path:
+    """Replace the day's partition of `stage` with `frame` (an empty frame is a valid result)."""
+    table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+    if metadata:
+        merged = dict(table.schema.metadata or {})
+        merged.update({k.encode(): str(v).encode() for k, v in metadata.items()})
+        table = table.replace_schema_metadata(merged)
+    return atomic_write_table(partition_path(settings, stage, day), table)
+
+
+def has_partition(settings: Settings, stage: str, day: date | str) -> bool:
+    return partition_path(settings, stage, day).is_file()
+
+
+def read_partition(settings: Settings, stage: str, day: date | str) -> pd.DataFrame:
+    path = partition_path(settings, stage, day)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"missing partition {stage} for {as_day(day)} ({path}): run the upstream stage first"
+        )
+    return pq.read_table(path).to_pandas()
+
+
+def partition_metadata(settings: Settings, stage: str, day: date | str) -> dict[str, str]:
+    meta = pq.read_schema(partition_path(settings, stage, day)).metadata or {}
+    return {k.decode(): v.decode() for k, v in meta.items() if not k.startswith(b"pandas")}
+
+
+def list_partition_days(settings: Settings, stage: str) -> list[date]:
+    root = settings.partitions_dir / stage
+    if not root.is_dir():
+        return []
+    days = []
+    for child in root.iterdir():
+        if child.name.startswith("ds=") and (child / PART_FILE).is_file():
+            days.append(date.fromisoformat(child.name[3:]))
+    return sorted(days)
+
+
+def read_partitions(
+    settings: Settings, stage: str, days: Iterable[date] | None = None
+) -> pd.DataFrame:
+    chosen = list_partition_days(settings, stage) if days is None else list(days)
+    frames = [read_partition(settings, stage, d) for d in chosen if has_partition(settings, stage, d)]
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame()
+    return pd.concat(frames, ignore_index=True)
+
+
+def run_metrics_path(settings: Settings, day: date | str, stage: str) -> Path:
+    return settings.runs_dir / f"ds={as_day(day).isoformat()}" / f"{stage}.json"
+
+
+def write_run_metrics(settings: Settings, day: date | str, stage: str, metrics: dict) -> Path:
+    """Counts a stage reports for a day (the UI reads these); replaced on re-run."""
+    return atomic_write_json(run_metrics_path(settings, day, stage), metrics)
+
+
+def read_run_metrics(settings: Settings, day: date | str) -> dict[str, dict]:
+    folder = settings.runs_dir / f"ds={as_day(day).isoformat()}"
+    if not folder.is_dir():
+        return {}
+    return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
+
+
+def vectors_to_arrow(vectors: list, dim: int) -> pa.FixedSizeListArray:
+    """Cells of float vectors (or None for a missing modality) as fixed_size_list<float32>[dim]."""
+    import numpy as np
+
+    flat = np.zeros((len(vectors), dim), dtype=np.float32)
+    mask = np.zeros(len(vectors), dtype=bool)
+    for i, vec in enumerate(vectors):
+        if vec is None:
+            mask[i] = True
+            continue
+        vec = np.asarray(vec, dtype=np.float32)
+        if vec.shape != (dim,):
+            raise ValueError(f"vector {i} has shape {vec.shape}, expected ({dim},)")
+        flat[i] = vec
+    return pa.FixedSizeListArray.from_arrays(
+        pa.array(flat.reshape(-1), type=pa.float32()), dim, mask=pa.array(mask)
+    )

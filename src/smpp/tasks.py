@@ -1,0 +1,478 @@
+"""One function per pipeline stage. The only module that knows it is called by Airflow.
+
+Each stage reads its inputs for the run's day (keyed by data_interval_start), calls the
+domain code, writes its own partition atomically, records its counts for the UI, and
+returns a small summary (XCom carries only that).
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import select
+
+from smpp import storage
+from smpp.settings import PROJECT_ROOT, Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+# DAG params that map onto settings fields (None = keep the configured value).
+PARAM_SETTINGS = ("source", "archive_path", "subreddits", "label_age_hours", "model_profile")
+
+
+@dataclass(frozen=True)
+class RunContext:
+    settings: Settings
+    day: date
+    start_utc: int
+    end_utc: int
+
+
+def _to_datetime(value: datetime | str) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return datetime.fromisoformat(str(value)).astimezone(timezone.utc)
+
+
+def run_context(
+    interval_start: datetime | str | None,
+    interval_end: datetime | str | None,
+    params: dict[str, Any] | None = None,
+) -> RunContext:
+    if interval_start is None or interval_end is None:
+        raise ValueError(
+            "this run has no data interval (manual trigger without a logical date?): "
+            "trigger it with a logical date so the day to process is defined"
+        )
+    params = params or {}
+    overrides = {k: params.get(k) for k in PARAM_SETTINGS}
+    if params.get("train_window_days") is not None:
+        base = get_settings()
+        overrides["training"] = base.training.model_copy(
+            update={"train_window_days": int(params["train_window_days"])}
+        ).model_dump()
+    settings = get_settings().with_overrides(**overrides)
+    start, end = _to_datetime(interval_start), _to_datetime(interval_end)
+    return RunContext(settings, start.date(), int(start.timestamp()), int(end.timestamp()))
+
+
+def _session(settings: Settings):
+    from smpp.warehouse import session_for
+
+    return session_for(settings.database_url)
+
+
+def _finish(ctx: RunContext, stage: str, metrics: dict[str, Any]) -> dict[str, Any]:
+    metrics = {"day": ctx.day.isoformat(), **metrics}
+    storage.write_run_metrics(ctx.settings, ctx.day, stage, metrics)
+    log.info("%s %s: %s", stage, ctx.day, metrics)
+    return metrics
+
+
+# ---------------------------------------------------------------- ingestion
+
+
+def _day_posts_frame(settings: Settings, start_utc: int, end_utc: int) -> pd.DataFrame:
+    from smpp.warehouse import Post
+
+    with _session(settings) as session:
+        rows = session.scalars(
+            select(Post).where(Post.created_utc >= start_utc, Post.created_utc < end_utc).order_by(Post.id)
+        ).all()
+        columns = [c.name for c in Post.__table__.columns]
+        return pd.DataFrame([{c: getattr(r, c) for c in columns} for r in rows], columns=columns)
+
+
+def scrape_posts(interval_start, interval_end, params=None) -> dict[str, Any]:
+    """Live: PRAW over each subreddit's /new. Archive: the dump's posts of the interval."""
+    from smpp.ingest import ingest_authors, ingest_posts, unknown_author_fullnames
+    from smpp.labels import assign_labels
+
+    ctx = run_context(interval_start, interval_end, params)
+    settings = ctx.settings
+    metrics: dict[str, Any] = {"source": settings.source}
+    with _session(settings) as session:
+        if settings.source == "archive":
+            from smpp.sources.archive import ArchiveScan, iter_archive_posts
+
+            if settings.archive_path is None:
+                raise ValueError("source=archive needs archive_path (DAG param or SMPP_ARCHIVE_PATH)")
+            scan = ArchiveScan()
+            stats = ingest_posts(
+                session, settings, iter_archive_posts(settings.archive_path, ctx.start_utc, ctx.end_utc, scan)
+            )
+            metrics.update(archive_lines=scan.lines, archive_skips=scan.skip_reasons, **stats.as_metrics())
+        else:
+            from smpp.sources.reddit import fetch_authors, make_reddit, scrape_new
+
+            reddit = make_reddit(settings)
+            statuses: dict[str, str] = {}
+            gaps: dict[str, list[int]] = {}
+            total: dict[str, int] = {}
+            post_ids: list[str] = []
+            for subreddit in settings.subreddits:
+                result = scrape_new(
+                    reddit, subreddit, ctx.start_utc, ctx.end_utc, limit=settings.reddit.listing_limit
+                )
+                statuses[subreddit] = result.status
+                if result.uncovered_span:
+                    gaps[subreddit] = list(result.uncovered_span)
+                    log.warning("r/%s: listing cap hit, uncovered span %s", subreddit, result.uncovered_span)
+                stats = ingest_posts(session, settings, result.posts)
+                post_ids += stats.post_ids
+                for key, value in stats.as_metrics().items():
+                    total[key] = total.get(key, 0) + value
+            authors = fetch_authors(reddit, unknown_author_fullnames(session, post_ids))
+            metrics.update(
+                subreddit_status=statuses,
+                uncovered_spans=gaps,
+                authors_snapshotted=ingest_authors(session, authors),
+                **total,
+            )
+            metrics["labels"] = vars(assign_labels(session, settings, post_ids))
+    posts = _day_posts_frame(settings, ctx.start_utc, ctx.end_utc)
+    path = storage.write_partition(settings, "posts", ctx.day, posts)
+    return _finish(ctx, "scrape_posts", {**metrics, "posts_in_day": len(posts), "partition": str(path)})
+
+
+def refresh_scores(interval_start, interval_end, params=None) -> dict[str, Any]:
+    """Re-read young posts' scores so each gets its label at the fixed age."""
+    from smpp.ingest import ingest_posts, now_utc
+    from smpp.labels import assign_labels, posts_due_for_refresh
+
+    ctx = run_context(interval_start, interval_end, params)
+    settings = ctx.settings
+    if settings.source == "archive":
+        return _finish(ctx, "refresh_scores", {"skipped": "archive source: labels come from the dump"})
+    from smpp.sources.reddit import make_reddit, refresh_posts
+
+    with _session(settings) as session:
+        due = posts_due_for_refresh(session, settings, now_utc())
+        records = refresh_posts(make_reddit(settings), due) if due else []
+        stats = ingest_posts(session, settings, records)
+        labels = assign_labels(session, settings)
+    return _finish(
+        ctx,
+        "refresh_scores",
+        {"due": len(due), "refreshed": len(records), "newly_removed": stats.newly_removed, "labels": vars(labels)},
+    )
+
+
+def filter_posts(interval_start, interval_end, params=None) -> dict[str, Any]:
+    from smpp.filtering import apply_filters
+    from smpp.images.urls import resolve_image_url
+
+    ctx = run_context(interval_start, interval_end, params)
+    posts = storage.read_partition(ctx.settings, "posts", ctx.day)
+    current = _day_posts_frame(ctx.settings, ctx.start_utc, ctx.end_utc)
+    # removals seen by a later refresh win over the day's first sight
+    if not posts.empty:
+        posts = posts.drop(columns=["removed", "title"]).merge(
+            current[["id", "removed", "title"]], on="id", how="left"
+        )
+        posts["removed"] = posts["removed"].fillna(True).astype(bool)
+    else:
+        posts = current
+    filtered, counts = apply_filters(posts, ctx.settings.filter)
+    filtered["image_url"] = [
+        (resolve_image_url(r.url, r.domain, r.post_hint, r.preview_url, list(r.gallery_urls or []), bool(r.is_self)) or [None])[0]
+        for r in filtered.itertuples()
+    ]
+    kept = filtered[filtered["keep"]].drop(columns=["gallery_urls"]).reset_index(drop=True)
+    path = storage.write_partition(ctx.settings, "filtered", ctx.day, kept)
+    counts["with_image_url"] = int(kept["image_url"].notna().sum())
+    return _finish(ctx, "filter_posts", {**counts, "partition": str(path)})
+
+
+# ---------------------------------------------------------------- enrichment
+
+
+def fetch_images(interval_start, interval_end, params=None) -> dict[str, Any]:
+    from smpp.images.fetch import count_reasons
+    from smpp.images.fetch import fetch_images as fetch
+
+    ctx = run_context(interval_start, interval_end, params)
+    kept = storage.read_partition(ctx.settings, "filtered", ctx.day)
+    wanted = kept.loc[kept["image_url"].notna(), ["id", "image_url"]].rename(columns={"id": "post_id"})
+    fetched = fetch(ctx.settings, wanted.reset_index(drop=True))
+    ok = fetched[fetched["status"] == "ok"]
+    # the same image under several posts is a repost: stored and processed once
+    fetched["duplicate_image"] = fetched["sha256"].duplicated(keep="first") & (fetched["status"] == "ok")
+    path = storage.write_partition(ctx.settings, "images", ctx.day, fetched)
+    return _finish(
+        ctx,
+        "fetch_images",
+        {
+            "requested": len(wanted),
+            "ok": len(ok),
+            "unique_images": int(ok["sha256"].nunique()),
+            "duplicate_images": int(fetched["duplicate_image"].sum()),
+            "failures": count_reasons(fetched),
+            "partition": str(path),
+        },
+    )
+
+
+def _ok_images(ctx: RunContext) -> pd.DataFrame:
+    images = storage.read_partition(ctx.settings, "images", ctx.day)
+    if images.empty:
+        return images
+    return images[images["status"] == "ok"].reset_index(drop=True)
+
+
+def _model_metadata(result, role: str) -> dict[str, str]:
+    return {f"{role}_model_id": result.model_id, f"{role}_revision": result.revision, f"{role}_dim": str(getattr(result, "dim", ""))}
+
+
+def caption_images(interval_start, interval_end, params=None) -> dict[str, Any]:
+    from smpp.encoders import caption_images as caption
+
+    ctx = run_context(interval_start, interval_end, params)
+    images = _ok_images(ctx)
+    unique = images.drop_duplicates("sha256") if not images.empty else images
+    result = caption(
+        ctx.settings,
+        unique["path"].tolist() if not unique.empty else [],
+        unique["sha256"].tolist() if not unique.empty else [],
+    )
+    by_sha = dict(zip(unique["sha256"], result.captions)) if not unique.empty else {}
+    frame = pd.DataFrame(
+        {
+            "post_id": images["post_id"] if not images.empty else pd.Series(dtype=str),
+            "sha256": images["sha256"] if not images.empty else pd.Series(dtype=str),
+            "caption": [by_sha[s] for s in images["sha256"]] if not images.empty else pd.Series(dtype=str),
+        }
+    )
+    frame["caption_model"] = result.model_id
+    frame["caption_revision"] = result.revision
+    path = storage.write_partition(
+        ctx.settings, "captions", ctx.day, frame, metadata={"caption_model_id": result.model_id, "caption_revision": result.revision}
+    )
+    return _finish(
+        ctx,
+        "caption_images",
+        {"captioned": len(frame), "cache_hits": result.cache_hits, "cache_misses": result.cache_misses, "partition": str(path)},
+    )
+
+
+def _write_embeddings(ctx: RunContext, stage: str, post_ids: list[str], columns: dict[str, list], result) -> str:
+    import pyarrow as pa
+
+    arrays = {"post_id": pa.array(post_ids, pa.string())}
+    for name, vectors in columns.items():
+        arrays[name] = storage.vectors_to_arrow(vectors, result.dim)
+    table = pa.table(arrays)
+    meta = {"model_id": result.model_id, "revision": result.revision, "dim": str(result.dim)}
+    table = table.replace_schema_metadata({k.encode(): v.encode() for k, v in meta.items()})
+    return str(storage.atomic_write_table(storage.partition_path(ctx.settings, stage, ctx.day), table))
+
+
+def embed_text(interval_start, interval_end, params=None) -> dict[str, Any]:
+    """bge-m3 dense vectors of titles and captions (one model call, cached by text)."""
+    from smpp.encoders import embed_texts
+
+    ctx = run_context(interval_start, interval_end, params)
+    kept = storage.read_partition(ctx.settings, "filtered", ctx.day)
+    captions = storage.read_partition(ctx.settings, "captions", ctx.day)
+    caption_by_post = dict(zip(captions["post_id"], captions["caption"])) if not captions.empty else {}
+    post_ids = kept["id"].astype(str).tolist()
+    titles = kept["title"].fillna("").tolist()
+    caption_texts = [caption_by_post.get(pid) for pid in post_ids]
+    texts = titles + [c for c in caption_texts if c]
+    result = embed_texts(ctx.settings, texts)
+    title_vecs = list(result.vectors[: len(titles)])
+    rest = iter(result.vectors[len(titles) :])
+    caption_vecs = [next(rest) if c else None for c in caption_texts]
+    path = _write_embeddings(ctx, "text_embeddings", post_ids, {"title_emb": title_vecs, "caption_emb": caption_vecs}, result)
+    return _finish(
+        ctx,
+        "embed_text",
+        {"titles": len(titles), "captions": sum(1 for c in caption_texts if c), "dim": result.dim,
+         "cache_hits": result.cache_hits, "cache_misses": result.cache_misses, "partition": path},
+    )
+
+
+def embed_images(interval_start, interval_end, params=None) -> dict[str, Any]:
+    """timm ViT pooled image features."""
+    from smpp.encoders import embed_images as embed
+
+    ctx = run_context(interval_start, interval_end, params)
+    images = _ok_images(ctx)
+    paths = images["path"].tolist() if not images.empty else []
+    keys = images["sha256"].tolist() if not images.empty else []
+    result = embed(ctx.settings, paths, keys)
+    post_ids = images["post_id"].tolist() if not images.empty else []
+    path = _write_embeddings(ctx, "image_embeddings", post_ids, {"image_emb": list(result.vectors)}, result)
+    return _finish(
+        ctx, "embed_images",
+        {"images": len(paths), "dim": result.dim, "cache_hits": result.cache_hits, "cache_misses": result.cache_misses, "partition": path},
+    )
+
+
+def embed_image_text(interval_start, interval_end, params=None) -> dict[str, Any]:
+    """Visualized BGE joint embedding of each image with its post title."""
+    from smpp.encoders import embed_image_text as embed
+
+    ctx = run_context(interval_start, interval_end, params)
+    images = _ok_images(ctx)
+    kept = storage.read_partition(ctx.settings, "filtered", ctx.day)
+    title_by_post = dict(zip(kept["id"], kept["title"].fillna("")))
+    post_ids = images["post_id"].tolist() if not images.empty else []
+    texts = [title_by_post.get(pid, "") for pid in post_ids]
+    paths = images["path"].tolist() if not images.empty else []
+    keys = images["sha256"].tolist() if not images.empty else []
+    result = embed(ctx.settings, paths, texts, keys)
+    path = _write_embeddings(ctx, "joint_embeddings", post_ids, {"joint_emb": list(result.vectors)}, result)
+    return _finish(
+        ctx, "embed_image_text",
+        {"pairs": len(paths), "dim": result.dim, "cache_hits": result.cache_hits, "cache_misses": result.cache_misses, "partition": path},
+    )
+
+
+def _authors_frame(settings: Settings, names: list[str]) -> pd.DataFrame:
+    """Each author's first snapshot: what was known when we first saw them, never later karma."""
+    from smpp.warehouse import Author, AuthorSnapshot
+
+    columns = ["name", "created_utc", "link_karma", "comment_karma"]
+    names = [n for n in set(names) if n]
+    if not names:
+        return pd.DataFrame(columns=columns)
+    with _session(settings) as session:
+        rows = session.execute(
+            select(Author.name, Author.created_utc, AuthorSnapshot.link_karma, AuthorSnapshot.comment_karma, AuthorSnapshot.observed_at)
+            .outerjoin(AuthorSnapshot, AuthorSnapshot.name == Author.name)
+            .where(Author.name.in_(names))
+            .order_by(Author.name, AuthorSnapshot.observed_at)
+        ).all()
+    frame = pd.DataFrame(rows, columns=[*columns, "observed_at"]).drop_duplicates("name", keep="first")
+    return frame[columns]
+
+
+def build_features(interval_start, interval_end, params=None) -> dict[str, Any]:
+    from smpp.encoders import model_info
+    from smpp.features import build_feature_table
+    from smpp.images.features import image_features_frame
+
+    ctx = run_context(interval_start, interval_end, params)
+    settings = ctx.settings
+    kept = storage.read_partition(settings, "filtered", ctx.day)
+    images = storage.read_partition(settings, "images", ctx.day)
+    ok = images[images["status"] == "ok"] if not images.empty else images
+    image_feats = image_features_frame(ok["path"].tolist() if not ok.empty else [])
+    image_feats.insert(0, "post_id", ok["post_id"].tolist() if not ok.empty else [])
+    embeddings = {
+        "title_emb": storage.read_partition(settings, "text_embeddings", ctx.day),
+        "caption_emb": storage.read_partition(settings, "text_embeddings", ctx.day),
+        "image_emb": storage.read_partition(settings, "image_embeddings", ctx.day),
+        "joint_emb": storage.read_partition(settings, "joint_embeddings", ctx.day),
+    }
+    from smpp.schema import EMBEDDING_COLUMNS
+
+    dims = {col: int(model_info(settings, role)["dim"]) for col, role in EMBEDDING_COLUMNS.items()}
+    table = build_feature_table(
+        ctx.day, kept, _authors_frame(settings, kept["author"].dropna().tolist()), images, image_feats, embeddings, dims
+    )
+    meta = {f"{col}_dim": str(dim) for col, dim in dims.items()}
+    meta.update({"model_profile": settings.model_profile})
+    table = table.replace_schema_metadata({k.encode(): v.encode() for k, v in meta.items()})
+    path = storage.atomic_write_table(storage.partition_path(settings, "features", ctx.day), table)
+    return _finish(ctx, "build_features", {"rows": table.num_rows, "with_image": int(sum(table.column("has_image").to_pylist())), "dims": dims, "partition": str(path)})
+
+
+# ---------------------------------------------------------------- training
+
+
+def code_version() -> str:
+    try:
+        sha = subprocess.run(
+            ["git", "-C", str(PROJECT_ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = "unknown"
+    from smpp import __version__
+
+    return f"{__version__}+{sha}"
+
+
+def training_frame(settings: Settings, day: date, end_utc: int) -> tuple[pd.DataFrame, list[str]]:
+    """Feature rows of the window whose label matured by the end of the run's interval."""
+    from smpp.labels import TRAINABLE_STATUSES
+    from smpp.warehouse import Label, Post
+
+    days = [d for d in storage.list_partition_days(settings, "features") if d <= day]
+    window = settings.training.train_window_days
+    if window is not None:
+        days = [d for d in days if d > day - timedelta(days=window)]
+    features = storage.read_partitions(settings, "features", days)
+    read = [str(storage.partition_path(settings, "features", d)) for d in days]
+    if features.empty:
+        return features, read
+    with _session(settings) as session:
+        labels = pd.DataFrame(
+            session.execute(
+                select(Label.post_id, Label.score, Label.age_hours, Label.status, Label.matured_utc)
+                .join(Post, Post.id == Label.post_id)
+                .where(Label.status.in_(TRAINABLE_STATUSES), Label.matured_utc <= end_utc, Post.removed.is_(False))
+            ).all(),
+            columns=["post_id", "label_score", "label_age_hours", "label_status", "label_matured_utc"],
+        )
+    frame = features.merge(labels, on="post_id", how="inner")
+    import numpy as np
+
+    frame["label"] = np.log1p(frame["label_score"].clip(lower=0)).astype("float32")
+    return frame.sort_values(["created_utc", "post_id"]).reset_index(drop=True), read
+
+
+def train_model(interval_start, interval_end, params=None) -> dict[str, Any]:
+    from smpp.registry import new_version_id, version_dir
+    from smpp.training import train_and_evaluate
+
+    ctx = run_context(interval_start, interval_end, params)
+    settings = ctx.settings
+    frame, read = training_frame(settings, ctx.day, ctx.end_utc)
+    version = new_version_id()
+    out = version_dir(settings, version)
+    lineage = {
+        "run_day": ctx.day.isoformat(),
+        "interval": [ctx.start_utc, ctx.end_utc],
+        "partitions_read": read,
+        "code_version": code_version(),
+        "label_rule": f"score at first snapshot >= {settings.label_age_hours}h, matured by interval end",
+    }
+    report = train_and_evaluate(settings, frame, out, lineage=lineage)
+    return _finish(
+        ctx,
+        "train_model",
+        {"version": version, "version_dir": str(out), "rows": report.rows, "skipped_reason": report.skipped_reason},
+    )
+
+
+def evaluate_and_publish(interval_start, interval_end, version: str, params=None) -> dict[str, Any]:
+    """Compare with the champion on the challenger's own test slice; promote only on a win."""
+    from smpp.registry import champion, decide_and_publish, version_dir
+
+    ctx = run_context(interval_start, interval_end, params)
+    settings = ctx.settings
+    current = champion(settings)
+    champion_metrics = None
+    if current and current != version:
+        from smpp.training import evaluate_model_on, test_slice
+
+        test = test_slice(settings, training_frame(settings, ctx.day, ctx.end_utc)[0])
+        if not test.empty:
+            champion_metrics = evaluate_model_on(settings, current, test)
+    decision = decide_and_publish(settings, version, champion_metrics)
+    metrics_file = version_dir(settings, version) / "metrics.json"
+    return _finish(
+        ctx,
+        "evaluate_and_publish",
+        {"version": version, "promoted": decision.promoted, "reason": decision.reason,
+         "champion_before": current, "metrics_file": str(metrics_file)},
+    )

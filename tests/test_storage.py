@@ -1,0 +1,49 @@
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from smpp import storage
+
+
+def test_partition_roundtrip_and_replace(settings):
+    day = "2024-01-02"
+    path = storage.write_partition(settings, "posts", day, pd.DataFrame({"id": ["a", "b"]}))
+    assert path == settings.partitions_dir / "posts" / "ds=2024-01-02" / "part-0.parquet"
+    storage.write_partition(settings, "posts", day, pd.DataFrame({"id": ["c"]}))
+    assert storage.read_partition(settings, "posts", day)["id"].tolist() == ["c"]  # replaced, not appended
+    assert [p.name for p in path.parent.iterdir()] == ["part-0.parquet"]  # no temp files left
+    assert storage.list_partition_days(settings, "posts") == [pd.Timestamp(day).date()]
+
+
+def test_failed_write_keeps_previous_partition(settings, monkeypatch):
+    storage.write_partition(settings, "posts", "2024-01-02", pd.DataFrame({"id": ["a"]}))
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(storage.pq, "write_table", boom)
+    with pytest.raises(OSError):
+        storage.write_partition(settings, "posts", "2024-01-02", pd.DataFrame({"id": ["b"]}))
+    monkeypatch.undo()
+    assert storage.read_partition(settings, "posts", "2024-01-02")["id"].tolist() == ["a"]
+    assert len(list(storage.partition_dir(settings, "posts", "2024-01-02").iterdir())) == 1
+
+
+def test_missing_partition_names_the_stage(settings):
+    with pytest.raises(FileNotFoundError, match="missing partition images"):
+        storage.read_partition(settings, "images", "2024-01-02")
+
+
+def test_vectors_to_arrow_nulls_and_dims():
+    arr = storage.vectors_to_arrow([np.ones(3), None, np.zeros(3)], 3)
+    assert pa.types.is_fixed_size_list(arr.type) and arr.type.list_size == 3
+    assert arr.null_count == 1 and arr[1].as_py() is None and arr[0].as_py() == [1.0, 1.0, 1.0]
+    with pytest.raises(ValueError, match="expected"):
+        storage.vectors_to_arrow([np.ones(4)], 3)
+
+
+def test_run_metrics(settings):
+    storage.write_run_metrics(settings, "2024-01-02", "filter_posts", {"kept": 3})
+    storage.write_run_metrics(settings, "2024-01-02", "filter_posts", {"kept": 4})
+    assert storage.read_run_metrics(settings, "2024-01-02") == {"filter_posts": {"kept": 4}}

@@ -1,0 +1,43 @@
+"""Upserts on SQLite and, when reachable, on the local Postgres."""
+
+import pytest
+from sqlalchemy import func, select
+
+from smpp.warehouse import Label, Post, session_for, upsert
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'wh.sqlite'}"
+    return request.getfixturevalue("postgres_url")
+
+
+def _post(pid: str, title: str = "t") -> dict:
+    return {
+        "id": pid, "subreddit": "pics", "title": title, "author": "a", "author_fullname": "t2_a",
+        "created_utc": 1_700_000_000, "url": None, "domain": None, "permalink": None, "is_self": True,
+        "over_18": False, "is_gallery": False, "post_hint": None, "preview_url": None, "gallery_urls": [],
+        "flair_text": None, "subreddit_subscribers": 10, "selftext_len": 0, "source": "reddit",
+        "first_seen_at": 1_700_000_100, "removed": False,
+    }
+
+
+def test_upsert_insert_only_keeps_first_sight(db_url):
+    with session_for(db_url) as s:
+        upsert(s, Post, [_post("p1", "first"), _post("p2")])
+        upsert(s, Post, [_post("p1", "second")])
+        s.commit()
+        assert s.scalar(select(func.count()).select_from(Post)) == 2
+        assert s.get(Post, "p1").title == "first"
+
+
+def test_upsert_updates_named_columns(db_url):
+    row = {"post_id": "p1", "score": 1, "age_hours": 24.0, "label_age_hours": 24.0,
+           "observed_at": 1, "matured_utc": 2, "status": "ok"}
+    with session_for(db_url) as s:
+        upsert(s, Label, [row])
+        upsert(s, Label, [{**row, "score": 5}], update=["score"])
+        s.commit()
+        assert s.get(Label, "p1").score == 5
+        assert s.scalar(select(func.count()).select_from(Label)) == 1
