@@ -70,15 +70,14 @@ def build_feature_table(
     table: dict[str, pa.Array] = {
         "post_id": pa.array(posts["id"].astype(str).tolist(), pa.string()),
         "subreddit": pa.array(posts["subreddit"].astype(str).tolist(), pa.string()),
-        "author": pa.array(posts["author"].tolist(), pa.string()),
+        "author": pa.array(posts["author"], pa.string(), from_pandas=True),
         "created_utc": pa.array(posts["created_utc"].astype("int64").tolist(), pa.int64()),
         "ds": pa.array([day.isoformat()] * len(posts), pa.string()),
     }
+    ok_ids = set(images.loc[images["status"] == "ok", "post_id"]) if not images.empty else set()
+    meta["has_image"] = posts["id"].isin(ok_ids).astype("float32").to_numpy()
     for col in schema.META_COLUMNS:
         table[col] = pa.array(meta[col].to_numpy(np.float32), pa.float32())
-    ok_images = images[images["status"] == "ok"] if not images.empty else images
-    has_image = posts["id"].isin(set(ok_images["post_id"])) if not images.empty else pd.Series(False, index=posts.index)
-    table["has_image"] = pa.array(has_image.astype("float32").to_numpy(), pa.float32())
     imgf = posts[["id"]].merge(image_features, left_on="id", right_on="post_id", how="left")
     for col in schema.IMAGE_FEATURE_COLUMNS:
         values = imgf[col].to_numpy(np.float32) if col in imgf else np.full(len(posts), np.nan, np.float32)

@@ -13,8 +13,12 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp")
 IMAGE_DOMAINS = {"i.redd.it", "i.imgur.com", "imgur.com"}
 
 
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""  # None/NaN (missing) -> ""
+
+
 def looks_like_image_post(row: pd.Series) -> bool:
-    url = str(row.get("url") or "").lower().split("?")[0]
+    url = _text(row.get("url")).lower().split("?")[0]
     return bool(
         row.get("post_hint") in IMAGE_HINTS
         or row.get("is_gallery")
@@ -24,7 +28,7 @@ def looks_like_image_post(row: pd.Series) -> bool:
 
 
 def normalised_url(url: str | None) -> str | None:
-    if not url:
+    if not isinstance(url, str) or not url:
         return None
     return url.lower().split("?")[0].split("#")[0].rstrip("/").replace("http://", "https://")
 
@@ -36,7 +40,7 @@ def apply_filters(posts: pd.DataFrame, rules: FilterSettings) -> tuple[pd.DataFr
     seen_urls: set[str] = set()
     for _, row in posts.iterrows():
         reason = None
-        title = row.get("title") or ""
+        title = _text(row.get("title"))
         if rules.drop_removed and (row.get("removed") or not title):
             reason = "removed"
         elif rules.drop_nsfw and row.get("over_18"):
@@ -52,7 +56,7 @@ def apply_filters(posts: pd.DataFrame, rules: FilterSettings) -> tuple[pd.DataFr
             elif url:
                 seen_urls.add(url)
         reasons.append(reason)
-    posts["drop_reason"] = reasons
+    posts["drop_reason"] = pd.Series(reasons, index=posts.index, dtype=object)
     posts["keep"] = posts["drop_reason"].isna()
     counts = Counter(r for r in reasons if r)
     return posts, {"input": len(posts), "kept": int(posts["keep"].sum()), **{f"dropped_{k}": v for k, v in counts.items()}}

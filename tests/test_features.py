@@ -1,0 +1,59 @@
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from smpp import schema
+from smpp.features import FeatureValidationError, build_feature_table, metadata_features
+
+DIMS = {"title_emb": 4, "caption_emb": 4, "image_emb": 3, "joint_emb": 5}
+
+
+def inputs():
+    posts = pd.DataFrame({
+        "id": ["a", "b"], "subreddit": ["pics", "aww"], "author": ["alice", None],
+        "created_utc": [1375142400, 1375142400 + 6 * 3600], "title": ["Hello world", "x y z"],
+        "is_self": [False, True], "over_18": [False, False],
+    })
+    authors = pd.DataFrame({"name": ["alice"], "created_utc": [1375142400 - 86400 * 10],
+                            "link_karma": [100], "comment_karma": [5]})
+    images = pd.DataFrame({"post_id": ["a"], "status": ["ok"]})
+    image_feats = pd.DataFrame({"post_id": ["a"], **{c: [1.0] for c in schema.IMAGE_FEATURE_COLUMNS}})
+    emb = {
+        "title_emb": pd.DataFrame({"post_id": ["a", "b"], "title_emb": [np.ones(4), np.zeros(4)]}),
+        "caption_emb": pd.DataFrame({"post_id": ["a", "b"], "caption_emb": [np.ones(4), None]}),
+        "image_emb": pd.DataFrame({"post_id": ["a"], "image_emb": [np.ones(3)]}),
+        "joint_emb": pd.DataFrame({"post_id": ["a"], "joint_emb": [np.ones(5)]}),
+    }
+    return posts, authors, images, image_feats, emb
+
+
+def test_table_shape_masks_and_types():
+    table = build_feature_table(date(2013, 7, 30), *inputs(), DIMS)
+    frame = table.to_pandas()
+    assert frame["post_id"].tolist() == ["a", "b"]
+    assert frame["has_image"].tolist() == [1.0, 0.0]
+    assert frame["image_emb"][1] is None and frame["caption_emb"][1] is None
+    assert np.isnan(frame["img_brightness"][1]) and frame["img_brightness"][0] == 1.0
+    assert table.schema.field("joint_emb").type.list_size == 5
+    assert set(schema.META_COLUMNS) <= set(frame.columns)
+
+
+def test_author_features_use_known_author_only():
+    posts, authors, *_ = inputs()
+    meta = metadata_features(posts, authors)
+    assert meta["author_known"].tolist() == [1.0, 0.0]
+    assert meta["author_link_karma_log"][0] == pytest.approx(np.log1p(100))
+    assert meta["author_account_age_days_log"][0] == pytest.approx(np.log1p(10))
+    assert meta["hour_cos"][0] == pytest.approx(1.0) and meta["hour_sin"][1] == pytest.approx(1.0)
+
+
+def test_validation_rejects_bad_vectors_and_writes_nothing():
+    posts, authors, images, feats, emb = inputs()
+    emb["title_emb"].at[0, "title_emb"] = np.array([np.nan, 0, 0, 0])
+    with pytest.raises(FeatureValidationError, match="title_emb has NaN"):
+        build_feature_table(date(2013, 7, 30), posts, authors, images, feats, emb, DIMS)
+    emb["title_emb"].at[0, "title_emb"] = np.ones(7)
+    with pytest.raises(ValueError, match="expected"):
+        build_feature_table(date(2013, 7, 30), posts, authors, images, feats, emb, DIMS)
