@@ -1,0 +1,132 @@
+"""The whole DAG, twice plus a re-run, with `airflow dags test` against the fake Reddit API.
+
+Day 1 (2013-07-30) is backfilled from the bundled archive sample; day 2 (2013-07-31) is
+scraped live through PRAW from the fake API serving the same sample. Tiny models keep it fast.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sqlalchemy import create_engine, text
+
+from smpp.devtools.fake_reddit import FakeRedditServer, load_posts
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = REPO / "tests" / "data" / "sample_archive.ndjson.zst"
+AIRFLOW = Path(sys.executable).parent / "airflow"
+STAGES = ["posts", "filtered", "images", "captions", "text_embeddings", "image_embeddings",
+          "joint_embeddings", "features"]
+ARCHIVE_DAY, LIVE_DAY = "2013-07-30", "2013-07-31"
+
+
+def dags_test(env: dict, interval_end: str, conf: dict, log: Path) -> None:
+    # `airflow dags test DAG X` runs the interval ending at X
+    cmd = [str(AIRFLOW), "dags", "test", "smpp_pipeline", interval_end, "-c", json.dumps(conf)]
+    with log.open("w") as fh:
+        proc = subprocess.run(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, timeout=1200)
+    output = log.read_text()
+    assert proc.returncode == 0, output[-6000:]
+    assert "failed" not in [line.split("state=")[-1].strip() for line in output.splitlines() if "state=" in line]
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    posts = load_posts(SAMPLE)
+    with FakeRedditServer(posts, client_id="e2e-id", client_secret="e2e-secret") as fake:
+        env = {
+            **os.environ,
+            "AIRFLOW_HOME": str(root / "airflow"),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "PYTHONPATH": str(REPO / "src"),
+            "SMPP_DATA_DIR": str(root / "data"),
+            "SMPP_MODEL_PROFILE": "tiny",
+            "SMPP_SUBREDDITS": json.dumps(sorted({p["subreddit"] for p in posts})),
+            "SMPP_REDDIT__CLIENT_ID": "e2e-id",
+            "SMPP_REDDIT__CLIENT_SECRET": "e2e-secret",
+            "SMPP_REDDIT__OAUTH_URL": fake.base_url,
+            "SMPP_REDDIT__REDDIT_URL": fake.base_url,
+            "SMPP_REDDIT__SHORT_URL": fake.base_url,
+            "SMPP_IMAGES__ALLOWED_PRIVATE_HOSTS": '["127.0.0.1"]',
+            "SMPP_TRAINING__EPOCHS": "5",
+        }
+        env.pop("SMPP_CONFIG", None)
+        subprocess.run([str(AIRFLOW), "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
+        logs = root / "logs"
+        logs.mkdir()
+        dags_test(env, "2013-07-31", {"source": "archive", "archive_path": str(SAMPLE)}, logs / "archive.log")
+        dags_test(env, "2013-08-01", {"source": "reddit"}, logs / "live.log")
+        data = root / "data"
+        first = snapshot(data)
+        dags_test(env, "2013-08-01", {"source": "reddit"}, logs / "live-rerun.log")
+        yield {"data": data, "first": first, "second": snapshot(data), "fake": fake, "logs": logs}
+
+
+def snapshot(data: Path) -> dict:
+    engine = create_engine(f"sqlite:///{data / 'warehouse.sqlite'}")
+    with engine.connect() as conn:
+        counts = {t: conn.execute(text(f"select count(*) from {t}")).scalar()
+                  for t in ("posts", "post_snapshots", "labels", "authors", "author_snapshots", "tombstones")}
+    engine.dispose()
+    parts = {}
+    for stage in STAGES:
+        for day in (ARCHIVE_DAY, LIVE_DAY):
+            path = data / "partitions" / stage / f"ds={day}" / "part-0.parquet"
+            parts[(stage, day)] = len(pd.read_parquet(path)) if path.exists() else None
+    return {"counts": counts, "parts": parts}
+
+
+def test_warehouse_rows(pipeline):
+    counts = pipeline["first"]["counts"]
+    assert counts["posts"] == 671 + 721  # both days of the sample, each post once
+    assert counts["labels"] >= 671  # archive labels of day 1 (+ late labels of the live day)
+    assert counts["post_snapshots"] >= 721  # live posts get a snapshot with their observation time
+    assert counts["authors"] > 0 and counts["author_snapshots"] == counts["authors"]
+
+
+def test_every_stage_wrote_both_days(pipeline):
+    parts = pipeline["first"]["parts"]
+    missing = [k for k, v in parts.items() if v is None]
+    assert not missing
+    assert parts[("posts", ARCHIVE_DAY)] == 671 and parts[("posts", LIVE_DAY)] == 721
+    assert parts[("features", LIVE_DAY)] == parts[("filtered", LIVE_DAY)] > 0
+    assert parts[("image_embeddings", LIVE_DAY)] > 50  # the fake serves real images for image posts
+
+
+def test_model_trained_loads_and_predicts(pipeline):
+    from smpp.training import load_model, predict_frame
+
+    runs = pipeline["data"] / "runs" / f"ds={LIVE_DAY}"
+    train = json.loads((runs / "train_model.json").read_text())
+    assert train["skipped_reason"] is None and train["rows"]["train"] > 100
+    version_dir = Path(train["version_dir"])
+    metrics = json.loads((version_dir / "metrics.json").read_text())
+    for name in ("model", "baseline_subreddit_mean", "baseline_metadata_gbm", "baseline_text_ridge"):
+        for key in ("spearman", "mae", "rmse"):
+            assert math.isfinite(metrics[name][key]), (name, key)
+    features = pd.read_parquet(pipeline["data"] / "partitions" / "features" / f"ds={LIVE_DAY}" / "part-0.parquet")
+    predictions = predict_frame(load_model(version_dir), features)
+    assert len(predictions) == len(features) and pd.Series(predictions).notna().all()
+    publish = json.loads((runs / "evaluate_and_publish.json").read_text())
+    assert publish["version"] == train["version"] and isinstance(publish["promoted"], bool)
+
+
+def test_rerun_changes_nothing(pipeline):
+    assert pipeline["second"] == pipeline["first"]
+
+
+def test_rerun_runs_no_forward_pass(pipeline):
+    runs = pipeline["data"] / "runs" / f"ds={LIVE_DAY}"
+    for stage in ("caption_images", "embed_text", "embed_images", "embed_image_text"):
+        assert json.loads((runs / f"{stage}.json").read_text())["cache_misses"] == 0, stage
