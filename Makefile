@@ -67,7 +67,9 @@ test: airflow-db
 	$(PY) -m pytest tests -q -p no:cacheprovider $(PYTEST_ARGS)
 
 up: airflow-db
-	@echo ">> Airflow UI: http://localhost:8080  (user admin; password in $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated)"
+	@echo ">> Airflow UI: http://localhost:8080  user: admin  password: in $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated (written on first start)"
+	@(sleep 20; cat $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated 2>/dev/null && echo) &
+	# 4 worker processes instead of 32: a laptop runs the model tasks one or two at a time anyway
 	AIRFLOW__CORE__PARALLELISM=4 AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=admin:admin $(AIRFLOW) standalone
 
 clean-venv:

@@ -91,6 +91,7 @@ class TrainingSettings(BaseModel):
     min_rows: int = 30  # fewer labelled rows than this: skip training, say so
     promotion_margin: float = 0.01  # on within-subreddit Spearman
     mae_tolerance: float = 0.05
+    within_subreddit_min_posts: int = 20  # subreddits with fewer test posts are not scored
 
 
 class Settings(BaseSettings):
