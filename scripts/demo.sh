@@ -15,9 +15,10 @@ export SMPP_REDDIT__CLIENT_ID=smpp-demo SMPP_REDDIT__CLIENT_SECRET=smpp-demo-sec
 export SMPP_REDDIT__OAUTH_URL=$BASE SMPP_REDDIT__REDDIT_URL=$BASE SMPP_REDDIT__SHORT_URL=$BASE
 export SMPP_IMAGES__ALLOWED_PRIVATE_HOSTS='["127.0.0.1"]'
 # every subreddit of the sample's live day
-export SMPP_SUBREDDITS=$("$PY" -m smpp.devtools.fake_reddit --list-subreddits --sample "$SAMPLE")
+export SMPP_SUBREDDITS=$("$PY" -c "import json, sys; from smpp.devtools.fake_reddit import load_posts; print(json.dumps(sorted({p['subreddit'] for p in load_posts(sys.argv[1])})))" "$SAMPLE")
 
-"$PY" -m smpp.devtools.fake_reddit --sample "$SAMPLE" --port "$PORT" \
+# a generous budget: prawcore spreads requests over the window, which is slow for a demo
+"$PY" -m smpp.devtools.fake_reddit --sample "$SAMPLE" --port "$PORT" --rate-limit 100000 \
   --client-id "$SMPP_REDDIT__CLIENT_ID" --client-secret "$SMPP_REDDIT__CLIENT_SECRET" >"$LOG/fake_reddit.log" 2>&1 &
 FAKE_PID=$!
 trap 'kill $FAKE_PID 2>/dev/null || true' EXIT

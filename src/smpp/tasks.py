@@ -118,7 +118,8 @@ def scrape_posts(interval_start, interval_end, params=None) -> dict[str, Any]:
             post_ids: list[str] = []
             for subreddit in settings.subreddits:
                 result = scrape_new(
-                    reddit, subreddit, ctx.start_utc, ctx.end_utc, limit=settings.reddit.listing_limit
+                    reddit, subreddit, ctx.start_utc, ctx.end_utc,
+                    limit=settings.reddit.listing_limit, max_429_retries=settings.reddit.max_429_retries,
                 )
                 statuses[subreddit] = result.status
                 if result.uncovered_span:
@@ -128,7 +129,9 @@ def scrape_posts(interval_start, interval_end, params=None) -> dict[str, Any]:
                 post_ids += stats.post_ids
                 for key, value in stats.as_metrics().items():
                     total[key] = total.get(key, 0) + value
-            authors = fetch_authors(reddit, unknown_author_fullnames(session, post_ids))
+            authors = fetch_authors(
+                reddit, unknown_author_fullnames(session, post_ids), max_429_retries=settings.reddit.max_429_retries
+            )
             metrics.update(
                 subreddit_status=statuses,
                 uncovered_spans=gaps,
@@ -154,7 +157,9 @@ def refresh_scores(interval_start, interval_end, params=None) -> dict[str, Any]:
 
     with _session(settings) as session:
         due = posts_due_for_refresh(session, settings, now_utc())
-        records = refresh_posts(make_reddit(settings), due) if due else []
+        records = (
+            refresh_posts(make_reddit(settings), due, max_429_retries=settings.reddit.max_429_retries) if due else []
+        )
         stats = ingest_posts(session, settings, records)
         labels = assign_labels(session, settings)
     return _finish(

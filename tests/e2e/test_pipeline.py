@@ -43,7 +43,7 @@ def dags_test(env: dict, interval_end: str, conf: dict, log: Path) -> None:
 def pipeline(tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e")
     posts = load_posts(SAMPLE)
-    with FakeRedditServer(posts, client_id="e2e-id", client_secret="e2e-secret") as fake:
+    with FakeRedditServer(posts, client_id="e2e-id", client_secret="e2e-secret", rate_limit_per_window=1_000_000) as fake:
         env = {
             **os.environ,
             "AIRFLOW_HOME": str(root / "airflow"),

@@ -13,8 +13,10 @@ DELETED_MARKERS = {"[removed]", "[deleted]"}
 def _str_or_none(value: Any) -> str | None:
     if value is None:
         return None
-    name = getattr(value, "name", None)  # PRAW objects (Redditor, Subreddit)
-    text = str(name if name is not None else value)
+    if not isinstance(value, str):
+        # PRAW objects: Subreddit.name is the lazy t5_ id, so prefer display_name
+        value = getattr(value, "display_name", None) or getattr(value, "name", None) or value
+    text = str(value)
     return text or None
 
 

@@ -1,0 +1,1 @@
+"""Development helpers: a local fake of the Reddit API for tests and the demo."""

@@ -1,0 +1,246 @@
+"""The PRAW-based Reddit source against the fake Reddit API (real HTTP on 127.0.0.1, real PRAW)."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import praw
+import prawcore
+import pytest
+import requests
+from PIL import Image
+
+from smpp.sources.reddit import (
+    RedditAuthError,
+    RedditConfigError,
+    fetch_authors,
+    make_reddit,
+    refresh_posts,
+    scrape_new,
+)
+
+DAY_START = 1_375_142_400  # 2013-07-30 00:00 UTC
+DAY_END = DAY_START + 86_400
+
+
+@pytest.fixture
+def day_posts(make_posts):
+    """day_posts(subreddit, n): archive posts 10 min apart, the newest a minute before DAY_END."""
+    return lambda subreddit, count, **options: make_posts(subreddit, count, newest_utc=DAY_END - 60, **options)
+
+
+def test_token_is_fetched_once_and_reused(day_posts, fake_reddit, reddit_for):
+    server = fake_reddit(day_posts("pics", 30))
+    reddit = reddit_for(server)
+    scrape_new(reddit, "pics", DAY_START, DAY_END, limit=1000)
+    refresh_posts(reddit, ["pic0001"])
+    assert server.requests_log[0] == "/api/v1/access_token"
+    assert len(server.requests_to("/api/v1/access_token")) == 1
+
+
+def test_scrape_keeps_interval_across_pages(day_posts, fake_reddit, reddit_for):
+    # 300 posts 10 min apart: the newest 144 fall on DAY_START's day, the rest before it.
+    posts = day_posts("pics", 300) + day_posts("aww", 20)
+    server = fake_reddit(posts)
+    before = int(time.time())
+    result = scrape_new(reddit_for(server), "pics", DAY_START, DAY_END, limit=1000)
+
+    expected = {p["id"] for p in posts if p["subreddit"] == "pics" and DAY_START <= p["created_utc"] < DAY_END}
+    assert len(expected) == 144
+    assert {p.id for p in result.posts} == expected
+    assert result.status == "ok" and result.uncovered_span is None
+    assert result.subscribers and result.subscribers > 0
+    assert len(server.requests_to("/r/pics/new")) == 2  # 100 + the page that reaches older posts
+    assert result.requests == 3  # about + 2 pages
+    first = result.posts[0]
+    assert [p.created_utc for p in result.posts] == sorted(p.created_utc for p in result.posts)
+    assert first.subreddit == "pics" and first.source == "reddit"
+    assert first.author and first.author.startswith("author_")
+    assert first.author_fullname and first.author_fullname.startswith("t2_")
+    assert first.observed_at is not None and first.observed_at >= before
+    assert first.subreddit_subscribers == result.subscribers
+    assert not first.removed
+
+
+def test_scrape_reports_gap_when_listing_cap_is_hit(day_posts, fake_reddit, reddit_for):
+    server = fake_reddit(day_posts("pics", 300), listing_cap=120)
+    result = scrape_new(reddit_for(server), "pics", DAY_START, DAY_END, limit=1000)
+    assert result.status == "gap"
+    oldest_served = DAY_END - 60 - 119 * 600
+    assert result.uncovered_span == (DAY_START, oldest_served)
+    assert len(result.posts) == 120
+    assert len(server.requests_to("/r/pics/new")) == 2
+
+
+def test_scrape_reports_gap_when_own_limit_is_hit(day_posts, fake_reddit, reddit_for):
+    server = fake_reddit(day_posts("pics", 300))
+    result = scrape_new(reddit_for(server), "pics", DAY_START, DAY_END, limit=50)
+    assert result.status == "gap"
+    assert len(result.posts) == 50
+    assert result.uncovered_span == (DAY_START, DAY_END - 60 - 49 * 600)
+
+
+@pytest.mark.parametrize(
+    ("name", "status"), [("nosuchsub", "missing"), ("secretclub", "private"), ("gone", "banned")]
+)
+def test_unavailable_subreddits_are_statuses(day_posts, fake_reddit, reddit_for, name, status):
+    server = fake_reddit(
+        day_posts("pics", 5) + day_posts("secretclub", 5) + day_posts("gone", 5),
+        private_subreddits=["SecretClub"],
+        banned_subreddits=["gone"],
+    )
+    result = scrape_new(reddit_for(server), name, DAY_START, DAY_END, limit=1000)
+    assert result.status == status
+    assert result.posts == [] and result.subscribers is None
+
+
+def test_refresh_150_posts_in_two_requests(day_posts, fake_reddit, reddit_for):
+    posts = day_posts("pics", 160)
+    server = fake_reddit(posts)
+    ids = [p["id"] for p in posts[:150]]
+    records = refresh_posts(reddit_for(server), ids + ["t3_" + ids[0], "zzzzzz"])
+    assert [r.id for r in records] == ids
+    assert len(server.requests_to("/api/info")) == 2
+    assert records[10].score == posts[10]["score"]
+    assert all(not r.removed for r in records)
+
+
+def test_removed_and_deleted_posts_come_back_removed(day_posts, fake_reddit, reddit_for):
+    posts = day_posts("pics", 5)
+    server = fake_reddit(posts)
+    reddit = reddit_for(server)
+    server.mark_removed("pic0001")
+    server.mark_removed("pic0002", kind="deleted")
+    by_id = {r.id: r for r in refresh_posts(reddit, ["pic0000", "pic0001", "pic0002"])}
+    assert not by_id["pic0000"].removed
+    assert by_id["pic0001"].removed and by_id["pic0001"].author == "author_1"
+    assert by_id["pic0002"].removed and by_id["pic0002"].author is None
+    listed = scrape_new(reddit, "pics", DAY_START, DAY_END, limit=100)
+    assert {p.id for p in listed.posts} == {"pic0000", "pic0003", "pic0004"}
+
+
+def test_fetch_authors_in_batches(day_posts, fake_reddit, reddit_for):
+    posts = day_posts("pics", 150, image_every=0)
+    for n, post in enumerate(posts):
+        post["author"] = f"person_{n}"
+    server = fake_reddit(posts)
+    reddit = reddit_for(server)
+    fullnames = [r.author_fullname for r in refresh_posts(reddit, [p["id"] for p in posts])]
+    authors = fetch_authors(reddit, fullnames + ["t2_doesnotexist", fullnames[0]])
+    assert len(server.requests_to("/api/user_data_by_account_ids")) == 2
+    assert {a.name for a in authors} == {f"person_{n}" for n in range(150)}
+    first = next(a for a in authors if a.name == "person_0")
+    assert first.fullname == fullnames[0]
+    assert first.created_utc is not None and first.created_utc < posts[0]["created_utc"]
+    assert first.link_karma is not None and first.comment_karma is not None
+    assert first.observed_at > 0
+
+
+def test_429_waits_retry_after_then_succeeds(day_posts, fake_reddit, reddit_for):
+    server = fake_reddit(day_posts("pics", 5))
+    reddit = reddit_for(server)
+    refresh_posts(reddit, ["pic0000"])  # token first, so only the listing sees the 429
+    server.fail_next(429, retry_after=1)
+    started = time.monotonic()
+    records = refresh_posts(reddit, ["pic0001"])
+    assert time.monotonic() - started >= 1.0
+    assert [r.id for r in records] == ["pic0001"]
+    assert len(server.requests_to("/api/info")) == 3
+
+
+def test_429_gives_up_after_configured_retries(day_posts, fake_reddit, reddit_for):
+    server = fake_reddit(day_posts("pics", 5))
+    reddit = reddit_for(server)
+    server.fail_next(429, count=10, retry_after=0)
+    with pytest.raises(prawcore.TooManyRequests):
+        refresh_posts(reddit, ["pic0000"], max_429_retries=2)
+    assert len(server.requests_to("/api/info")) == 3
+
+
+def test_5xx_is_retried_by_prawcore(day_posts, fake_reddit, reddit_for, monkeypatch):
+    # prawcore sleeps 0-2 s before its first retry; pin it to 0 to keep the test fast.
+    monkeypatch.setattr(prawcore.sessions.random, "random", lambda: 0.0)
+    server = fake_reddit(day_posts("pics", 150))
+    server.fail_next(503)
+    result = scrape_new(reddit_for(server), "pics", DAY_START, DAY_END, limit=1000)
+    assert result.status == "ok" and len(result.posts) == 144
+    assert result.requests == 3  # prawcore's retry is invisible to the caller
+    assert len(server.requests_to("/r/pics/about")) == 2
+
+
+def test_5xx_beyond_prawcore_retries_gets_bounded_backoff(day_posts, fake_reddit, reddit_for, monkeypatch):
+    import smpp.sources.reddit as reddit_source
+
+    monkeypatch.setattr(prawcore.sessions.FiniteRetryStrategy, "_sleep_seconds", lambda self: None)
+    monkeypatch.setattr(reddit_source, "_wait_seconds", lambda retry_state: 0.0)
+    server = fake_reddit(day_posts("pics", 5))
+    reddit = reddit_for(server)
+    server.fail_next(500, count=4)  # prawcore's three tries fail, then ours succeeds on its second
+    assert [r.id for r in refresh_posts(reddit, ["pic0000"])] == ["pic0000"]
+    assert len(server.requests_to("/api/info")) == 5
+    server.fail_next(500, count=3 * (reddit_source.SERVER_ERROR_RETRIES + 1))
+    with pytest.raises(prawcore.ServerError):
+        refresh_posts(reddit, ["pic0000"])
+
+
+def test_wrong_secret_fails_fast_without_leaking_it(day_posts, fake_reddit, reddit_for):
+    server = fake_reddit(day_posts("pics", 5))
+    secret = "hunter2-very-secret"
+    reddit = reddit_for(server, client_secret=secret)
+    with pytest.raises(RedditAuthError) as info:
+        scrape_new(reddit, "pics", DAY_START, DAY_END, limit=100)
+    message = str(info.value)
+    assert "SMPP_REDDIT__CLIENT_SECRET" in message and "SMPP_REDDIT__CLIENT_ID" in message
+    assert secret not in message and secret not in repr(info.value)
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+    assert len(server.requests_to("/api/v1/access_token")) == 1
+
+
+def test_wrong_password_grant_is_an_auth_error(day_posts, fake_reddit, reddit_for):
+    server = fake_reddit(day_posts("pics", 5), username="bot", password="right")
+    reddit = reddit_for(server, username="bot", password="wrong")
+    with pytest.raises(RedditAuthError, match="SMPP_REDDIT__PASSWORD"):
+        refresh_posts(reddit, ["pic0000"])
+    ok = reddit_for(server, username="bot", password="right")
+    assert [r.id for r in refresh_posts(ok, ["pic0000"])] == ["pic0000"]
+
+
+def test_missing_credentials_name_the_settings(settings, monkeypatch):
+    monkeypatch.delenv("SMPP_REDDIT__CLIENT_ID", raising=False)
+    monkeypatch.delenv("SMPP_REDDIT__CLIENT_SECRET", raising=False)
+    with pytest.raises(RedditConfigError) as info:
+        make_reddit(settings.with_overrides(reddit={"client_id": "only-an-id"}))
+    for name in ("SMPP_REDDIT__CLIENT_ID", "SMPP_REDDIT__CLIENT_SECRET", "SMPP_REDDIT__SITE"):
+        assert name in str(info.value)
+
+
+def test_praw_ini_site(day_posts, fake_reddit, settings, tmp_path, monkeypatch):
+    server = fake_reddit(day_posts("pics", 5))
+    (tmp_path / "praw.ini").write_text(
+        "[fake]\n"
+        f"client_id={server.client_id}\nclient_secret={server.client_secret}\n"
+        f"oauth_url={server.base_url}\nreddit_url={server.base_url}\nshort_url={server.base_url}\n"
+    )
+    monkeypatch.chdir(tmp_path)  # praw reads praw.ini from the working directory
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.setenv("PRAW_ALLOW_ENDPOINT_OVERRIDE", "1")
+    monkeypatch.setattr(praw.config.Config, "CONFIG", None)  # praw caches praw.ini per process
+    reddit = make_reddit(settings.with_overrides(reddit={"site": "fake"}))
+    assert [r.id for r in refresh_posts(reddit, ["pic0000"])] == ["pic0000"]
+    with pytest.raises(RedditConfigError, match="SMPP_REDDIT__SITE"):
+        make_reddit(settings.with_overrides(reddit={"site": "nosuchsite"}))
+
+
+def test_scraped_image_posts_point_at_real_jpegs(day_posts, fake_reddit, reddit_for):
+    server = fake_reddit(day_posts("pics", 6))
+    result = scrape_new(reddit_for(server), "pics", DAY_START, DAY_END, limit=100)
+    images = [p for p in result.posts if p.post_hint == "image"]
+    assert {p.id for p in images} == {"pic0000", "pic0003"}
+    for post in images:
+        assert post.preview_url == post.url and post.domain == "i.imgur.com"
+        response = requests.get(post.url, timeout=5)
+        assert response.headers["Content-Type"] == "image/jpeg"
+        Image.open(io.BytesIO(response.content)).verify()
+    link = next(p for p in result.posts if p.id == "pic0001")
+    assert link.post_hint is None and link.url == "https://example.com/pic0001"
