@@ -55,7 +55,7 @@ class ImageSettings(BaseModel):
     max_bytes: int = 20 * 1024 * 1024
     max_side: int = 1024  # longest side after decoding; models resize further anyway
     max_retries: int = 2
-    retry_backoff_s: float = 0.5  # urllib3 backoff factor; sleeps are capped below
+    retry_backoff_s: float = 0.5  # exponential backoff base (tenacity); sleeps are capped below
     retry_backoff_max_s: float = 8.0
     total_timeout_s: float = 30.0  # wall deadline per image, so a slow-drip server cannot hang a worker
     max_redirects: int = 5

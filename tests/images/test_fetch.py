@@ -1,0 +1,406 @@
+from __future__ import annotations
+
+import hashlib
+import logging
+import socket
+import threading
+import time
+from dataclasses import fields
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import urllib3.util.connection
+from PIL import Image
+
+from smpp.images.fetch import (
+    FAILURE_REASONS,
+    FETCHED_DTYPES,
+    FetchedImage,
+    count_reasons,
+    fetch_images,
+    is_blocked_ip,
+)
+
+
+def fetch(settings, *urls):
+    frame = fetch_images(
+        settings, pd.DataFrame({"post_id": [f"p{i}" for i in range(len(urls))], "image_url": list(urls)})
+    )
+    assert len(frame) == len(urls)
+    return frame
+
+
+def status_of(settings, url):
+    return fetch(settings, url).loc[0, "status"]
+
+
+@pytest.fixture
+def connect_log(monkeypatch):
+    """Every address a socket was opened to (the guard connects through this function)."""
+    opened = []
+    original = urllib3.util.connection.create_connection
+
+    def recording(address, *args, **kwargs):
+        opened.append(address[0])
+        return original(address, *args, **kwargs)
+
+    monkeypatch.setattr(urllib3.util.connection, "create_connection", recording)
+    return opened
+
+
+def test_jpeg_and_png_are_stored_as_content_addressed_jpeg(image_server, make_settings, imaging):
+    settings = make_settings()
+    jpeg = imaging.encode(imaging.noise(64, 48), "JPEG", quality=95)
+    transparent = Image.new("RGBA", (30, 20), (0, 0, 255, 255))
+    transparent.paste((0, 0, 0, 0), (0, 0, 15, 20))  # left half fully transparent
+    png = imaging.encode(transparent, "PNG")
+    a = image_server.add_bytes("/a.jpg", jpeg)
+    copy = image_server.add_bytes("/copy-of-a", jpeg, content_type="application/octet-stream")
+    p = image_server.add_bytes("/b.png", png, content_type="image/png")
+
+    frame = fetch_images(
+        settings,
+        pd.DataFrame({"post_id": ["x", "y", "z", "w"], "image_url": [a, copy, p, a]}),
+    )
+    assert frame["post_id"].tolist() == ["x", "y", "z", "w"]
+    assert frame["status"].tolist() == ["ok"] * 4
+    assert frame["format"].tolist() == ["JPEG", "JPEG", "PNG", "JPEG"]
+    assert frame.loc[0, "sha256"] == frame.loc[1, "sha256"] == frame.loc[3, "sha256"]
+    assert frame.loc[2, "sha256"] != frame.loc[0, "sha256"]
+    assert image_server.hits["/a.jpg"] == 1  # a URL asked for twice is fetched once
+    assert frame.loc[0, "file_bytes"] == len(jpeg) and frame.loc[2, "file_bytes"] == len(png)
+    assert (frame.loc[0, "width"], frame.loc[0, "height"]) == (64, 48)
+
+    for row in frame.itertuples():
+        stored = settings.images_dir / row.sha256[:2] / f"{row.sha256}.jpg"
+        assert row.path == str(stored)
+        assert hashlib.sha256(stored.read_bytes()).hexdigest() == row.sha256
+        with Image.open(stored) as image:
+            assert image.format == "JPEG" and image.mode == "RGB"
+    assert len(list(settings.images_dir.rglob("*.jpg"))) == 2
+    assert not list(settings.images_dir.rglob("*.tmp"))
+
+    with Image.open(frame.loc[2, "path"]) as stored_png:
+        assert min(stored_png.getpixel((3, 10))) > 240  # transparency composited onto white
+        red, green, blue = stored_png.getpixel((25, 10))
+        assert blue > 200 and red < 40
+
+    # a repost of the same bytes later: same sha, file not rewritten
+    inode = Path(frame.loc[0, "path"]).stat().st_ino
+    again = fetch(settings, image_server.add_bytes("/repost.jpg", jpeg))
+    assert again.loc[0, "sha256"] == frame.loc[0, "sha256"]
+    assert Path(again.loc[0, "path"]).stat().st_ino == inode
+
+
+def test_longest_side_is_capped(image_server, make_settings, imaging):
+    settings = make_settings(max_side=64)
+    url = image_server.add_bytes("/wide.png", imaging.encode(imaging.noise(300, 100), "PNG"))
+    row = fetch(settings, url).iloc[0]
+    assert row["status"] == "ok"
+    assert (row["width"], row["height"]) == (64, 21)
+    with Image.open(row["path"]) as image:
+        assert image.size == (64, 21)
+
+
+def test_exif_orientation_is_applied(image_server, make_settings, imaging):
+    picture = Image.new("RGB", (40, 20), (255, 0, 0))
+    picture.paste((0, 0, 255), (20, 0, 40, 20))  # left red, right blue
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    url = image_server.add_bytes("/rotated.jpg", imaging.encode(picture, "JPEG", exif=exif.tobytes()))
+    row = fetch(make_settings(), url).iloc[0]
+    assert row["status"] == "ok"
+    assert (row["width"], row["height"]) == (20, 40)
+    with Image.open(row["path"]) as image:
+        assert image.size == (20, 40)
+        assert not image.getexif().get(0x0112)
+        top, bottom = image.getpixel((10, 5)), image.getpixel((10, 35))
+    assert top[0] > 200 and top[2] < 60  # the red left half is now on top
+    assert bottom[2] > 200 and bottom[0] < 60
+
+
+def test_animated_gif_keeps_the_first_frame(image_server, make_settings, imaging):
+    frames = [Image.new("RGB", (16, 16), colour) for colour in [(255, 0, 0), (0, 255, 0), (0, 0, 255)]]
+    gif = imaging.encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=50, loop=0)
+    row = fetch(make_settings(), image_server.add_bytes("/anim.gif", gif, "image/gif")).iloc[0]
+    assert (row["status"], row["format"], row["frames"]) == ("ok", "GIF", 3)
+    with Image.open(row["path"]) as image:
+        red, green, blue = image.getpixel((8, 8))
+    assert red > 200 and green < 60 and blue < 60
+
+
+def test_decompression_bomb_declared_in_header(image_server, make_settings, imaging):
+    url = image_server.add_bytes("/bomb.png", imaging.png_declaring_size(60000, 60000), "image/png")
+    assert status_of(make_settings(), url) == "decompression_bomb"
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+def test_decompression_bomb_between_one_and_two_times_the_limit(
+    image_server, make_settings, imaging, monkeypatch
+):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 40x30 = 1200 pixels: Pillow only warns
+    url = image_server.add_bytes("/big.png", imaging.encode(imaging.noise(40, 30), "PNG"), "image/png")
+    assert status_of(make_settings(), url) == "decompression_bomb"
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "reason"),
+    [
+        (b"<!doctype html><html><body>Moved</body></html>", "image/jpeg", "not_an_image"),
+        (b"", "image/jpeg", "empty"),
+        (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n", "image/jpeg", "not_an_image"),
+    ],
+)
+def test_bad_bodies(image_server, make_settings, body, content_type, reason):
+    assert status_of(make_settings(), image_server.add_bytes("/bad", body, content_type)) == reason
+
+
+def test_truncated_jpeg(image_server, make_settings, imaging):
+    jpeg = imaging.encode(imaging.noise(128, 128), "JPEG", quality=95)
+    url = image_server.add_bytes("/cut.jpg", jpeg[: len(jpeg) // 2])
+    assert status_of(make_settings(), url) == "truncated"
+
+
+def test_body_cut_short_of_content_length_is_truncated(image_server, make_settings, imaging):
+    jpeg = imaging.encode(imaging.noise(64, 64), "JPEG")
+
+    def route(handler):
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(jpeg)))
+        handler.end_headers()
+        handler.wfile.write(jpeg[:1000])
+
+    assert status_of(make_settings(), image_server.add("/short.jpg", route)) == "truncated"
+
+
+def test_too_large_stream_is_aborted_early(image_server, make_settings):
+    limit = 256 * 1024
+    total = 256 * 1024 * 1024
+
+    def route(handler):
+        handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+        handler.send_response(200)
+        handler.send_header("Content-Type", "image/jpeg")  # no Content-Length: ends at close
+        handler.end_headers()
+        block = b"\xff" * 65536
+        for _ in range(total // len(block)):
+            handler.wfile.write(block)
+            image_server.bytes_sent["/huge.jpg"] += len(block)
+
+    started = time.monotonic()
+    assert status_of(make_settings(max_bytes=limit), image_server.add("/huge.jpg", route)) == "too_large"
+    assert image_server.finished.setdefault("/huge.jpg", threading.Event()).wait(5)
+    assert time.monotonic() - started < 5
+    # bytes the server managed to hand to the kernel: the limit plus socket buffers, not 256 MiB
+    assert image_server.bytes_sent["/huge.jpg"] < limit + 4 * 1024 * 1024
+
+
+def test_too_large_content_length_is_refused_before_reading(image_server, make_settings):
+    def route(handler):
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(10**9))
+        handler.end_headers()
+        time.sleep(3)  # would stall the test if the client waited for a body
+
+    started = time.monotonic()
+    url = image_server.add("/declared.jpg", route)
+    assert status_of(make_settings(max_bytes=1000, read_timeout_s=5, total_timeout_s=10), url) == "too_large"
+    assert time.monotonic() - started < 1.5
+
+
+def test_not_found_is_not_retried(image_server, make_settings):
+    assert status_of(make_settings(), image_server.url("/missing.jpg")) == "http_error"
+    assert image_server.hits["/missing.jpg"] == 1
+
+
+def test_server_error_then_success_is_retried(image_server, make_settings, imaging):
+    jpeg = imaging.encode(imaging.noise(8, 8), "JPEG")
+
+    def route(handler):
+        if image_server.hits["/flaky.jpg"] == 1:
+            handler.send_error(500)
+            return
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(jpeg)))
+        handler.end_headers()
+        handler.wfile.write(jpeg)
+
+    assert status_of(make_settings(), image_server.add("/flaky.jpg", route)) == "ok"
+    assert image_server.hits["/flaky.jpg"] == 2
+
+
+def test_persistent_server_error_gives_up_after_retries(image_server, make_settings):
+    url = image_server.add_bytes("/down.jpg", b"oops", "text/plain", status=503)
+    assert status_of(make_settings(max_retries=2), url) == "http_error"
+    assert image_server.hits["/down.jpg"] == 3
+
+
+@pytest.mark.parametrize("target", ["http://10.0.0.1/x.jpg", "http://169.254.169.254/latest/meta-data/"])
+def test_redirect_to_private_address_is_blocked_without_connecting(
+    image_server, make_settings, connect_log, target
+):
+    url = image_server.add_redirect("/hop", target)
+    assert status_of(make_settings(), url) == "blocked_address"
+    assert image_server.hits["/hop"] == 1
+    assert connect_log == ["127.0.0.1"]  # only the allowed first hop was ever connected to
+
+
+def test_redirects_are_followed_relative_and_absolute(image_server, make_settings, imaging):
+    image_server.add_bytes("/final.jpg", imaging.encode(imaging.noise(8, 8), "JPEG"))
+    image_server.add_redirect("/second", image_server.url("/final.jpg"), status=301)
+    url = image_server.add_redirect("/first", "/second", status=307)
+    row = fetch(make_settings(), url).iloc[0]
+    assert row["status"] == "ok" and row["url"] == url
+
+
+def test_too_many_redirects(image_server, make_settings):
+    url = image_server.add_redirect("/loop", "/loop")
+    assert status_of(make_settings(max_redirects=5), url) == "too_many_redirects"
+    assert image_server.hits["/loop"] == 6
+
+
+def test_private_address_is_blocked_unless_allow_listed(image_server, make_settings, imaging, connect_log):
+    url = image_server.add_bytes("/a.jpg", imaging.encode(imaging.noise(8, 8), "JPEG"))
+    settings = make_settings(allowed_private_hosts=[])
+    assert status_of(settings, url) == "blocked_address"
+    assert status_of(settings, image_server.url("/a.jpg", host="localhost")) == "blocked_address"
+    assert image_server.hits["/a.jpg"] == 0 and connect_log == []
+
+
+def test_dns_rebinding_is_caught_at_connect_time(image_server, make_settings, connect_log, monkeypatch):
+    real_getaddrinfo = socket.getaddrinfo
+    answers = []
+
+    def rebinding(host, port, *args, **kwargs):
+        if host != "rebind.test":
+            return real_getaddrinfo(host, port, *args, **kwargs)
+        answers.append(host)
+        ip = "93.184.216.34" if len(answers) == 1 else "127.0.0.1"  # public at check, private later
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    url = f"http://rebind.test:{image_server.port}/a.jpg"
+    assert status_of(make_settings(allowed_private_hosts=[]), url) == "blocked_address"
+    assert len(answers) == 2  # checked before the request, and again by the connection itself
+    assert connect_log == [] and image_server.hits["/a.jpg"] == 0
+
+
+@pytest.mark.parametrize(
+    "url", ["ftp://127.0.0.1/a.jpg", "file:///etc/passwd", "javascript:alert(1)", "", None, "http://"]
+)
+def test_non_http_urls(make_settings, url):
+    assert status_of(make_settings(), url) == "not_http"
+
+
+def test_redirect_to_file_scheme_is_refused(image_server, make_settings):
+    assert status_of(make_settings(), image_server.add_redirect("/f", "file:///etc/passwd")) == "not_http"
+
+
+@pytest.mark.parametrize(
+    ("drip_s", "read_timeout_s", "total_timeout_s", "bound_s"),
+    [
+        (20.0, 0.5, 1.0, 1.6),  # a byte every 50 ms: each read is well inside the read timeout
+        (1.0, 2.5, 2.0, 2.5),  # drip, then stall: the stalled read itself must end at the deadline
+    ],
+)
+def test_slow_drip_is_cut_at_the_wall_deadline(
+    image_server, make_settings, drip_s, read_timeout_s, total_timeout_s, bound_s
+):
+    def route(handler):
+        handler.send_response(200)
+        handler.send_header("Content-Length", "100000")
+        handler.end_headers()
+        started = time.monotonic()
+        while time.monotonic() - started < drip_s:
+            handler.wfile.write(b"\xff")
+            time.sleep(0.05)
+        time.sleep(5)
+
+    started = time.monotonic()
+    settings = make_settings(read_timeout_s=read_timeout_s, total_timeout_s=total_timeout_s)
+    assert status_of(settings, image_server.add("/drip.jpg", route)) == "unreachable"
+    assert time.monotonic() - started < bound_s
+
+
+def test_silent_server_times_out_after_retries(image_server, make_settings):
+    image_server.add("/silent.jpg", lambda handler: time.sleep(3))
+    started = time.monotonic()
+    settings = make_settings(read_timeout_s=0.2, total_timeout_s=2.0, max_retries=2)
+    assert status_of(settings, image_server.url("/silent.jpg")) == "unreachable"
+    assert image_server.hits["/silent.jpg"] == 3
+    assert time.monotonic() - started < 1.5
+
+
+def test_unresolvable_host(make_settings):
+    assert status_of(make_settings(), "http://no-such-host.invalid/a.jpg") == "unresolvable"
+
+
+def test_refused_connection_is_unreachable(make_settings):
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert status_of(make_settings(), f"http://127.0.0.1:{port}/a.jpg") == "unreachable"
+
+
+def test_per_host_concurrency_is_bounded(image_server, make_settings, imaging):
+    jpeg = imaging.encode(imaging.noise(8, 8), "JPEG")
+
+    def route(handler):
+        time.sleep(0.15)
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(jpeg)))
+        handler.end_headers()
+        handler.wfile.write(jpeg)
+
+    image_server.add("/slow.jpg", route)
+    urls = [image_server.url(f"/slow.jpg?n={i}") for i in range(6)]
+    frame = fetch(make_settings(per_host_concurrency=2, workers=6), *urls)
+    assert count_reasons(frame) == {"ok": 6}
+    assert image_server.max_active == 2
+
+
+def test_failures_are_logged_counted_and_typed(image_server, make_settings, caplog):
+    urls = [image_server.url("/nope"), "gopher://x/", None, image_server.add_bytes("/e", b"")]
+    with caplog.at_level(logging.WARNING, logger="smpp.images.fetch"):
+        frame = fetch(make_settings(), *urls)
+    assert count_reasons(frame) == {"empty": 1, "http_error": 1, "not_http": 2}
+    assert set(frame["status"]) <= set(FAILURE_REASONS) | {"ok"}
+    assert sum(record.levelno == logging.WARNING for record in caplog.records) == 4
+    assert frame[["sha256", "path", "width", "frames"]].isna().all().all()
+    assert {c: str(t) for c, t in frame.dtypes.items()} == FETCHED_DTYPES
+
+
+def test_output_columns_are_the_fetched_image_fields():
+    assert list(FETCHED_DTYPES) == [field.name for field in fields(FetchedImage)]
+
+
+def test_empty_input_and_missing_columns(make_settings):
+    settings = make_settings()
+    empty = fetch_images(settings, pd.DataFrame({"post_id": [], "image_url": []}))
+    assert len(empty) == 0
+    assert {c: str(t) for c, t in empty.dtypes.items()} == FETCHED_DTYPES
+    assert count_reasons(empty) == {}
+    with pytest.raises(ValueError, match="image_url"):
+        fetch_images(settings, pd.DataFrame({"post_id": ["a"]}))
+
+
+@pytest.mark.parametrize(
+    ("address", "blocked"),
+    [
+        ("10.0.0.1", True),
+        ("127.0.0.1", True),
+        ("169.254.169.254", True),
+        ("0.0.0.0", True),
+        ("224.0.0.1", True),
+        ("100.64.0.1", True),  # carrier-grade NAT
+        ("::1", True),
+        ("fe80::1%eth0", True),
+        ("::ffff:127.0.0.1", True),
+        ("fd00::1", True),
+        ("93.184.216.34", False),
+        ("2606:4700:4700::1111", False),
+    ],
+)
+def test_is_blocked_ip(address, blocked):
+    assert is_blocked_ip(address) is blocked
