@@ -24,7 +24,7 @@ MODEL_QUEUE = os.environ.get("SMPP_MODEL_QUEUE", "default")
 
 default_args = {
     "owner": "smpp",
-    "retries": 2,
+    "retries": int(os.environ.get("SMPP_TASK_RETRIES", "2")),
     "retry_delay": timedelta(minutes=1),
     "retry_exponential_backoff": 2.0,
     "max_retry_delay": timedelta(minutes=15),
@@ -37,7 +37,9 @@ NULLABLE_STRING = ["null", "string"]
 @dag(
     dag_id="smpp_pipeline",
     schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
-    start_date=datetime(2026, 11, 1),
+    # Reddit's launch: an earlier start_date than any backfilled day, else Airflow creates a
+    # historical run with no task instances and marks it successful having done nothing.
+    start_date=datetime(2005, 6, 23),
     catchup=False,
     # training reads every earlier day's features and labels: days must run in order
     max_active_runs=1,

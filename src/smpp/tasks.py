@@ -169,6 +169,13 @@ def refresh_scores(interval_start, interval_end, params=None) -> dict[str, Any]:
     )
 
 
+def _as_list(value: Any) -> list:
+    """Parquet list cells come back as numpy arrays (or None/NaN when missing)."""
+    if value is None or isinstance(value, float):
+        return []
+    return list(value)
+
+
 def filter_posts(interval_start, interval_end, params=None) -> dict[str, Any]:
     from smpp.filtering import apply_filters
     from smpp.images.urls import resolve_image_url
@@ -186,7 +193,7 @@ def filter_posts(interval_start, interval_end, params=None) -> dict[str, Any]:
         posts = current
     filtered, counts = apply_filters(posts, ctx.settings.filter)
     filtered["image_url"] = [
-        (resolve_image_url(r.url, r.domain, r.post_hint, r.preview_url, list(r.gallery_urls or []), bool(r.is_self)) or [None])[0]
+        (resolve_image_url(r.url, r.domain, r.post_hint, r.preview_url, _as_list(r.gallery_urls), bool(r.is_self)) or [None])[0]
         for r in filtered.itertuples()
     ]
     kept = filtered[filtered["keep"]].drop(columns=["gallery_urls"]).reset_index(drop=True)

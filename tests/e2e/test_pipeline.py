@@ -60,6 +60,7 @@ def pipeline(tmp_path_factory):
             "SMPP_REDDIT__SHORT_URL": fake.base_url,
             "SMPP_IMAGES__ALLOWED_PRIVATE_HOSTS": '["127.0.0.1"]',
             "SMPP_TRAINING__EPOCHS": "5",
+            "SMPP_TASK_RETRIES": "0",  # fail fast: a retry would only hide the error for minutes
         }
         env.pop("SMPP_CONFIG", None)
         subprocess.run([str(AIRFLOW), "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)

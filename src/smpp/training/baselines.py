@@ -1,0 +1,104 @@
+"""Baselines scored on the model's test slice: the bar a content model has to clear."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from smpp.training.model import TABULAR_COLUMNS, embedding_dims, embedding_matrix
+
+log = logging.getLogger(__name__)
+
+BASELINE_NAMES = ["baseline_subreddit_mean", "baseline_metadata_gbm", "baseline_text_ridge"]
+GBM_ROUNDS = 400
+GBM_EARLY_STOPPING = 30
+RIDGE_ALPHAS = np.logspace(-2, 3, 6)
+
+
+def _labels(frame: pd.DataFrame) -> np.ndarray:
+    return frame["label"].to_numpy(dtype=float)
+
+
+def baseline_subreddit_mean(train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
+    """Train-slice mean label per subreddit; the global train mean for unseen subreddits."""
+    means = train.groupby("subreddit")["label"].mean()
+    global_mean = float(train["label"].mean())
+    return test["subreddit"].map(means).fillna(global_mean).to_numpy(dtype=float)
+
+
+def _gbm_frame(frame: pd.DataFrame, categories: list[str]) -> pd.DataFrame:
+    out = pd.DataFrame(
+        {c: pd.to_numeric(frame[c], errors="coerce") if c in frame else np.nan for c in TABULAR_COLUMNS},
+        index=frame.index,
+    ).astype("float32")
+    # Unseen subreddits become a missing category, which LightGBM routes like missing values.
+    out["subreddit"] = pd.Categorical(frame["subreddit"].astype(str), categories=categories)
+    return out
+
+
+def baseline_metadata_gbm(train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame, seed: int) -> np.ndarray:
+    """LightGBM on META + image features + subreddit as a category, early-stopped on the val slice."""
+    import lightgbm
+
+    categories = sorted(train["subreddit"].astype(str).unique())
+    model = lightgbm.LGBMRegressor(
+        n_estimators=GBM_ROUNDS,
+        learning_rate=0.05,
+        num_leaves=31,
+        min_child_samples=min(20, max(2, len(train) // 20)),
+        subsample=0.8,
+        subsample_freq=1,
+        colsample_bytree=0.8,
+        random_state=seed,
+        deterministic=True,
+        force_row_wise=True,
+        verbose=-1,
+    )
+    fit_kwargs = {}
+    if len(val):
+        fit_kwargs = {
+            "eval_X": (_gbm_frame(val, categories),),
+            "eval_y": (_labels(val),),
+            "callbacks": [lightgbm.early_stopping(GBM_EARLY_STOPPING, verbose=False)],
+        }
+    model.fit(_gbm_frame(train, categories), _labels(train), categorical_feature=["subreddit"], **fit_kwargs)
+    return np.asarray(model.predict(_gbm_frame(test, categories)), dtype=float)
+
+
+def _ridge_matrix(frame: pd.DataFrame, dim: int | None, encoder) -> np.ndarray:
+    parts = []
+    if dim is not None:
+        vectors, mask = embedding_matrix(frame.get("title_emb"), len(frame), dim, "title_emb")
+        parts += [vectors, mask]
+    parts.append(encoder.transform(frame[["subreddit"]].astype(str)))
+    return np.hstack(parts)
+
+
+def baseline_text_ridge(train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
+    """Ridge (alpha by generalised cross-validation) on the title embedding + one-hot subreddit."""
+    from sklearn.linear_model import RidgeCV
+    from sklearn.preprocessing import OneHotEncoder
+
+    dim = embedding_dims(train[["title_emb"]]).get("title_emb") if "title_emb" in train else None
+    if dim is None:
+        log.warning("text ridge baseline: no title embeddings in the train slice, one-hot subreddit only")
+    encoder = OneHotEncoder(handle_unknown="ignore", sparse_output=False, dtype=np.float32)
+    encoder.fit(train[["subreddit"]].astype(str))
+    model = RidgeCV(alphas=RIDGE_ALPHAS)
+    model.fit(_ridge_matrix(train, dim, encoder), _labels(train))
+    return np.asarray(model.predict(_ridge_matrix(test, dim, encoder)), dtype=float)
+
+
+def run_baselines(
+    train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame, seed: int
+) -> dict[str, np.ndarray]:
+    """Test-slice predictions of every baseline, by name."""
+    runners: dict[str, Callable[[], np.ndarray]] = {
+        "baseline_subreddit_mean": lambda: baseline_subreddit_mean(train, test),
+        "baseline_metadata_gbm": lambda: baseline_metadata_gbm(train, val, test, seed),
+        "baseline_text_ridge": lambda: baseline_text_ridge(train, test),
+    }
+    return {name: runners[name]() for name in BASELINE_NAMES}

@@ -1,0 +1,279 @@
+"""The multimodal Keras regressor: feature frame -> named model inputs, build, fit, save, load, predict.
+
+Inputs per embedding column E present in training: `E` (zero-filled vectors) and `E_mask` (0/1);
+`tabular` (META + image features, NaN -> 0) with a per-feature `tabular_mask`; `subreddit` (raw
+string). Normalisation statistics and the subreddit vocabulary are layers inside the model, so a
+saved `.keras` file scores raw feature frames through `predict_frame` alone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from smpp import schema
+from smpp.settings import TrainingSettings
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "model.keras"
+INPUT_SPEC_FILE = "input_spec.json"
+TABULAR_COLUMNS = [*schema.META_COLUMNS, *schema.IMAGE_FEATURE_COLUMNS]
+SUBREDDIT_INPUT = "subreddit"
+TABULAR_INPUT = "tabular"
+TOWER_UNITS = 64
+TOWER_OUTPUT = 32
+SUBREDDIT_EMBEDDING_DIM = 8
+DROPOUT = 0.1
+PREDICT_BATCH = 1024
+
+
+def keras_module() -> ModuleType:
+    from smpp.compat import import_tensorflow
+
+    import_tensorflow()
+    import keras
+
+    return keras
+
+
+@dataclass
+class InputSpec:
+    """What the model reads from a feature frame; saved beside the model as input_spec.json."""
+
+    embedding_dims: dict[str, int]
+    tabular_columns: list[str]
+
+    def save(self, version_dir: Path) -> None:
+        from smpp.storage import atomic_write_json
+
+        atomic_write_json(version_dir / INPUT_SPEC_FILE, asdict(self))
+
+    @classmethod
+    def load(cls, version_dir: Path) -> "InputSpec":
+        data = json.loads((version_dir / INPUT_SPEC_FILE).read_text())
+        return cls(embedding_dims=dict(data["embedding_dims"]), tabular_columns=list(data["tabular_columns"]))
+
+
+def _is_missing(cell: Any) -> bool:
+    if cell is None:
+        return True
+    return isinstance(cell, float) and np.isnan(cell)
+
+
+def embedding_dims(frame: pd.DataFrame) -> dict[str, int]:
+    """Dimension of each embedding column that has at least one vector; mixed dims are an error."""
+    dims: dict[str, int] = {}
+    for column in schema.EMBEDDING_COLUMNS:
+        if column not in frame:
+            continue
+        sizes = {len(cell) for cell in frame[column] if not _is_missing(cell)}
+        if len(sizes) > 1:
+            raise ValueError(f"embedding column {column} mixes dimensions {sorted(sizes)}")
+        if sizes:
+            dims[column] = sizes.pop()
+    return dims
+
+
+def embedding_matrix(cells: pd.Series | None, n_rows: int, dim: int, column: str) -> tuple[np.ndarray, np.ndarray]:
+    """Zero-filled (n, dim) float32 matrix and its (n, 1) 0/1 presence mask."""
+    values = np.zeros((n_rows, dim), dtype=np.float32)
+    mask = np.zeros((n_rows, 1), dtype=np.float32)
+    if cells is None:
+        return values, mask
+    for i, cell in enumerate(cells):
+        if _is_missing(cell):
+            continue
+        vector = np.asarray(cell, dtype=np.float32)
+        if vector.shape != (dim,):
+            raise ValueError(f"{column} row {i} has shape {vector.shape}; the model expects ({dim},)")
+        if not np.isfinite(vector).all():
+            continue  # a broken vector counts as a missing modality
+        values[i] = vector
+        mask[i, 0] = 1.0
+    return values, mask
+
+
+def tabular_matrix(frame: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """META + image features with NaN/inf (and absent columns) -> 0, and the per-feature 0/1 mask."""
+    values = np.full((len(frame), len(columns)), np.nan, dtype=np.float32)
+    for j, column in enumerate(columns):
+        if column in frame:
+            values[:, j] = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float32, na_value=np.nan)
+    mask = np.isfinite(values).astype(np.float32)
+    return np.where(mask > 0, values, 0.0).astype(np.float32), mask
+
+
+def subreddit_array(frame: pd.DataFrame) -> np.ndarray:
+    return frame[SUBREDDIT_INPUT].fillna("").astype(str).to_numpy().reshape(-1, 1)
+
+
+def model_inputs(frame: pd.DataFrame, spec: InputSpec) -> dict[str, np.ndarray]:
+    inputs: dict[str, np.ndarray] = {}
+    for column, dim in spec.embedding_dims.items():
+        cells = frame[column] if column in frame else None
+        inputs[column], inputs[f"{column}_mask"] = embedding_matrix(cells, len(frame), dim, column)
+    inputs[TABULAR_INPUT], inputs[f"{TABULAR_INPUT}_mask"] = tabular_matrix(frame, spec.tabular_columns)
+    inputs[SUBREDDIT_INPUT] = subreddit_array(frame)
+    return inputs
+
+
+def _dataset(inputs: dict[str, np.ndarray], labels: np.ndarray | None, batch_size: int, shuffle_seed: int | None = None):
+    from smpp.compat import import_tensorflow
+
+    tf = import_tensorflow()
+    tensors = {name: tf.constant(value.astype(str) if name == SUBREDDIT_INPUT else value) for name, value in inputs.items()}
+    data = tensors if labels is None else (tensors, tf.constant(labels.astype(np.float32)))
+    dataset = tf.data.Dataset.from_tensor_slices(data)
+    if shuffle_seed is not None:
+        dataset = dataset.shuffle(len(next(iter(inputs.values()))), seed=shuffle_seed, reshuffle_each_iteration=True)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def build_model(train_inputs: dict[str, np.ndarray], train_labels: np.ndarray, spec: InputSpec):
+    """Functional model whose normalisers and subreddit vocabulary are fitted on the train slice only."""
+    keras = keras_module()
+    layers = keras.layers
+    model_inputs_: dict[str, Any] = {}
+    fused = []
+
+    for column, dim in spec.embedding_dims.items():
+        vectors = keras.Input(shape=(dim,), name=column)
+        mask = keras.Input(shape=(1,), name=f"{column}_mask")
+        model_inputs_[column], model_inputs_[f"{column}_mask"] = vectors, mask
+        normaliser = layers.Normalization(name=f"{column}_norm")
+        present = train_inputs[f"{column}_mask"][:, 0] > 0
+        normaliser.adapt(train_inputs[column][present])
+        hidden = layers.Dense(TOWER_UNITS, activation="relu", name=f"{column}_dense1")(normaliser(vectors))
+        hidden = layers.Dropout(DROPOUT, name=f"{column}_dropout")(hidden)
+        hidden = layers.Dense(TOWER_OUTPUT, activation="relu", name=f"{column}_dense2")(hidden)
+        # Missing modality: the tower contributes exactly zero; the mask itself is a feature.
+        fused += [layers.Multiply(name=f"{column}_masked")([hidden, mask]), mask]
+
+    n_tab = len(spec.tabular_columns)
+    tab = keras.Input(shape=(n_tab,), name=TABULAR_INPUT)
+    tab_mask = keras.Input(shape=(n_tab,), name=f"{TABULAR_INPUT}_mask")
+    model_inputs_[TABULAR_INPUT], model_inputs_[f"{TABULAR_INPUT}_mask"] = tab, tab_mask
+    # Adapt on present values only: missing cells are replaced by the column mean, so they normalise to 0.
+    tab_values, tab_present = train_inputs[TABULAR_INPUT], train_inputs[f"{TABULAR_INPUT}_mask"]
+    counts = tab_present.sum(axis=0)
+    column_means = np.divide(
+        (tab_values * tab_present).sum(axis=0), counts, out=np.zeros(n_tab, dtype=np.float32), where=counts > 0
+    )
+    tab_normaliser = layers.Normalization(name="tabular_norm")
+    tab_normaliser.adapt(np.where(tab_present > 0, tab_values, column_means).astype(np.float32))
+    tab_hidden = layers.Multiply(name="tabular_masked")([tab_normaliser(tab), tab_mask])
+    tab_hidden = layers.Concatenate(name="tabular_with_mask")([tab_hidden, tab_mask])
+    tab_hidden = layers.Dense(TOWER_OUTPUT, activation="relu", name="tabular_dense")(tab_hidden)
+    fused.append(tab_hidden)
+
+    subreddit = keras.Input(shape=(1,), dtype="string", name=SUBREDDIT_INPUT)
+    model_inputs_[SUBREDDIT_INPUT] = subreddit
+    vocabulary = sorted({s for s in train_inputs[SUBREDDIT_INPUT][:, 0] if s})
+    lookup = layers.StringLookup(vocabulary=vocabulary, num_oov_indices=1, name="subreddit_lookup")
+    sub_embedding = layers.Embedding(len(vocabulary) + 1, SUBREDDIT_EMBEDDING_DIM, name="subreddit_embedding")
+    fused.append(layers.Flatten(name="subreddit_flat")(sub_embedding(lookup(subreddit))))
+
+    hidden = layers.Concatenate(name="fusion")(fused)
+    hidden = layers.Dense(TOWER_UNITS, activation="relu", name="fusion_dense1")(hidden)
+    hidden = layers.Dropout(DROPOUT, name="fusion_dropout")(hidden)
+    hidden = layers.Dense(TOWER_OUTPUT, activation="relu", name="fusion_dense2")(hidden)
+    # Starting at the train mean saves the first epochs from learning the intercept.
+    output = layers.Dense(
+        1, name="popularity", bias_initializer=keras.initializers.Constant(float(np.mean(train_labels)))
+    )(hidden)
+    return keras.Model(inputs=model_inputs_, outputs=output, name="smpp_popularity")
+
+
+def fit_model(
+    model,
+    train_inputs: dict[str, np.ndarray],
+    train_labels: np.ndarray,
+    val_inputs: dict[str, np.ndarray],
+    val_labels: np.ndarray,
+    training: TrainingSettings,
+) -> dict[str, Any]:
+    """Adam + ReduceLROnPlateau, early stopping on validation loss (best weights restored)."""
+    keras = keras_module()
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=training.learning_rate),
+        loss="mse",
+        metrics=[keras.metrics.MeanAbsoluteError(name="mae")],
+    )
+    early_stopping = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=training.patience, restore_best_weights=True
+    )
+    callbacks = [
+        early_stopping,
+        keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=0.5, patience=max(1, training.patience // 2), min_lr=1e-5
+        ),
+    ]
+    history = model.fit(
+        _dataset(train_inputs, train_labels, training.batch_size, shuffle_seed=training.seed),
+        validation_data=_dataset(val_inputs, val_labels, PREDICT_BATCH),
+        epochs=training.epochs,
+        callbacks=callbacks,
+        shuffle=False,  # the dataset reshuffles itself each epoch, seeded
+        verbose=0,
+    )
+    curves = {key: [float(v) for v in values] for key, values in history.history.items()}
+    return {
+        "history": curves,
+        "epochs_run": len(curves.get("loss", [])),
+        "best_epoch": int(early_stopping.best_epoch) + 1,
+        "best_val_loss": float(early_stopping.best) if np.isfinite(early_stopping.best) else None,
+    }
+
+
+def save_model(model, spec: InputSpec, version_dir: Path) -> Path:
+    version_dir.mkdir(parents=True, exist_ok=True)
+    spec.save(version_dir)
+    path = version_dir / MODEL_FILE
+    tmp = version_dir / f".{MODEL_FILE}.tmp.keras"
+    model.save(tmp)
+    tmp.replace(path)  # a reader never sees a half-written model
+    return path
+
+
+def load_model(version_dir: Path):
+    """The saved Keras model of a version, with its input spec attached as `smpp_input_spec`."""
+    version_dir = Path(version_dir)
+    path = version_dir / MODEL_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no trained model at {path} (skipped or unfinished version?)")
+    keras = keras_module()
+    model = keras.saving.load_model(path, compile=False)
+    model.smpp_input_spec = InputSpec.load(version_dir) if (version_dir / INPUT_SPEC_FILE).is_file() else None
+    return model
+
+
+def _spec_from_model(model) -> InputSpec:
+    spec = getattr(model, "smpp_input_spec", None)
+    if spec is not None:
+        return spec
+    # A model without a sidecar spec: read embedding dims from its inputs, tabular columns from the schema.
+    dims = {name: int(t.shape[-1]) for name, t in model.input.items() if name in schema.EMBEDDING_COLUMNS}
+    return InputSpec(embedding_dims=dims, tabular_columns=list(TABULAR_COLUMNS))
+
+
+def predict_frame(model, features: pd.DataFrame) -> np.ndarray:
+    """Predicted label (log1p score) per row of a raw feature frame; labels are not needed."""
+    if len(features) == 0:
+        return np.zeros(0, dtype=np.float32)
+    if SUBREDDIT_INPUT not in features:
+        raise ValueError("feature frame has no 'subreddit' column")
+    spec = _spec_from_model(model)
+    expected = int(model.input[TABULAR_INPUT].shape[-1])
+    if expected != len(spec.tabular_columns):
+        raise ValueError(f"model expects {expected} tabular features, spec lists {len(spec.tabular_columns)}")
+    inputs = model_inputs(features.reset_index(drop=True), spec)
+    predictions = model.predict(_dataset(inputs, None, PREDICT_BATCH), verbose=0)
+    return np.asarray(predictions, dtype=np.float32).reshape(-1)

@@ -1,0 +1,62 @@
+"""Chronological train / validation / test split (never random: the model must predict the future)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass
+class ChronoSplit:
+    train: pd.DataFrame
+    val: pd.DataFrame
+    test: pd.DataFrame
+
+    @property
+    def rows(self) -> dict[str, int]:
+        return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
+
+
+def labelled_rows(features: pd.DataFrame) -> pd.DataFrame:
+    """Rows with a finite label (immature posts have none)."""
+    if "label" not in features:
+        raise ValueError("feature frame has no 'label' column")
+    labels = pd.to_numeric(features["label"], errors="coerce")
+    return features.loc[np.isfinite(labels.to_numpy(dtype=float, na_value=np.nan))].reset_index(drop=True)
+
+
+def within_window(features: pd.DataFrame, window_days: int | None) -> pd.DataFrame:
+    """Keep the newest `window_days` of history (None keeps all)."""
+    if window_days is None or features.empty:
+        return features
+    newest = int(features["created_utc"].max())
+    return features.loc[features["created_utc"] >= newest - window_days * 86400].reset_index(drop=True)
+
+
+def chronological_split(features: pd.DataFrame, val_fraction: float, test_fraction: float) -> ChronoSplit:
+    """Oldest rows train, the next slice validates, the newest slice tests.
+
+    Cuts fall on timestamp boundaries, so posts sharing a `created_utc` stay in one slice and
+    max(train) < min(val) <= max(val) < min(test) holds strictly.
+    """
+    if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise ValueError(f"bad split fractions: val={val_fraction}, test={test_fraction}")
+    ordered = features.sort_values(["created_utc", "post_id"], kind="stable").reset_index(drop=True)
+    n = len(ordered)
+    if n == 0:
+        return ChronoSplit(ordered, ordered, ordered)
+    times = ordered["created_utc"].to_numpy()
+    n_test = max(1, int(round(n * test_fraction)))
+    n_val = max(1, int(round(n * val_fraction)))
+    test_start_time = times[max(0, n - n_test)]
+    val_start_time = times[max(0, n - n_test - n_val)]
+    is_test = times >= test_start_time
+    is_val = (times >= val_start_time) & ~is_test
+    is_train = times < val_start_time
+    return ChronoSplit(
+        train=ordered.loc[is_train].reset_index(drop=True),
+        val=ordered.loc[is_val].reset_index(drop=True),
+        test=ordered.loc[is_test].reset_index(drop=True),
+    )

@@ -1,0 +1,132 @@
+"""Registry gate on hand-written metrics.json files (no training: every branch of the rule, fast)."""
+
+import json
+import re
+from datetime import datetime, timezone
+
+import pytest
+
+from smpp.registry import champion, decide_and_publish, list_versions, new_version_id, version_dir
+
+BASELINES = ("baseline_subreddit_mean", "baseline_metadata_gbm", "baseline_text_ridge")
+
+
+def _block(within, mae=0.5, spearman=0.8):
+    return {"spearman_within_subreddit": within, "spearman": spearman, "mae": mae, "rmse": mae + 0.1, "r2": 0.5, "n": 100}
+
+
+def _register(settings, stamp, model, baselines=(0.0, 0.05, 0.1), skipped=None, champion_block=None):
+    version = new_version_id(datetime(2026, 11, 1, 0, 0, stamp, tzinfo=timezone.utc))
+    folder = version_dir(settings, version)
+    folder.mkdir(parents=True)
+    metrics = {
+        "model": None if skipped else model,
+        **{name: None if skipped else _block(value) for name, value in zip(BASELINES, baselines)},
+        "rows": {"train": 70, "val": 15, "test": 15},
+        "skipped_reason": skipped,
+        "champion": champion_block,
+        "created_utc": f"2026-11-01T00:00:{stamp:02d}+00:00",
+    }
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    if not skipped:
+        (folder / "model.keras").write_bytes(b"stand-in: the gate only checks that the file exists")
+    return version
+
+
+def _log(settings):
+    return [json.loads(line) for line in (settings.models_dir / "promotions.jsonl").read_text().splitlines()]
+
+
+def test_version_ids_sort_by_time_and_reject_paths(settings):
+    early = new_version_id(datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc))
+    late = new_version_id(datetime(2026, 1, 2, 3, 4, 6, tzinfo=timezone.utc))
+    assert re.fullmatch(r"20260102T030405Z-[0-9a-f]{6}", early)
+    assert early < late
+    assert version_dir(settings, early) == settings.models_dir / early
+    with pytest.raises(ValueError):
+        version_dir(settings, "../../etc")
+
+
+def test_first_model_beating_baselines_is_promoted(settings):
+    version = _register(settings, 1, _block(0.3))
+    decision = decide_and_publish(settings, version)
+    assert decision.promoted and decision.champion is None
+    assert champion(settings) == version
+    pointer = json.loads((settings.models_dir / "champion.json").read_text())
+    assert pointer["version"] == version and pointer["previous"] is None
+    assert json.loads((version_dir(settings, version) / "decision.json").read_text())["promoted"] is True
+    assert _log(settings)[0]["challenger_metrics"]["spearman_within_subreddit"] == 0.3
+
+
+def test_first_model_losing_to_a_baseline_is_not_promoted(settings):
+    version = _register(settings, 1, _block(0.08), baselines=(0.0, 0.05, 0.1))
+    decision = decide_and_publish(settings, version)
+    assert not decision.promoted and "baseline_text_ridge" in decision.reason
+    assert champion(settings) is None
+    assert len(_log(settings)) == 1 and _log(settings)[0]["promoted"] is False
+
+
+def test_skipped_version_is_never_promoted(settings):
+    version = _register(settings, 1, None, skipped="too few labelled rows to train: 3 < min_rows=30")
+    decision = decide_and_publish(settings, version)
+    assert not decision.promoted and "too few labelled rows" in decision.reason
+    assert champion(settings) is None and len(_log(settings)) == 1
+
+
+def test_challenger_must_beat_champion_by_the_margin(settings):
+    first = _register(settings, 1, _block(0.30))
+    assert decide_and_publish(settings, first).promoted
+    margin = settings.training.promotion_margin
+    close = _register(settings, 2, _block(0.30 + margin / 2))
+    decision = decide_and_publish(settings, close)
+    assert not decision.promoted and "margin" in decision.reason and "NOT the same test slice" in decision.reason
+    assert champion(settings) == first
+    better = _register(settings, 3, _block(0.30 + 2 * margin))
+    decision = decide_and_publish(settings, better)
+    assert decision.promoted and decision.champion == first
+    assert champion(settings) == better
+    assert [entry["promoted"] for entry in _log(settings)] == [True, False, True]
+
+
+def test_challenger_losing_too_much_mae_is_not_promoted(settings):
+    first = _register(settings, 1, _block(0.30, mae=0.50))
+    decide_and_publish(settings, first)
+    worse_mae = _register(settings, 2, _block(0.50, mae=0.50 + 2 * settings.training.mae_tolerance))
+    decision = decide_and_publish(settings, worse_mae)
+    assert not decision.promoted and "MAE" in decision.reason
+    assert champion(settings) == first
+
+
+def test_champion_metrics_on_the_same_test_slice_take_precedence(settings):
+    first = _register(settings, 1, _block(0.30))
+    decide_and_publish(settings, first)
+    # Its own test said 0.30; on the challenger's slice it scores 0.50, so 0.40 must lose.
+    stored = {"version": first, "metrics": _block(0.50), "error": None, "same_test_slice": True}
+    challenger = _register(settings, 2, _block(0.40), champion_block=stored)
+    decision = decide_and_publish(settings, challenger)
+    assert not decision.promoted and "at training time" in decision.reason
+    assert decision.champion_metrics["spearman_within_subreddit"] == 0.50
+    passed = decide_and_publish(settings, challenger, champion_metrics_on_same_test=_block(0.20))
+    assert passed.promoted and "by the caller" in passed.reason
+
+
+def test_null_within_subreddit_falls_back_to_overall_spearman(settings):
+    model = _block(None, spearman=0.9)
+    version = _register(settings, 1, model, baselines=(None, None, None))
+    decision = decide_and_publish(settings, version)
+    assert decision.promoted
+    assert "judged on overall spearman" in decision.reason
+
+
+def test_list_versions_newest_first_with_status(settings):
+    assert list_versions(settings) == []
+    first = _register(settings, 1, _block(0.30))
+    skipped = _register(settings, 2, None, skipped="too few labelled rows")
+    decide_and_publish(settings, first)
+    (settings.models_dir / new_version_id()).mkdir()  # crashed mid-training: no metrics.json
+    listed = list_versions(settings)
+    assert [v["status"] for v in listed] == ["incomplete", "skipped", "trained"]
+    by_version = {v["version"]: v for v in listed}
+    assert by_version[first]["is_champion"] and by_version[first]["promoted"] is True
+    assert by_version[first]["metrics"]["spearman_within_subreddit"] == 0.30
+    assert by_version[skipped]["promoted"] is None and by_version[skipped]["created"].startswith("2026-11-01")
