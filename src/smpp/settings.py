@@ -40,6 +40,8 @@ class RedditSettings(BaseModel):
     # Reddit allows ~100 requests/min per OAuth client; PRAW paces to the headers.
     max_429_retries: int = 3
     listing_limit: int = 1000
+    # Reddit's cap varies a little below 1000; a listing that ended with fewer items was complete.
+    listing_cap_floor: int = 900
 
 
 class FilterSettings(BaseModel):

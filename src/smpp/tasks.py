@@ -119,7 +119,8 @@ def scrape_posts(interval_start, interval_end, params=None) -> dict[str, Any]:
             for subreddit in settings.subreddits:
                 result = scrape_new(
                     reddit, subreddit, ctx.start_utc, ctx.end_utc,
-                    limit=settings.reddit.listing_limit, max_429_retries=settings.reddit.max_429_retries,
+                    limit=settings.reddit.listing_limit, cap_floor=settings.reddit.listing_cap_floor,
+                    max_429_retries=settings.reddit.max_429_retries,
                 )
                 statuses[subreddit] = result.status
                 if result.uncovered_span:
@@ -225,7 +226,7 @@ def fetch_images(interval_start, interval_end, params=None) -> dict[str, Any]:
             "ok": len(ok),
             "unique_images": int(ok["sha256"].nunique()),
             "duplicate_images": int(fetched["duplicate_image"].sum()),
-            "failures": count_reasons(fetched),
+            "failures": {k: v for k, v in count_reasons(fetched).items() if k != "ok"},
             "partition": str(path),
         },
     )

@@ -65,12 +65,18 @@ def test_scrape_keeps_interval_across_pages(day_posts, fake_reddit, reddit_for):
 
 def test_scrape_reports_gap_when_listing_cap_is_hit(day_posts, fake_reddit, reddit_for):
     server = fake_reddit(day_posts("pics", 300), listing_cap=120)
-    result = scrape_new(reddit_for(server), "pics", DAY_START, DAY_END, limit=1000)
+    result = scrape_new(reddit_for(server), "pics", DAY_START, DAY_END, limit=1000, cap_floor=100)
     assert result.status == "gap"
     oldest_served = DAY_END - 60 - 119 * 600
     assert result.uncovered_span == (DAY_START, oldest_served)
     assert len(result.posts) == 120
     assert len(server.requests_to("/r/pics/new")) == 2
+
+
+def test_listing_that_ends_with_few_items_is_complete(day_posts, fake_reddit, reddit_for):
+    server = fake_reddit(day_posts("pics", 30))  # a young subreddit: /new simply ends
+    result = scrape_new(reddit_for(server), "pics", DAY_START - 86400, DAY_END, limit=1000)
+    assert result.status == "ok" and result.uncovered_span is None and len(result.posts) == 30
 
 
 def test_scrape_reports_gap_when_own_limit_is_hit(day_posts, fake_reddit, reddit_for):

@@ -107,6 +107,7 @@ def scrape_new(
     end_utc: int,
     *,
     limit: int,
+    cap_floor: int = 900,
     max_429_retries: int = DEFAULT_MAX_429_RETRIES,
 ) -> ScrapeResult:
     """Posts of r/`subreddit` created in [start_utc, end_utc), paging /new newest first."""
@@ -156,7 +157,10 @@ def scrape_new(
 
     status: ScrapeStatus = "ok"
     uncovered: tuple[int, int] | None = None
-    if not reached_start and oldest_seen is not None and min(oldest_seen, end_utc) > start_utc:
+    # A listing that ends early with few items is complete (the subreddit has nothing older);
+    # only one cut at our limit or near Reddit's ~1000-item cap leaves time uncovered.
+    truncated = seen >= limit or seen >= cap_floor
+    if truncated and not reached_start and oldest_seen is not None and min(oldest_seen, end_utc) > start_utc:
         status, uncovered = "gap", (start_utc, min(oldest_seen, end_utc))
         log.warning(
             "r/%s: /new ran out after %d posts before reaching the interval start; [%d, %d) is uncovered",

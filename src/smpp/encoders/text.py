@@ -1,0 +1,65 @@
+"""Text encoder: bge-m3 dense vectors (BGEM3FlagModel), or a SentenceTransformer offline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from smpp.encoders.profiles import BGE_M3, SENTENCE_TRANSFORMERS, ModelSpec, read_json
+
+
+@dataclass
+class TextEncoder:
+    spec: ModelSpec
+    model: Any
+    device: str
+
+    def forward(self, texts: list[str]) -> np.ndarray:
+        """One batch of texts -> (n, dim) float32, L2-normalised (both models normalise)."""
+        import torch
+
+        with torch.inference_mode():
+            if self.spec.kind == BGE_M3:
+                # One inner batch; a batch_size above the count also silences its progress bars.
+                output = self.model.encode(
+                    texts, batch_size=len(texts) + 1, return_dense=True, return_sparse=False,
+                    return_colbert_vecs=False,
+                )["dense_vecs"]
+            else:
+                output = self.model.encode(
+                    texts, batch_size=len(texts), convert_to_numpy=True, show_progress_bar=False
+                )
+        return np.asarray(output, dtype=np.float32).reshape(len(texts), -1)
+
+
+def load_text_encoder(spec: ModelSpec, device: str) -> TextEncoder:
+    assert spec.path is not None
+    if spec.kind == BGE_M3:
+        from FlagEmbedding import BGEM3FlagModel
+
+        # fp16 only where it is fast and supported; on CPU it is slow or fails.
+        model = BGEM3FlagModel(str(spec.path), use_fp16=device.startswith("cuda"), devices=device)
+    elif spec.kind == SENTENCE_TRANSFORMERS:
+        from sentence_transformers import SentenceTransformer
+
+        model = SentenceTransformer(str(spec.path), device=device)
+        model.eval()
+    else:
+        raise ValueError(f"not a text encoder kind: {spec.kind}")
+    return TextEncoder(spec=spec, model=model, device=device)
+
+
+def text_dim(spec: ModelSpec) -> int:
+    """Output size from the model's configs, without loading weights."""
+    assert spec.path is not None
+    path = Path(spec.path)
+    dim = int(read_json(path / "config.json")["hidden_size"])
+    if spec.kind == SENTENCE_TRANSFORMERS and (path / "modules.json").is_file():
+        # A Dense module after pooling changes the output size.
+        for module in read_json(path / "modules.json"):
+            if "Dense" in module.get("type", ""):
+                dim = int(read_json(path / module["path"] / "config.json")["out_features"])
+    return dim
