@@ -336,6 +336,24 @@ def test_unresolvable_host(make_settings):
     assert status_of(make_settings(), "http://no-such-host.invalid/a.jpg") == "unresolvable"
 
 
+def test_dead_host_is_looked_up_once_per_batch(make_settings, monkeypatch):
+    import smpp.images.fetch as fetch_module
+
+    lookups = []
+
+    def failing_lookup(host, *args, **kwargs):
+        lookups.append(host)
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(fetch_module, "_dns_failures", {})
+    monkeypatch.setattr(fetch_module.socket, "getaddrinfo", failing_lookup)
+    frame = pd.DataFrame({"post_id": [f"p{i}" for i in range(20)],
+                          "image_url": [f"http://dead-host.example/{i}.jpg" for i in range(20)]})
+    out = fetch_images(make_settings(workers=1), frame)
+    assert out["status"].tolist() == ["unresolvable"] * 20
+    assert lookups == ["dead-host.example"]
+
+
 def test_refused_connection_is_unreachable(make_settings):
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))

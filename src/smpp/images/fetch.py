@@ -242,6 +242,19 @@ def _new_session(image_settings: ImageSettings, user_agent: str) -> requests.Ses
     return session
 
 
+# Dead hosts are common (archived imgur links): remember failed lookups briefly so a day with
+# hundreds of links to one dead host pays for one DNS timeout, not hundreds.
+DNS_FAILURE_TTL_S = 300.0
+_dns_failures: dict[str, float] = {}
+_dns_failures_lock = threading.Lock()
+
+
+def _recent_dns_failure(host: str) -> bool:
+    with _dns_failures_lock:
+        failed_at = _dns_failures.get(host)
+        return failed_at is not None and time.monotonic() - failed_at < DNS_FAILURE_TTL_S
+
+
 def check_url(url: str, allowed_hosts: frozenset[str]) -> str:
     """The host to fetch from, after the scheme and address checks; FetchFailure otherwise."""
     try:
@@ -255,11 +268,16 @@ def check_url(url: str, allowed_hosts: frozenset[str]) -> str:
         raise FetchFailure("not_http", f"scheme {scheme!r} in {url!r}")
     if not host:
         raise FetchFailure("not_http", f"no host in {url!r}")
+    if _recent_dns_failure(host):
+        raise FetchFailure("unresolvable", f"{host}: lookup failed moments ago")
     try:
         checked_addresses(host, port or (443 if scheme == "https" else 80), allowed_hosts)
     except BlockedAddressError as exc:
         raise FetchFailure("blocked_address", str(exc)) from exc
     except (OSError, UnicodeError) as exc:  # socket.gaierror is an OSError
+        if isinstance(exc, socket.gaierror):
+            with _dns_failures_lock:
+                _dns_failures[host] = time.monotonic()
         raise FetchFailure("unresolvable", f"{host}: {exc}") from exc
     return _normal_host(host)
 
