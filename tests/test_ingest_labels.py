@@ -33,6 +33,15 @@ def test_reingesting_changes_nothing(settings):
         assert count(s, Post) == 2 and count(s, PostSnapshot) == 2
 
 
+def test_rescrape_records_first_sight_only(settings):
+    with session_for(settings.database_url) as s:
+        ingest_posts(s, settings, [record("a", 1)], first_sight_only=True)
+        ingest_posts(s, settings, [record("a", 3), record("b", 3)], first_sight_only=True)
+        assert count(s, PostSnapshot) == 2  # a@1h and b@3h; the re-scrape of a adds nothing
+        ingest_posts(s, settings, [record("a", 5)])  # a refresh does record a new observation
+        assert count(s, PostSnapshot) == 3
+
+
 def test_label_is_first_snapshot_at_or_after_label_age(settings):
     with session_for(settings.database_url) as s:
         ingest_posts(s, settings, [record("a", 2, score=5)])

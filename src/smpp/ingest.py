@@ -71,9 +71,18 @@ def tombstoned_ids(session: Session, ids: Iterable[str]) -> set[str]:
 
 
 def ingest_posts(
-    session: Session, settings: Settings, records: Iterable[PostRecord], now: int | None = None
+    session: Session,
+    settings: Settings,
+    records: Iterable[PostRecord],
+    now: int | None = None,
+    *,
+    first_sight_only: bool = False,
 ) -> IngestStats:
-    """Upsert posts and their snapshots. Re-ingesting the same records changes nothing."""
+    """Upsert posts and their snapshots. Re-ingesting the same records changes nothing.
+
+    first_sight_only: snapshot only posts not stored yet (a re-scraped day adds no rows;
+    later observations are the refresh stage's job).
+    """
     now = now if now is not None else now_utc()
     records = list(records)
     stats = IngestStats(seen=len(records))
@@ -93,7 +102,7 @@ def ingest_posts(
         stats.post_ids.append(record.id)
         if record.id not in existing:
             stats.new_posts += 1
-        if record.observed_at is not None:
+        if record.observed_at is not None and not (first_sight_only and record.id in existing):
             snapshots.append(
                 {
                     "post_id": record.id,

@@ -126,7 +126,7 @@ def scrape_posts(interval_start, interval_end, params=None) -> dict[str, Any]:
                 if result.uncovered_span:
                     gaps[subreddit] = list(result.uncovered_span)
                     log.warning("r/%s: listing cap hit, uncovered span %s", subreddit, result.uncovered_span)
-                stats = ingest_posts(session, settings, result.posts)
+                stats = ingest_posts(session, settings, result.posts, first_sight_only=True)
                 post_ids += stats.post_ids
                 for key, value in stats.as_metrics().items():
                     total[key] = total.get(key, 0) + value
