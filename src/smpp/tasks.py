@@ -239,10 +239,6 @@ def _ok_images(ctx: RunContext) -> pd.DataFrame:
     return images[images["status"] == "ok"].reset_index(drop=True)
 
 
-def _model_metadata(result, role: str) -> dict[str, str]:
-    return {f"{role}_model_id": result.model_id, f"{role}_revision": result.revision, f"{role}_dim": str(getattr(result, "dim", ""))}
-
-
 def caption_images(interval_start, interval_end, params=None) -> dict[str, Any]:
     from smpp.encoders import caption_images as caption
 
@@ -371,6 +367,7 @@ def build_features(interval_start, interval_end, params=None) -> dict[str, Any]:
     from smpp.encoders import model_info
     from smpp.features import build_feature_table
     from smpp.images.features import image_features_frame
+    from smpp.schema import EMBEDDING_COLUMNS
 
     ctx = run_context(interval_start, interval_end, params)
     settings = ctx.settings
@@ -379,14 +376,13 @@ def build_features(interval_start, interval_end, params=None) -> dict[str, Any]:
     ok = images[images["status"] == "ok"] if not images.empty else images
     image_feats = image_features_frame(ok["path"].tolist() if not ok.empty else [])
     image_feats.insert(0, "post_id", ok["post_id"].tolist() if not ok.empty else [])
+    text_embeddings = storage.read_partition(settings, "text_embeddings", ctx.day)
     embeddings = {
-        "title_emb": storage.read_partition(settings, "text_embeddings", ctx.day),
-        "caption_emb": storage.read_partition(settings, "text_embeddings", ctx.day),
+        "title_emb": text_embeddings,
+        "caption_emb": text_embeddings,
         "image_emb": storage.read_partition(settings, "image_embeddings", ctx.day),
         "joint_emb": storage.read_partition(settings, "joint_embeddings", ctx.day),
     }
-    from smpp.schema import EMBEDDING_COLUMNS
-
     dims = {col: int(model_info(settings, role)["dim"]) for col, role in EMBEDDING_COLUMNS.items()}
     table = build_feature_table(
         ctx.day, kept, _authors_frame(settings, kept["author"].dropna().tolist()), images, image_feats, embeddings, dims
