@@ -26,6 +26,7 @@ class IngestStats:
     tombstoned_skipped: int = 0
     newly_removed: int = 0
     post_ids: list[str] = field(default_factory=list)
+    removed_ids: list[str] = field(default_factory=list)  # stored posts now removed: purge them
 
     def as_metrics(self) -> dict[str, int]:
         return {k: v for k, v in vars(self).items() if isinstance(v, int)}
@@ -123,7 +124,8 @@ def ingest_posts(
     stats.archive_labels = upsert(
         session, Label, labels, update=["score", "age_hours", "observed_at", "status"]
     )
-    stats.newly_removed = mark_removed(session, removed, now)
+    stats.removed_ids = mark_removed(session, removed, now)
+    stats.newly_removed = len(stats.removed_ids)
     session.commit()
     return stats
 
@@ -142,9 +144,12 @@ def archive_label(record: PostRecord, label_age_hours: float) -> dict:
     }
 
 
-def mark_removed(session: Session, records: Iterable[PostRecord], now: int) -> int:
-    """Tombstone removed/deleted posts and purge their content (Reddit's terms require it)."""
-    count = 0
+def mark_removed(session: Session, records: Iterable[PostRecord], now: int) -> list[str]:
+    """Tombstone removed/deleted posts and purge their warehouse content; returns stored ids hit.
+
+    The post's partitions, caches and image are purged by smpp.purge (outside the warehouse).
+    """
+    purged: list[str] = []
     for record in records:
         reason = "deleted" if record.title == "[deleted]" or record.author is None else "removed"
         upsert(session, Tombstone, [{"post_id": record.id, "reason": reason, "recorded_at": now}])
@@ -155,9 +160,9 @@ def mark_removed(session: Session, records: Iterable[PostRecord], now: int) -> i
             post.url = None
             post.preview_url = None
             post.gallery_urls = []
-            count += 1
+            purged.append(record.id)
         session.query(Label).filter(Label.post_id == record.id).delete()
-    return count
+    return purged
 
 
 def ingest_authors(session: Session, authors: Iterable[AuthorRecord]) -> int:

@@ -83,7 +83,9 @@ def _day_posts_frame(settings: Settings, start_utc: int, end_utc: int) -> pd.Dat
 
     with _session(settings) as session:
         rows = session.scalars(
-            select(Post).where(Post.created_utc >= start_utc, Post.created_utc < end_utc).order_by(Post.id)
+            select(Post)
+            .where(Post.created_utc >= start_utc, Post.created_utc < end_utc, Post.removed.is_(False))
+            .order_by(Post.id)
         ).all()
         columns = [c.name for c in Post.__table__.columns]
         return pd.DataFrame([{c: getattr(r, c) for c in columns} for r in rows], columns=columns)
@@ -116,6 +118,7 @@ def scrape_posts(interval_start, interval_end, params=None) -> dict[str, Any]:
             gaps: dict[str, list[int]] = {}
             total: dict[str, int] = {}
             post_ids: list[str] = []
+            removed: list[str] = []
             for subreddit in settings.subreddits:
                 result = scrape_new(
                     reddit, subreddit, ctx.start_utc, ctx.end_utc,
@@ -130,6 +133,7 @@ def scrape_posts(interval_start, interval_end, params=None) -> dict[str, Any]:
                 post_ids += stats.post_ids
                 for key, value in stats.as_metrics().items():
                     total[key] = total.get(key, 0) + value
+                removed += stats.removed_ids
             authors = fetch_authors(
                 reddit, unknown_author_fullnames(session, post_ids), max_429_retries=settings.reddit.max_429_retries
             )
@@ -140,9 +144,19 @@ def scrape_posts(interval_start, interval_end, params=None) -> dict[str, Any]:
                 **total,
             )
             metrics["labels"] = vars(assign_labels(session, settings, post_ids))
+    if settings.source == "reddit":
+        metrics["purged"] = _purge(settings, removed)
     posts = _day_posts_frame(settings, ctx.start_utc, ctx.end_utc)
     path = storage.write_partition(settings, "posts", ctx.day, posts)
     return _finish(ctx, "scrape_posts", {**metrics, "posts_in_day": len(posts), "partition": str(path)})
+
+
+def _purge(settings: Settings, removed_ids: list[str]) -> dict[str, Any]:
+    if not removed_ids:
+        return {"posts": 0}
+    from smpp.purge import purge_ids
+
+    return vars(purge_ids(settings, removed_ids))
 
 
 def refresh_scores(interval_start, interval_end, params=None) -> dict[str, Any]:
@@ -163,10 +177,12 @@ def refresh_scores(interval_start, interval_end, params=None) -> dict[str, Any]:
         )
         stats = ingest_posts(session, settings, records)
         labels = assign_labels(session, settings)
+    purged = _purge(settings, stats.removed_ids)
     return _finish(
         ctx,
         "refresh_scores",
-        {"due": len(due), "refreshed": len(records), "newly_removed": stats.newly_removed, "labels": vars(labels)},
+        {"due": len(due), "refreshed": len(records), "newly_removed": stats.newly_removed,
+         "labels": vars(labels), "purged": purged},
     )
 
 
@@ -184,7 +200,7 @@ def filter_posts(interval_start, interval_end, params=None) -> dict[str, Any]:
     ctx = run_context(interval_start, interval_end, params)
     posts = storage.read_partition(ctx.settings, "posts", ctx.day)
     current = _day_posts_frame(ctx.settings, ctx.start_utc, ctx.end_utc)
-    # removals seen by a later refresh win over the day's first sight
+    # removals seen by a later refresh win over the day's first sight (removed posts are absent)
     if not posts.empty:
         posts = posts.drop(columns=["removed", "title"]).merge(
             current[["id", "removed", "title"]], on="id", how="left"

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from smpp.encoders import profiles
-from smpp.encoders.cache import CaptionCache, VectorCache
+from smpp.encoders.cache import CaptionCache, VectorCache, joint_key, text_key
 from smpp.encoders.prepare import ensure_tiny_models, needs_tiny_models
 from smpp.settings import Settings
 
@@ -128,7 +128,7 @@ def _embed_cached(settings: Settings, role: str, keys: Sequence[str], items: Seq
 def embed_texts(settings: Settings, texts: Sequence[str]) -> EmbedResult:
     """Dense text embeddings (bge-m3 in production), cached by sha256 of the text."""
     texts = [str(text) for text in texts]
-    return _embed_cached(settings, "text", [_sha256(text) for text in texts], texts)
+    return _embed_cached(settings, "text", [text_key(text) for text in texts], texts)
 
 
 def embed_images(settings: Settings, image_paths: Sequence[str], content_keys: Sequence[str]) -> EmbedResult:
@@ -142,7 +142,7 @@ def embed_image_text(
 ) -> EmbedResult:
     """Visualized BGE image+text embeddings, cached by (image content key, text hash)."""
     _check_lengths(image_paths=image_paths, texts=texts, content_keys=content_keys)
-    keys = [_sha256(f"{key}\n{_sha256(str(text))}") for key, text in zip(content_keys, texts)]
+    keys = [joint_key(key, str(text)) for key, text in zip(content_keys, texts)]
     pairs = [(str(path), str(text)) for path, text in zip(image_paths, texts)]
     return _embed_cached(settings, "joint", keys, pairs)
 

@@ -108,3 +108,27 @@ class CaptionCache:
             raise ValueError(f"{len(keys)} keys for {len(captions)} captions")
         with _connect(self.path) as conn, conn:
             conn.executemany("INSERT OR REPLACE INTO captions VALUES (?, ?)", list(zip(keys, captions)))
+
+
+def text_key(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def joint_key(image_key: str, text: str) -> str:
+    return text_key(f"{image_key}\n{text_key(text)}")
+
+
+def purge_keys(cache_dir: Path, keys: Iterable[str]) -> int:
+    """Delete these content keys from every model's cache (deleted posts must leave no trace)."""
+    keys = sorted(set(keys))
+    removed = 0
+    for path in sorted((cache_dir / "encoders").glob("*.sqlite")):
+        with _connect(path) as conn, conn:
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            for table in ("vectors", "captions") if keys else ():
+                if table not in tables:
+                    continue
+                for chunk in _chunks(keys, _QUERY_CHUNK):
+                    marks = ",".join("?" * len(chunk))
+                    removed += conn.execute(f"DELETE FROM {table} WHERE key IN ({marks})", tuple(chunk)).rowcount
+    return removed
