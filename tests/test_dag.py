@@ -35,7 +35,8 @@ def test_parse_imports_no_heavy_libraries():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180, env=os.environ.copy())
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result == {"errors": [], "dags": ["smpp_pipeline"], "heavy": []}
+    assert result["errors"] == [] and result["heavy"] == []
+    assert sorted(result["dags"]) == ["smpp_pipeline", "smpp_scrape_frequent"]
 
 
 def test_expected_tasks_and_dependencies(dag):
@@ -50,6 +51,15 @@ def test_expected_tasks_and_dependencies(dag):
         assert down[name] == {"build_features"}  # the three embeddings run in parallel
     assert down["build_features"] == {"train_model"}
     assert down["train_model"] == {"evaluate_and_publish"}
+
+
+def test_frequent_scrape_dag_policies():
+    from airflow.dag_processing.dagbag import DagBag
+
+    frequent = DagBag(dag_folder=str(REPO / "dags")).dags["smpp_scrape_frequent"]
+    [task] = frequent.tasks
+    assert task.pool == "reddit_api" and task.retries >= 1 and task.execution_timeout is not None
+    assert frequent.max_active_runs == 1
 
 
 def test_policies(dag):

@@ -58,3 +58,17 @@ def test_labels_at_fixed_age_and_deletion_purge(live):
     again = tasks.scrape_posts(start, end, {"source": "reddit"})  # a re-run never brings it back
     assert again["new_posts"] == 0
     assert storage.read_partition(settings, "posts", start.date())["id"].tolist() == ["mature"]
+
+
+def test_frequent_scrape_fills_the_warehouse_and_the_daily_partition_uses_it(live, monkeypatch):
+    fake, start, end = live
+    monkeypatch.setenv("SMPP_FREQUENT_SUBREDDITS", '["pics"]')
+    monkeypatch.setenv("SMPP_SUBREDDITS", "[]")  # the daily run scrapes nothing itself here
+    get_settings.cache_clear()
+    settings = get_settings()
+    hourly = tasks.scrape_frequent(start, end, {"source": "reddit"})
+    assert hourly["new_posts"] == 2
+    assert not storage.has_partition(settings, "posts", start.date())  # warehouse only
+    daily = tasks.scrape_posts(start, end, {"source": "reddit"})
+    assert daily["posts_in_day"] == 2
+    assert sorted(storage.read_partition(settings, "posts", start.date())["id"]) == ["mature", "young"]

@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     source: Source = "reddit"
     archive_path: Path | None = None
     subreddits: list[str] = Field(default_factory=lambda: ["pics", "aww", "EarthPorn"])
+    # Busy subreddits whose /new listing (capped at ~1000 items) cannot cover a whole day:
+    # the smpp_scrape_frequent DAG scrapes them every hour into the warehouse.
+    frequent_subreddits: list[str] = Field(default_factory=list)
     label_age_hours: float = 24.0
     label_grace_hours: float = 24.0  # refreshes later than age + grace are "late" labels
 

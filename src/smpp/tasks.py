@@ -91,10 +91,50 @@ def _day_posts_frame(settings: Settings, start_utc: int, end_utc: int) -> pd.Dat
         return pd.DataFrame([{c: getattr(r, c) for c in columns} for r in rows], columns=columns)
 
 
-def scrape_posts(interval_start, interval_end, params=None) -> dict[str, Any]:
-    """Live: PRAW over each subreddit's /new. Archive: the dump's posts of the interval."""
+def _scrape_live(ctx: RunContext, session, subreddits: list[str]) -> dict[str, Any]:
+    """PRAW over each subreddit's /new for the interval, into the warehouse."""
     from smpp.ingest import ingest_authors, ingest_posts, unknown_author_fullnames
     from smpp.labels import assign_labels
+    from smpp.sources.reddit import fetch_authors, make_reddit, scrape_new
+
+    settings = ctx.settings
+    reddit = make_reddit(settings)
+    statuses: dict[str, str] = {}
+    gaps: dict[str, list[int]] = {}
+    total: dict[str, int] = {}
+    post_ids: list[str] = []
+    removed: list[str] = []
+    for subreddit in subreddits:
+        result = scrape_new(
+            reddit, subreddit, ctx.start_utc, ctx.end_utc,
+            limit=settings.reddit.listing_limit, cap_floor=settings.reddit.listing_cap_floor,
+            max_429_retries=settings.reddit.max_429_retries,
+        )
+        statuses[subreddit] = result.status
+        if result.uncovered_span:
+            gaps[subreddit] = list(result.uncovered_span)
+            log.warning("r/%s: listing cap hit, uncovered span %s", subreddit, result.uncovered_span)
+        stats = ingest_posts(session, settings, result.posts, first_sight_only=True)
+        post_ids += stats.post_ids
+        removed += stats.removed_ids
+        for key, value in stats.as_metrics().items():
+            total[key] = total.get(key, 0) + value
+    authors = fetch_authors(
+        reddit, unknown_author_fullnames(session, post_ids), max_429_retries=settings.reddit.max_429_retries
+    )
+    return {
+        "subreddit_status": statuses,
+        "uncovered_spans": gaps,
+        "authors_snapshotted": ingest_authors(session, authors),
+        **total,
+        "labels": vars(assign_labels(session, settings, post_ids)),
+        "purged": _purge(settings, removed),
+    }
+
+
+def scrape_posts(interval_start, interval_end, params=None) -> dict[str, Any]:
+    """Live: PRAW over each subreddit's /new. Archive: the dump's posts of the interval."""
+    from smpp.ingest import ingest_posts
 
     ctx = run_context(interval_start, interval_end, params)
     settings = ctx.settings
@@ -111,44 +151,22 @@ def scrape_posts(interval_start, interval_end, params=None) -> dict[str, Any]:
             )
             metrics.update(archive_lines=scan.lines, archive_skips=scan.skip_reasons, **stats.as_metrics())
         else:
-            from smpp.sources.reddit import fetch_authors, make_reddit, scrape_new
-
-            reddit = make_reddit(settings)
-            statuses: dict[str, str] = {}
-            gaps: dict[str, list[int]] = {}
-            total: dict[str, int] = {}
-            post_ids: list[str] = []
-            removed: list[str] = []
-            for subreddit in settings.subreddits:
-                result = scrape_new(
-                    reddit, subreddit, ctx.start_utc, ctx.end_utc,
-                    limit=settings.reddit.listing_limit, cap_floor=settings.reddit.listing_cap_floor,
-                    max_429_retries=settings.reddit.max_429_retries,
-                )
-                statuses[subreddit] = result.status
-                if result.uncovered_span:
-                    gaps[subreddit] = list(result.uncovered_span)
-                    log.warning("r/%s: listing cap hit, uncovered span %s", subreddit, result.uncovered_span)
-                stats = ingest_posts(session, settings, result.posts, first_sight_only=True)
-                post_ids += stats.post_ids
-                for key, value in stats.as_metrics().items():
-                    total[key] = total.get(key, 0) + value
-                removed += stats.removed_ids
-            authors = fetch_authors(
-                reddit, unknown_author_fullnames(session, post_ids), max_429_retries=settings.reddit.max_429_retries
-            )
-            metrics.update(
-                subreddit_status=statuses,
-                uncovered_spans=gaps,
-                authors_snapshotted=ingest_authors(session, authors),
-                **total,
-            )
-            metrics["labels"] = vars(assign_labels(session, settings, post_ids))
-    if settings.source == "reddit":
-        metrics["purged"] = _purge(settings, removed)
+            metrics.update(_scrape_live(ctx, session, settings.subreddits))
+    # the day's partition comes from the warehouse, so posts found by frequent scrapes are in it
     posts = _day_posts_frame(settings, ctx.start_utc, ctx.end_utc)
     path = storage.write_partition(settings, "posts", ctx.day, posts)
     return _finish(ctx, "scrape_posts", {**metrics, "posts_in_day": len(posts), "partition": str(path)})
+
+
+def scrape_frequent(interval_start, interval_end, params=None) -> dict[str, Any]:
+    """Sub-daily scrape of busy subreddits into the warehouse only (no day partition)."""
+    ctx = run_context(interval_start, interval_end, params)
+    stage = f"scrape_frequent_{datetime.fromtimestamp(ctx.start_utc, timezone.utc):%H%M}"
+    if not ctx.settings.frequent_subreddits:
+        return _finish(ctx, stage, {"skipped": "no frequent_subreddits configured"})
+    with _session(ctx.settings) as session:
+        metrics = _scrape_live(ctx, session, ctx.settings.frequent_subreddits)
+    return _finish(ctx, stage, {"interval": [ctx.start_utc, ctx.end_utc], **metrics})
 
 
 def _purge(settings: Settings, removed_ids: list[str]) -> dict[str, Any]:
