@@ -73,11 +73,22 @@ def fake_reddit() -> Iterator[Callable[..., FakeRedditServer]]:
 
 
 @pytest.fixture
+def no_retry_sleeps(monkeypatch):
+    """prawcore sleeps 0-4 s before its retries and our backoff 1-4 s: pin both to 0."""
+    import prawcore
+
+    import smpp.sources.reddit as reddit_source
+
+    monkeypatch.setattr(prawcore.sessions.FiniteRetryStrategy, "_sleep_seconds", lambda self: None)
+    monkeypatch.setattr(reddit_source, "_wait_seconds", lambda retry_state: 0.0)
+
+
+@pytest.fixture
 def reddit_for(settings):
     """A real PRAW client from make_reddit(), pointed at a fake server."""
     from smpp.sources.reddit import make_reddit
 
-    def build(server: FakeRedditServer, **reddit_overrides: Any):
+    def build(server: FakeRedditServer, *, rate_window_s: int | None = None, **reddit_overrides: Any):
         reddit = {
             "client_id": server.client_id,
             "client_secret": server.client_secret,
@@ -87,6 +98,7 @@ def reddit_for(settings):
             "timeout_s": 5.0,
             **reddit_overrides,
         }
-        return make_reddit(settings.with_overrides(reddit=reddit))
+        window = {"rate_window_s": rate_window_s} if rate_window_s else {}
+        return make_reddit(settings.with_overrides(reddit=reddit), **window)
 
     return build

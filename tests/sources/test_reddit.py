@@ -11,7 +11,9 @@ import pytest
 import requests
 from PIL import Image
 
+from smpp.devtools.fake_reddit import DROP
 from smpp.sources.reddit import (
+    BatchReport,
     RedditAuthError,
     RedditConfigError,
     fetch_authors,
@@ -175,19 +177,198 @@ def test_5xx_is_retried_by_prawcore(day_posts, fake_reddit, reddit_for, monkeypa
     assert len(server.requests_to("/r/pics/about")) == 2
 
 
-def test_5xx_beyond_prawcore_retries_gets_bounded_backoff(day_posts, fake_reddit, reddit_for, monkeypatch):
+def test_5xx_beyond_prawcore_retries_gets_bounded_backoff(day_posts, fake_reddit, reddit_for, no_retry_sleeps):
     import smpp.sources.reddit as reddit_source
 
-    monkeypatch.setattr(prawcore.sessions.FiniteRetryStrategy, "_sleep_seconds", lambda self: None)
-    monkeypatch.setattr(reddit_source, "_wait_seconds", lambda retry_state: 0.0)
     server = fake_reddit(day_posts("pics", 5))
     reddit = reddit_for(server)
     server.fail_next(500, count=4)  # prawcore's three tries fail, then ours succeeds on its second
     assert [r.id for r in refresh_posts(reddit, ["pic0000"])] == ["pic0000"]
     assert len(server.requests_to("/api/info")) == 5
     server.fail_next(500, count=3 * (reddit_source.SERVER_ERROR_RETRIES + 1))
-    with pytest.raises(prawcore.ServerError):
-        refresh_posts(reddit, ["pic0000"])
+    report = BatchReport()
+    assert refresh_posts(reddit, ["pic0000", "pic0001"], report=report) == []
+    assert report.failed == ["pic0000", "pic0001"] == report.not_returned
+    assert report.errors == ["api/info: HTTP 500 (ServerError)"]
+    assert len(server.requests_to("/api/info")) == 5 + 9
+
+
+def test_5xx_burst_on_a_page_makes_an_error_status_and_keeps_earlier_pages(
+    day_posts, fake_reddit, reddit_for, no_retry_sleeps
+):
+    server = fake_reddit(day_posts("pics", 300) + day_posts("aww", 20))
+    reddit = reddit_for(server)
+    statuses = {}
+    for subreddit in ("pics", "aww"):  # as tasks.scrape_posts loops: one failure must not stop the next
+        if subreddit == "pics":
+            scrape_new(reddit, "pics", DAY_START, DAY_END, limit=100)  # about + a page: the next fault hits page 2
+            server.fail_next(503, count=9)
+        result = scrape_new(reddit, subreddit, DAY_START, DAY_END, limit=1000)
+        statuses[subreddit] = result
+    pics, aww = statuses["pics"], statuses["aww"]
+    assert pics.status == "error" and pics.error == "HTTP 503 (ServerError)"
+    assert len(pics.posts) == 100 and pics.subscribers  # page 1 is kept
+    assert pics.uncovered_span == (DAY_START, DAY_END - 60 - 99 * 600)
+    assert aww.status == "ok" and len(aww.posts) == 20
+
+
+@pytest.mark.parametrize(("body", "status", "prawcore_tries"), [("invalid_json", 200, 1), ("html", 200, 1), ("html", 502, 3)])
+def test_unparseable_bodies_are_retried_then_an_error_status(
+    day_posts, fake_reddit, reddit_for, no_retry_sleeps, caplog, body, status, prawcore_tries
+):
+    import smpp.sources.reddit as reddit_source
+
+    server = fake_reddit(day_posts("pics", 30) + day_posts("aww", 5))
+    reddit = reddit_for(server)
+    server.malformed_next(body, status=status)  # one bad answer: retried, then fine
+    assert scrape_new(reddit, "pics", DAY_START, DAY_END, limit=1000).status == "ok"
+
+    attempts = prawcore_tries * (reddit_source.SERVER_ERROR_RETRIES + 1)
+    server.malformed_next(body, count=attempts, status=status)
+    before = len(server.requests_log)
+    with caplog.at_level("ERROR", logger="smpp.sources.reddit"):
+        result = scrape_new(reddit, "pics", DAY_START, DAY_END, limit=1000)
+    assert result.status == "error" and result.posts == [] and result.uncovered_span == (DAY_START, DAY_END)
+    assert result.error and (("not JSON" in result.error) if status == 200 else "HTTP 502" in result.error)
+    assert result.error in caplog.text
+    assert len(server.requests_log) - before == attempts
+    assert scrape_new(reddit, "aww", DAY_START, DAY_END, limit=1000).status == "ok"
+
+
+def test_refresh_reports_a_failed_batch_and_goes_on(day_posts, fake_reddit, reddit_for, no_retry_sleeps):
+    posts = day_posts("pics", 150)
+    server = fake_reddit(posts)
+    reddit = reddit_for(server)
+    refresh_posts(reddit, ["pic0000"])  # the token first
+    server.malformed_next("invalid_json", count=3)
+    report = BatchReport()
+    ids = [p["id"] for p in posts]
+    records = refresh_posts(reddit, ids, report=report)
+    assert [r.id for r in records] == ids[100:]
+    assert report.failed == ids[:100] and report.missing == [] and report.requested == 150
+    assert report.requests == 4 and "not JSON" in report.errors[0]
+
+
+def test_refresh_stops_trying_when_reddit_is_down(day_posts, fake_reddit, reddit_for, no_retry_sleeps):
+    import smpp.sources.reddit as reddit_source
+
+    posts = day_posts("pics", 500)
+    server = fake_reddit(posts)
+    reddit = reddit_for(server)
+    refresh_posts(reddit, ["pic0000"])
+    server.malformed_next("html", count=100)
+    before = len(server.requests_to("/api/info"))
+    report = BatchReport()
+    assert refresh_posts(reddit, [p["id"] for p in posts], report=report) == []
+    tries = reddit_source.MAX_FAILED_BATCHES_IN_A_ROW * (reddit_source.SERVER_ERROR_RETRIES + 1)
+    assert len(server.requests_to("/api/info")) - before == tries
+    assert report.failed == [p["id"] for p in posts]
+    assert "200 ids not tried" in report.errors[-1]
+
+
+def test_malformed_records_are_skipped_counted_and_logged(day_posts, fake_reddit, reddit_for, caplog):
+    posts = day_posts("pics", 12)
+    server = fake_reddit(posts)
+    server.override_fields("pic0001", id=DROP, name=DROP)
+    server.override_fields("pic0002", created_utc=None)
+    server.override_fields("pic0003", score="abc")
+    server.override_fields("pic0004", title=1234, num_comments="7", over_18="false")  # convertible
+    server.override_fields("pic0005", created_utc=str(posts[5]["created_utc"]))  # convertible
+    with caplog.at_level("WARNING", logger="smpp.sources.reddit"):
+        result = scrape_new(reddit_for(server), "pics", DAY_START, DAY_END, limit=1000)
+    assert result.status == "ok"
+    assert result.skipped == {"missing_id": 1, "missing_created_utc": 1, "bad_score": 1}
+    by_id = {p.id: p for p in result.posts}
+    assert set(by_id) == {p["id"] for p in posts} - {"pic0001", "pic0002", "pic0003"}
+    assert by_id["pic0004"].title == "1234" and by_id["pic0004"].num_comments == 7 and not by_id["pic0004"].over_18
+    assert by_id["pic0005"].created_utc == posts[5]["created_utc"]
+    assert "pic0002" in caplog.text and "pic0003" in caplog.text and "unknown id" in caplog.text
+
+
+def test_malformed_records_in_refresh_are_reported(day_posts, fake_reddit, reddit_for):
+    posts = day_posts("pics", 6)
+    server = fake_reddit(posts)
+    server.override_fields("pic0001", created_utc=None)
+    server.override_fields("pic0002", subreddit=DROP)
+    server.override_fields("pic0003", score=[1])
+    report = BatchReport()
+    records = refresh_posts(reddit_for(server), [p["id"] for p in posts] + ["gone01"], report=report)
+    assert [r.id for r in records] == ["pic0000", "pic0004", "pic0005"]
+    assert report.malformed == ["pic0001", "pic0002", "pic0003"] and report.missing == ["gone01"]
+    assert report.skipped == {"missing_created_utc": 1, "missing_subreddit": 1, "bad_score": 1}
+    assert report.failed == [] and report.requests == 1
+
+
+def test_timeouts_are_retried_then_an_error_status(day_posts, fake_reddit, reddit_for, no_retry_sleeps):
+    import smpp.sources.reddit as reddit_source
+
+    server = fake_reddit(day_posts("pics", 10))
+    reddit = reddit_for(server, timeout_s=0.2)
+    refresh_posts(reddit, ["pic0000"])
+    server.hold_next(0.6)  # one slow answer: prawcore retries the read timeout
+    assert scrape_new(reddit, "pics", DAY_START, DAY_END, limit=100).status == "ok"
+
+    attempts = 3 * (reddit_source.SERVER_ERROR_RETRIES + 1)
+    server.hold_next(0.6, count=attempts)
+    started = time.monotonic()
+    result = scrape_new(reddit, "pics", DAY_START, DAY_END, limit=100)
+    elapsed = time.monotonic() - started
+    assert result.status == "error" and "ReadTimeout" in (result.error or "")
+    assert elapsed < attempts * 0.2 + 2  # the configured 0.2 s, not prawcore's 16 s default
+    report = BatchReport()
+    server.hold_next(0.6, count=attempts)
+    assert refresh_posts(reddit, ["pic0001"], report=report) == [] and report.failed == ["pic0001"]
+
+
+def test_deleted_account_keeps_posts_up_without_an_author(day_posts, fake_reddit, reddit_for):
+    posts = day_posts("pics", 6, image_every=0)
+    server = fake_reddit(posts)
+    reddit = reddit_for(server)
+    fullname = refresh_posts(reddit, ["pic0001"])[0].author_fullname
+    server.delete_account("author_1")
+    result = scrape_new(reddit, "pics", DAY_START, DAY_END, limit=100)
+    orphan = next(p for p in result.posts if p.id == "pic0001")
+    assert orphan.author is None and orphan.author_fullname is None and not orphan.removed
+    report = BatchReport()
+    authors = fetch_authors(reddit, [fullname, next(p.author_fullname for p in result.posts if p.id == "pic0002")], report=report)
+    assert [a.name for a in authors] == ["author_2"] and report.missing == [fullname]
+
+
+def test_reddit_listing_cap_of_1000_leaves_a_gap(make_posts, fake_reddit, reddit_for):
+    posts = make_posts("pics", 1100, newest_utc=DAY_END - 60, spacing_s=60, image_every=0)
+    server = fake_reddit(posts)  # Reddit's default cap: /new stops after 1000 items
+    result = scrape_new(reddit_for(server), "pics", DAY_START - 86_400, DAY_END, limit=2000, cap_floor=900)
+    assert len(result.posts) == 1000 and result.status == "gap"
+    assert result.uncovered_span == (DAY_START - 86_400, DAY_END - 60 - 999 * 60)
+    assert len(server.requests_to("/r/pics/new")) == 10
+
+
+def test_steady_scraping_never_draws_a_429(day_posts, fake_reddit, reddit_for):
+    # 12 requests per 2 s window; the workload needs about 3 windows
+    server = fake_reddit(day_posts("pics", 300) + day_posts("aww", 150), rate_limit_per_window=12, window_s=2)
+    reddit = reddit_for(server, rate_window_s=2)
+    for _ in range(2):
+        for subreddit in ("pics", "aww"):
+            assert scrape_new(reddit, subreddit, DAY_START, DAY_END, limit=1000).status == "ok"
+        assert len(refresh_posts(reddit, [f"pic{n:04d}" for n in range(300)])) == 300
+    assert server.statuses[200] == 2 * (3 + 3 + 3) and server.statuses[429] == 0
+
+
+def test_a_new_client_waits_for_a_window_another_client_spent(day_posts, fake_reddit, reddit_for):
+    server = fake_reddit(day_posts("pics", 5), rate_limit_per_window=4, window_s=2)
+    first = reddit_for(server, rate_window_s=2)
+    for n in range(4):
+        refresh_posts(first, [f"pic{n:04d}"])
+    unguarded = praw.Reddit(**server.praw_kwargs(), user_agent="smpp test client", check_for_updates=False)
+    with pytest.raises(prawcore.TooManyRequests):  # what prawcore alone does: a fresh client sends at once
+        unguarded.request(method="GET", path="/api/info", params={"id": "t3_pic0000"})
+    server.reset_rate_limit()
+    for n in range(4):
+        refresh_posts(first, [f"pic{n:04d}"])
+    limited = server.statuses[429]
+    second = reddit_for(server, rate_window_s=2)  # same OAuth app: shares the process's RateBudget
+    assert [r.id for r in refresh_posts(second, ["pic0004"])] == ["pic0004"]
+    assert server.statuses[429] == limited
 
 
 def test_wrong_secret_fails_fast_without_leaking_it(day_posts, fake_reddit, reddit_for):

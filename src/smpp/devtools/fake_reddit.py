@@ -1,8 +1,9 @@
 """A local fake of the Reddit OAuth API that PRAW talks to unmodified.
 
 It serves archive-format posts (Pushshift-style dicts) with Reddit's JSON envelopes,
-OAuth token flow, rate-limit headers, the ~1000-item listing cap, removals, fault
-injection and deterministic JPEGs for image posts. Tests and `make demo` use it;
+OAuth token flow, rate-limit headers, the ~1000-item listing cap, removals, deleted
+accounts, fault injection (error statuses, malformed bodies, malformed records, held
+responses) and deterministic JPEGs for image posts. Tests and `make demo` use it;
 production never does.
 
     python -m smpp.devtools.fake_reddit --sample tests/data/sample_archive.ndjson.zst --port 8765
@@ -22,8 +23,9 @@ import random
 import signal
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -38,6 +40,14 @@ MAX_PAGE = 100
 DEFAULT_PAGE = 25
 REDDIT_LISTING_CAP = 1000
 RemovalKind = Literal["moderator", "deleted", "reddit", "automod_filtered", "copyright_takedown"]
+MalformedBody = Literal["invalid_json", "html"]
+DROP = object()  # override_fields(post_id, field=DROP) removes the field from the served post
+
+_CDN_ERROR_PAGE = (
+    "<!doctype html><html><head><title>Reddit - Dive into anything</title></head><body>"
+    "<h1>Our CDN was unable to reach our servers</h1><p>Please try again in a few minutes.</p>"
+    "</body></html>"
+)
 
 _FILLER = (
     "the quick brown fox jumps over the lazy dog while a curious cat watches from the "
@@ -224,6 +234,14 @@ def _default_subscribers(name: str, posts: list[Mapping[str, Any]]) -> int:
     return max(1_000, int((median * 120 + len(posts) * 50) * jitter))
 
 
+@dataclass(frozen=True)
+class _Fault:
+    status: int | None = None  # None: answer normally (after hold_s)
+    retry_after: float | None = None
+    body: MalformedBody | None = None
+    hold_s: float = 0.0
+
+
 class _Reply:
     def __init__(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None):
         self.status = status
@@ -253,14 +271,18 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception:  # noqa: BLE001 - a bug in the fake must surface as a 500, not a dropped socket
             log.exception("fake reddit failed on %s %s", method, self.path)
             reply = _error(500, "Internal Server Error")
-        self.send_response(reply.status)
-        self.send_header("Content-Type", reply.content_type)
-        self.send_header("Content-Length", str(len(reply.body)))
-        for key, value in reply.headers.items():
-            self.send_header(key, value)
-        self.end_headers()
-        if method != "HEAD":
-            self.wfile.write(reply.body)
+        try:
+            self.send_response(reply.status)
+            self.send_header("Content-Type", reply.content_type)
+            self.send_header("Content-Length", str(len(reply.body)))
+            for key, value in reply.headers.items():
+                self.send_header(key, value)
+            self.end_headers()
+            if method != "HEAD":
+                self.wfile.write(reply.body)
+        except (BrokenPipeError, ConnectionResetError):
+            # the client timed out while a held response waited
+            self.close_connection = True
 
     def do_GET(self) -> None:  # noqa: N802
         self._serve("GET")
@@ -319,11 +341,14 @@ class FakeRedditServer:
         self.password = password
         self.delay_s = 0.0
         self.requests_log: list[str] = []
+        self.statuses: Counter[int] = Counter()  # API (not token, not image) answers by HTTP status
 
         self._lock = threading.Lock()
         self._tokens: dict[str, float] = {}
-        self._faults: deque[tuple[int, float | None]] = deque()
+        self._faults: deque[_Fault] = deque()
         self._removed: dict[str, str] = {}
+        self._overrides: dict[str, dict[str, Any]] = {}
+        self._deleted_accounts: set[str] = set()
         self._window_started: float | None = None
         self._used = 0
         self._server: _Server | None = None
@@ -407,7 +432,20 @@ class FakeRedditServer:
     def fail_next(self, status: int, count: int = 1, *, retry_after: float | None = None) -> None:
         """Answer the next `count` API requests (not token, not images) with `status`."""
         with self._lock:
-            self._faults.extend([(status, retry_after)] * count)
+            self._faults.extend([_Fault(status=status, retry_after=retry_after)] * count)
+
+    def malformed_next(self, body: MalformedBody, count: int = 1, *, status: int = 200) -> None:
+        """Answer the next `count` API requests with a broken body: "invalid_json" (a truncated
+        JSON document) or "html" (a CDN error page), under `status` (200 or an error)."""
+        if body not in ("invalid_json", "html"):
+            raise ValueError(f"unknown malformed body {body!r}")
+        with self._lock:
+            self._faults.extend([_Fault(status=status, body=body)] * count)
+
+    def hold_next(self, seconds: float, count: int = 1) -> None:
+        """Hold the next `count` API responses for `seconds` before answering (client timeouts)."""
+        with self._lock:
+            self._faults.extend([_Fault(hold_s=seconds)] * count)
 
     def set_delay(self, seconds: float) -> None:
         """Delay every API and image response by `seconds` (timeouts, slow networks)."""
@@ -420,6 +458,19 @@ class FakeRedditServer:
             raise KeyError(f"unknown post id {post_id}")
         with self._lock:
             self._removed[post_id] = kind
+
+    def override_fields(self, post_id: str, **fields: Any) -> None:
+        """Serve these field values in the post's t3 `data` (malformed records); DROP removes a field."""
+        post_id = post_id.removeprefix("t3_")
+        if post_id not in self._posts:
+            raise KeyError(f"unknown post id {post_id}")
+        with self._lock:
+            self._overrides.setdefault(post_id, {}).update(fields)
+
+    def delete_account(self, author: str) -> None:
+        """The author deleted their account: posts stay up as "[deleted]", the account lookup ends."""
+        with self._lock:
+            self._deleted_accounts.add(author)
 
     def expire_tokens(self) -> None:
         with self._lock:
@@ -452,13 +503,18 @@ class FakeRedditServer:
         if not self._authorized(headers):
             return _error(401, "Unauthorized", headers={"www-authenticate": 'Bearer realm="reddit", error="invalid_token"'})
         fault = self._next_fault()
-        rate_headers, exhausted = self._count_request()
-        if fault is not None:
-            return self._fault_reply(*fault, rate_headers)
-        if exhausted:
-            return _error(429, "Too Many Requests", headers={**rate_headers, "Retry-After": rate_headers["x-ratelimit-reset"]})
-        reply = self._route(method, path, query)
-        reply.headers.update(rate_headers)
+        rate_headers, retry_after = self._count_request()
+        if fault is not None and fault.hold_s:
+            time.sleep(fault.hold_s)
+        if fault is not None and fault.status is not None:
+            reply = self._fault_reply(fault, rate_headers)
+        elif retry_after is not None:
+            reply = _error(429, "Too Many Requests", headers={**rate_headers, "Retry-After": str(retry_after)})
+        else:
+            reply = self._route(method, path, query)
+            reply.headers.update(rate_headers)
+        with self._lock:
+            self.statuses[reply.status] += 1
         return reply
 
     def _route(self, method: str, path: str, query: dict[str, str]) -> _Reply:
@@ -499,31 +555,41 @@ class FakeRedditServer:
             expiry = self._tokens.get(token.strip())
         return expiry is not None and expiry > time.monotonic()
 
-    def _next_fault(self) -> tuple[int, float | None] | None:
+    def _next_fault(self) -> _Fault | None:
         with self._lock:
             return self._faults.popleft() if self._faults else None
 
-    def _count_request(self) -> tuple[dict[str, str], bool]:
+    def _count_request(self) -> tuple[dict[str, str], int | None]:
+        """Rate-limit headers for this request, and Retry-After seconds when it is over budget."""
         with self._lock:
             now = time.monotonic()
             if self._window_started is None or now - self._window_started >= self.window_s:
                 self._window_started, self._used = now, 0
             self._used += 1
-            reset = max(math.ceil(self.window_s - (now - self._window_started)), 0)
+            left_s = max(self.window_s - (now - self._window_started), 0.0)
             remaining = max(self.rate_limit_per_window - self._used, 0)
             headers = {
                 "x-ratelimit-used": str(self._used),
                 "x-ratelimit-remaining": f"{float(remaining):.1f}",
-                "x-ratelimit-reset": str(reset),
+                # whole seconds, truncated: Reddit answers reset 0 while the window still runs
+                # (prawcore#198), so a client must not take it as the exact end
+                "x-ratelimit-reset": str(int(left_s)),
             }
-            return headers, self._used > self.rate_limit_per_window
+            over = self._used > self.rate_limit_per_window
+            return headers, (max(math.ceil(left_s), 1) if over else None)
 
     @staticmethod
-    def _fault_reply(status: int, retry_after: float | None, rate_headers: dict[str, str]) -> _Reply:
+    def _fault_reply(fault: _Fault, rate_headers: dict[str, str]) -> _Reply:
+        status = fault.status or 200
+        if fault.body == "invalid_json":
+            body = b'{"kind": "Listing", "data": {"after": null, "dist": 3, "children": [{"kind": "t3", "da'
+            return _Reply(status, body, "application/json; charset=UTF-8", dict(rate_headers))
+        if fault.body == "html":
+            return _Reply(status, _CDN_ERROR_PAGE.encode(), "text/html; charset=UTF-8")
         if status == 429:
             headers = dict(rate_headers)
-            if retry_after is not None:
-                headers["Retry-After"] = f"{retry_after:g}"
+            if fault.retry_after is not None:
+                headers["Retry-After"] = f"{fault.retry_after:g}"
             return _error(429, "Too Many Requests", headers=headers)
         if status in (502, 503, 504):
             page = f"<html><body><h1>{status} Service Unavailable</h1>all servers are busy</body></html>"
@@ -622,6 +688,8 @@ class FakeRedditServer:
             if fullname not in self._authors:
                 continue
             name, posts = self._authors[fullname]
+            if name in self._deleted_accounts:
+                continue
             rng = random.Random(_digest("karma:" + fullname))
             first_post = min(float(p["created_utc"]) for p in posts)
             found[fullname] = {
@@ -658,11 +726,21 @@ class FakeRedditServer:
             }
         with self._lock:
             kind = self._removed.get(post_id)
+            overrides = dict(self._overrides.get(post_id, {}))
+            account_deleted = data["author"] in self._deleted_accounts
+        if account_deleted:
+            data["author"] = "[deleted]"
+            data.pop("author_fullname", None)
         if kind == "deleted":
             data.update(title="[deleted]", selftext="[deleted]", author="[deleted]", removed_by_category="deleted")
             data.pop("author_fullname", None)
         elif kind is not None:
             data.update(selftext="[removed]" if data["is_self"] else "", removed_by_category=kind)
+        for key, value in overrides.items():
+            if value is DROP:
+                data.pop(key, None)
+            else:
+                data[key] = value
         return {"kind": "t3", "data": data}
 
 

@@ -3,11 +3,55 @@
 from __future__ import annotations
 
 import html
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 DELETED_MARKERS = {"[removed]", "[deleted]"}
+POST_ID = re.compile(r"[0-9a-z]{1,16}")  # Reddit ids are base36; they also name cache files
+TRUE_STRINGS = frozenset({"true", "1", "yes"})
+FALSE_STRINGS = frozenset({"false", "0", "no", ""})
+
+
+class InvalidRecord(ValueError):
+    """A post record that cannot be used; `reason` is a short key for skip counters."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+def _number(value: Any, name: str, post_id: str) -> float:
+    """A finite number from an int, float or numeric string; anything else is an InvalidRecord."""
+    if isinstance(value, bool):
+        return float(value)
+    try:
+        number = float(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        raise InvalidRecord(f"bad_{name}", f"post {post_id}: {name} is not a number: {value!r:.60}") from None
+    if not math.isfinite(number):
+        raise InvalidRecord(f"bad_{name}", f"post {post_id}: {name} is not finite: {value!r:.60}")
+    return number
+
+
+def _int_field(data: Mapping[str, Any], name: str, post_id: str, default: int | None) -> int | None:
+    value = data.get(name)
+    if value is None or value == "":
+        return default
+    return int(_number(value, name, post_id))
+
+
+def _bool_field(data: Mapping[str, Any], name: str, post_id: str) -> bool:
+    value = data.get(name)
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, (int, float)):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in TRUE_STRINGS | FALSE_STRINGS:
+        return value.strip().lower() in TRUE_STRINGS
+    raise InvalidRecord(f"bad_{name}", f"post {post_id}: {name} is not a boolean: {value!r:.60}")
 
 
 def _str_or_none(value: Any) -> str | None:
@@ -25,19 +69,24 @@ def _preview_url(data: Mapping[str, Any]) -> str | None:
         url = data["preview"]["images"][0]["source"]["url"]
     except (KeyError, IndexError, TypeError):
         return None
-    return html.unescape(url) if url else None
+    return html.unescape(url) if isinstance(url, str) and url else None
 
 
 def _gallery_urls(data: Mapping[str, Any]) -> tuple[str, ...]:
-    metadata = data.get("media_metadata") or {}
-    items = ((data.get("gallery_data") or {}).get("items")) or [
-        {"media_id": k} for k in metadata
-    ]
+    # malformed gallery data means no gallery images, not an unusable post
+    metadata = data.get("media_metadata")
+    metadata = metadata if isinstance(metadata, Mapping) else {}
+    gallery = data.get("gallery_data")
+    items = gallery.get("items") if isinstance(gallery, Mapping) else None
+    if not isinstance(items, list) or not items:
+        items = [{"media_id": k} for k in metadata]
     urls = []
     for item in items:
-        source = (metadata.get(item.get("media_id")) or {}).get("s") or {}
-        if source.get("u"):
-            urls.append(html.unescape(source["u"]))
+        entry = metadata.get(item.get("media_id")) if isinstance(item, Mapping) else None
+        source = entry.get("s") if isinstance(entry, Mapping) else None
+        url = source.get("u") if isinstance(source, Mapping) else None
+        if isinstance(url, str) and url:
+            urls.append(html.unescape(url))
     return tuple(urls)
 
 
@@ -76,53 +125,66 @@ class PostRecord:
     def from_reddit_json(
         cls, data: Mapping[str, Any], observed_at: int | None, source: str
     ) -> "PostRecord":
-        """Parse a t3 `data` dict (API, PRAW `vars(submission)`, or archive line)."""
-        post_id = str(data.get("id") or "").removeprefix("t3_")
+        """Parse a t3 `data` dict (API, PRAW `vars(submission)`, or archive line).
+
+        Convertible values of the wrong type (numeric strings, numbers as titles, "true")
+        are converted; a record without a usable id, created_utc or subreddit, or with a
+        field that cannot be converted, raises InvalidRecord (a ValueError) naming the field.
+        """
+        if not isinstance(data, Mapping):
+            raise InvalidRecord("not_a_post", f"post data is a {type(data).__name__}, not a mapping")
+        raw_id = data.get("id") or str(data.get("name") or "").removeprefix("t3_")
+        post_id = str(raw_id or "").removeprefix("t3_").strip()
         if not post_id:
-            name = str(data.get("name") or "")
-            post_id = name.removeprefix("t3_")
-        if not post_id:
-            raise ValueError("post has neither id nor name")
-        if data.get("created_utc") is None:
-            raise ValueError(f"post {post_id} has no created_utc")
+            raise InvalidRecord("missing_id", "post has neither id nor name")
+        if not POST_ID.fullmatch(post_id):
+            raise InvalidRecord("bad_id", f"post id {post_id!r:.40} is not a base36 Reddit id")
+        created_utc = _int_field(data, "created_utc", post_id, None)
+        if created_utc is None:
+            raise InvalidRecord("missing_created_utc", f"post {post_id} has no created_utc")
+        subreddit = _str_or_none(data.get("subreddit"))
+        if not subreddit:
+            raise InvalidRecord("missing_subreddit", f"post {post_id} has no subreddit")
         author = _str_or_none(data.get("author"))
         if author in DELETED_MARKERS:
             author = None
-        title = str(data.get("title") or "")
+        title = _str_or_none(data.get("title")) or ""
         selftext = data.get("selftext")
+        # Reddit always sends removed_by_category (null while the post is up); a deleted
+        # *account* leaves its posts up under "[deleted]", so author alone is no removal.
+        removal_known = "removed_by_category" in data
         removed = bool(
             data.get("removed_by_category")
             or title in DELETED_MARKERS
             or selftext in DELETED_MARKERS
-            or (author is None and source == "reddit")
+            or (author is None and source == "reddit" and not removal_known)
         )
-        selftext_len = data.get("selftext_len")
+        selftext_len = _int_field(data, "selftext_len", post_id, None)
         if selftext_len is None:
             selftext_len = len(selftext) if isinstance(selftext, str) else 0
         ratio = data.get("upvote_ratio")
-        subscribers = data.get("subreddit_subscribers")
         return cls(
             id=post_id,
-            subreddit=_str_or_none(data.get("subreddit")) or "",
+            subreddit=subreddit,
             title=title,
             author=author,
             author_fullname=_str_or_none(data.get("author_fullname")),
-            created_utc=int(float(data["created_utc"])),
+            created_utc=created_utc,
             url=_str_or_none(data.get("url")),
             domain=_str_or_none(data.get("domain")),
             permalink=_str_or_none(data.get("permalink")),
-            is_self=bool(data.get("is_self")),
-            over_18=bool(data.get("over_18")),
-            is_gallery=bool(data.get("is_gallery")),
+            is_self=_bool_field(data, "is_self", post_id),
+            over_18=_bool_field(data, "over_18", post_id),
+            is_gallery=_bool_field(data, "is_gallery", post_id),
             post_hint=_str_or_none(data.get("post_hint")),
             preview_url=_preview_url(data),
             gallery_urls=_gallery_urls(data),
             flair_text=_str_or_none(data.get("link_flair_text")),
-            subreddit_subscribers=int(subscribers) if subscribers is not None else None,
-            selftext_len=int(selftext_len or 0),
-            score=int(data.get("score") or 0),
-            num_comments=int(data.get("num_comments") or 0),
-            upvote_ratio=float(ratio) if ratio is not None else None,
+            subreddit_subscribers=_int_field(data, "subreddit_subscribers", post_id, None),
+            selftext_len=selftext_len,
+            score=_int_field(data, "score", post_id, 0),
+            num_comments=_int_field(data, "num_comments", post_id, 0),
+            upvote_ratio=_number(ratio, "upvote_ratio", post_id) if ratio is not None and ratio != "" else None,
             removed=removed,
             observed_at=observed_at,
             source=source,

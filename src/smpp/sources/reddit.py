@@ -2,9 +2,20 @@
 
 Every request (one listing page, one /api/info batch, one author batch) goes through one
 retry policy: a 429 waits Retry-After (else the rate-limit reset) up to
-`max_429_retries` times; 5xx and timeouts, which prawcore already retries twice, get a
-few more tries with bounded backoff; a rejected credential fails at once with a message
-naming the settings to fix and never the secret.
+`max_429_retries` times; 5xx, timeouts and unparseable bodies (invalid JSON, an HTML error
+page, JSON of the wrong shape), which prawcore retries in part, get a few more tries with
+bounded backoff; a rejected credential fails at once with a message naming the settings to
+fix and never the secret. What still fails after that is reported, never raised: a
+subreddit gets status "error", a refresh batch's ids come back as failed. A malformed
+record is skipped, counted by reason and logged; the rest of its page is kept.
+
+Answers are parsed from Reddit's JSON here rather than by PRAW's objector, which turns a
+whole page into an exception when one record is odd.
+
+Pacing: prawcore spaces each client's requests from the x-ratelimit headers; RateBudget
+adds what it lacks (a new client knows nothing of a spent window; Reddit truncates the
+reset header to whole seconds) and _PacedRequestor applies the configured timeout, which
+prawcore otherwise replaces with its own 16 s on every API call.
 """
 
 from __future__ import annotations
@@ -12,9 +23,10 @@ from __future__ import annotations
 import configparser
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import prawcore
@@ -22,7 +34,7 @@ import requests
 from tenacity import RetryCallState, Retrying, retry_base, stop_never
 
 from smpp.settings import RedditSettings, Settings
-from smpp.sources.records import AuthorRecord, PostRecord
+from smpp.sources.records import AuthorRecord, InvalidRecord, PostRecord
 
 if TYPE_CHECKING:
     import praw
@@ -30,13 +42,16 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-ScrapeStatus = Literal["ok", "missing", "private", "banned", "gap"]
+ScrapeStatus = Literal["ok", "missing", "private", "banned", "gap", "error"]
 
 BATCH_SIZE = 100  # Reddit's cap for a listing page, /api/info and user_data_by_account_ids
 DEFAULT_MAX_429_RETRIES = RedditSettings.model_fields["max_429_retries"].default
 SERVER_ERROR_RETRIES = 2  # on top of prawcore's own two retries
 MAX_BACKOFF_S = 30.0
 MAX_429_WAIT_S = 610.0  # Reddit's rate-limit window is 600 s
+RATE_WINDOW_S = 600
+RESET_SLACK_S = 1.0  # x-ratelimit-reset is truncated: the window may run up to a second longer
+MAX_FAILED_BATCHES_IN_A_ROW = 3  # then Reddit is down: report the rest instead of retrying each
 RETRYABLE_STATUSES = frozenset({408, 500, 502, 503, 504, 520, 522})
 NETWORK_ERRORS = (
     requests.exceptions.ConnectionError,
@@ -55,6 +70,10 @@ class RedditAuthError(RuntimeError):
     """Reddit rejected the configured credentials."""
 
 
+class MalformedResponse(ValueError):
+    """Reddit answered 200 with JSON that is not the expected envelope."""
+
+
 @dataclass
 class ScrapeResult:
     posts: list[PostRecord]
@@ -63,18 +82,118 @@ class ScrapeResult:
     uncovered_span: tuple[int, int] | None  # [start, end) the listing could not reach
     subscribers: int | None
     requests: int
+    skipped: dict[str, int] = field(default_factory=dict)  # malformed records by reason
+    error: str | None = None  # why status is "error"
 
 
-def make_reddit(settings: Settings) -> "praw.Reddit":
-    """A read-only (or script, with username/password) PRAW client from settings.reddit."""
+@dataclass
+class BatchReport:
+    """What a refresh_posts / fetch_authors call could not deliver (ids without t3_/t2_ prefix kept as sent)."""
+
+    requested: int = 0
+    requests: int = 0
+    missing: list[str] = field(default_factory=list)  # absent from Reddit's answer (gone, or never existed)
+    malformed: list[str] = field(default_factory=list)  # came back unusable
+    failed: list[str] = field(default_factory=list)  # their batch failed after all retries
+    skipped: dict[str, int] = field(default_factory=dict)  # unusable records by reason
+    errors: list[str] = field(default_factory=list)  # one line per failed batch
+
+    @property
+    def not_returned(self) -> list[str]:
+        return self.missing + self.malformed + self.failed
+
+    def skip(self, reason: str) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+
+
+class RateBudget:
+    """Reddit's x-ratelimit state as last seen, shared by all clients of one OAuth app in this process.
+
+    prawcore paces each client on its own; a fresh client sends at once, so after another
+    client spent the window it would draw a 429. And Reddit truncates x-ratelimit-reset,
+    so a spent window is waited out for reset + RESET_SLACK_S.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self.remaining: float | None = None
+        self.reset_at: float | None = None
+        self.waits = 0
+        self.waited_s = 0.0
+
+    def acquire(self) -> None:
+        """Wait while the window's budget is spent, then reserve one request."""
+        while True:
+            with self._lock:
+                now = self._clock()
+                if self.reset_at is not None and now >= self.reset_at:
+                    self.remaining = self.reset_at = None
+                if self.remaining is None or self.remaining >= 1:
+                    if self.remaining is not None:
+                        self.remaining -= 1  # concurrent clients see the reservation
+                    return
+                wait = (self.reset_at or now) - now
+                self.waits += 1
+                self.waited_s += wait
+            log.info("Reddit rate budget spent; waiting %.1f s for the window to reset", wait)
+            self._sleep(wait)
+
+    def update(self, headers: Mapping[str, str]) -> None:
+        try:
+            remaining = float(headers["x-ratelimit-remaining"])
+            reset_s = float(headers["x-ratelimit-reset"])
+        except (KeyError, TypeError, ValueError):
+            return  # token answers and CDN error pages carry no rate-limit headers
+        with self._lock:
+            self.remaining = remaining
+            self.reset_at = self._clock() + max(reset_s, 0.0) + RESET_SLACK_S
+
+
+_BUDGETS: dict[tuple[str, str], RateBudget] = {}
+_BUDGETS_LOCK = threading.Lock()
+
+
+def rate_budget(oauth_url: str, client: str) -> RateBudget:
+    """The process-wide RateBudget of one OAuth client at one API endpoint."""
+    with _BUDGETS_LOCK:
+        return _BUDGETS.setdefault((oauth_url, client), RateBudget())
+
+
+class _PacedRequestor(prawcore.Requestor):
+    def __init__(self, *, budget: RateBudget, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.budget = budget
+
+    def request(self, *args: Any, timeout: float | None = None, **kwargs: Any) -> requests.Response:
+        url = str(args[1] if len(args) > 1 else kwargs.get("url", ""))
+        api_call = not url.endswith(prawcore.const.ACCESS_TOKEN_PATH)  # token requests are not rate limited
+        if api_call:
+            self.budget.acquire()
+        # prawcore passes timeout=16 on every API call; the configured one must win
+        response = super().request(*args, timeout=self.timeout, **kwargs)
+        if api_call:
+            self.budget.update(response.headers)
+        return response
+
+
+def make_reddit(settings: Settings, *, rate_window_s: int = RATE_WINDOW_S) -> "praw.Reddit":
+    """A read-only (or script, with username/password) PRAW client from settings.reddit.
+
+    rate_window_s: the rate-limit window prawcore paces over (only a fake API uses another).
+    """
     import praw
     from praw.exceptions import MissingRequiredAttributeException
 
     cfg = settings.reddit
+    budget = rate_budget(cfg.oauth_url or "https://oauth.reddit.com", cfg.client_id or f"site:{cfg.site}")
     kwargs: dict[str, Any] = {
         "user_agent": cfg.user_agent,
         "check_for_updates": False,
-        "requestor_kwargs": {"timeout": cfg.timeout_s},
+        "window_size": rate_window_s,
+        "requestor_class": _PacedRequestor,
+        "requestor_kwargs": {"timeout": cfg.timeout_s, "budget": budget},
     }
     for name in ("client_id", "client_secret", "username", "password", "oauth_url", "reddit_url", "short_url"):
         value = getattr(cfg, name)
@@ -110,7 +229,11 @@ def scrape_new(
     cap_floor: int = 900,
     max_429_retries: int = DEFAULT_MAX_429_RETRIES,
 ) -> ScrapeResult:
-    """Posts of r/`subreddit` created in [start_utc, end_utc), paging /new newest first."""
+    """Posts of r/`subreddit` created in [start_utc, end_utc), paging /new newest first.
+
+    Raises only for credentials (RedditAuthError) and an exhausted 429 budget; everything
+    else that stops the listing is a status ("missing", "private", "banned", "error").
+    """
     from praw.const import API_PATH
 
     if limit < 1:
@@ -118,15 +241,16 @@ def scrape_new(
     if end_utc <= start_utc:
         raise ValueError(f"empty interval [{start_utc}, {end_utc})")
     call = _Caller(max_429_retries)
+    about_path = API_PATH["subreddit_about"].format(subreddit=subreddit)
     try:
-        about = call(f"r/{subreddit}/about", lambda: reddit.get(API_PATH["subreddit_about"].format(subreddit=subreddit)))
-    except prawcore.ResponseException as exc:
-        return _unavailable(subreddit, exc, call.requests)
-    raw_subscribers = vars(about).get("subscribers")
-    subscribers = int(raw_subscribers) if raw_subscribers is not None else None
+        about = call(f"r/{subreddit}/about", lambda: _thing(reddit.request(method="GET", path=about_path), "t5"))
+    except _REQUEST_FAILURES as exc:
+        return _failed(subreddit, exc, call.requests, start_utc, end_utc)
+    subscribers = _optional_int(about.get("subscribers"))
 
     listing_path = API_PATH["subreddit"].format(subreddit=subreddit) + "new"
     kept: dict[str, PostRecord] = {}
+    skipped: dict[str, int] = {}
     seen = 0
     oldest_seen: int | None = None
     reached_start = False
@@ -135,23 +259,20 @@ def scrape_new(
         params: dict[str, Any] = {"limit": min(BATCH_SIZE, limit - seen)}
         if after:
             params["after"] = after
+        what = f"r/{subreddit}/new"
         try:
-            listing = call(f"r/{subreddit}/new", lambda: reddit.get(listing_path, params=params))
-        except prawcore.ResponseException as exc:
-            return _unavailable(subreddit, exc, call.requests)
-        observed_at = int(time.time())
-        children = list(listing)
-        for submission in children:
-            seen += 1
-            record = _to_record(submission, observed_at)
-            if record is None:
-                continue
+            children, after = call(what, lambda: _listing(reddit.request(method="GET", path=listing_path, params=params)))
+        except _REQUEST_FAILURES as exc:
+            uncovered_end = end_utc if oldest_seen is None else min(oldest_seen, end_utc)
+            return _failed(subreddit, exc, call.requests, start_utc, uncovered_end, kept, skipped, subscribers)
+        seen += len(children)
+        records, _ = _post_records(children, int(time.time()), skipped, what)
+        for record in records:
             oldest_seen = record.created_utc if oldest_seen is None else min(oldest_seen, record.created_utc)
             if record.created_utc < start_utc:
                 reached_start = True
             elif record.created_utc < end_utc:
                 kept[record.id] = record
-        after = getattr(listing, "after", None)
         if not children or not after:
             break
 
@@ -166,69 +287,216 @@ def scrape_new(
             "r/%s: /new ran out after %d posts before reaching the interval start; [%d, %d) is uncovered",
             subreddit, seen, *uncovered,
         )
-    posts = sorted(kept.values(), key=lambda p: (p.created_utc, p.id))
-    log.info("r/%s: %d posts in [%d, %d) from %d listed, %d requests", subreddit, len(posts), start_utc, end_utc, seen, call.requests)
-    return ScrapeResult(posts, subreddit, status, uncovered, subscribers, call.requests)
+    posts = _in_order(kept)
+    log.info(
+        "r/%s: %d posts in [%d, %d) from %d listed, %d skipped, %d requests",
+        subreddit, len(posts), start_utc, end_utc, seen, sum(skipped.values()), call.requests,
+    )
+    return ScrapeResult(posts, subreddit, status, uncovered, subscribers, call.requests, skipped)
 
 
 def refresh_posts(
-    reddit: "praw.Reddit", post_ids: Sequence[str], *, max_429_retries: int = DEFAULT_MAX_429_RETRIES
+    reddit: "praw.Reddit",
+    post_ids: Sequence[str],
+    *,
+    max_429_retries: int = DEFAULT_MAX_429_RETRIES,
+    report: BatchReport | None = None,
 ) -> list[PostRecord]:
-    """Current state of posts via /api/info (100 per request); removals come back removed=True."""
+    """Current state of posts via /api/info (100 per request); removals come back removed=True.
+
+    Ids that come back missing or malformed, or whose batch failed after all retries, are
+    listed in `report` (ids without t3_); only an exhausted 429 budget raises.
+    """
+    from praw.const import API_PATH
+
+    report = report if report is not None else BatchReport()
     fullnames = _unique(f"t3_{str(i).removeprefix('t3_')}" for i in post_ids)
+    report.requested += len(fullnames)
     call = _Caller(max_429_retries)
     records: list[PostRecord] = []
-    for batch in _batches(fullnames):
-        submissions = call("api/info", lambda: list(reddit.info(fullnames=batch)))
-        observed_at = int(time.time())
-        records.extend(r for r in (_to_record(s, observed_at) for s in submissions) if r is not None)
-    if len(records) < len(fullnames):
-        log.info("refresh: %d of %d posts no longer exist on Reddit", len(fullnames) - len(records), len(fullnames))
+    for batch in _answered_batches(fullnames, report, "api/info"):
+        ids = [f.removeprefix("t3_") for f in batch]
+        try:
+            children, _ = call(
+                "api/info",
+                lambda: _listing(reddit.request(method="GET", path=API_PATH["info"], params={"id": ",".join(batch)})),
+            )
+        except _REQUEST_FAILURES as exc:
+            _batch_failed(report, "api/info", ids, exc)
+            continue
+        finally:
+            report.requests = call.requests
+        batch_records, malformed_ids = _post_records(children, int(time.time()), report.skipped, "api/info")
+        wanted = set(ids)
+        batch_records = [r for r in batch_records if r.id in wanted]
+        returned = {r.id for r in batch_records} | set(malformed_ids)
+        report.malformed += [i for i in ids if i in set(malformed_ids)]
+        report.missing += [i for i in ids if i not in returned]
+        records += batch_records
+    if report.missing:
+        log.info("refresh: %d of %d posts no longer exist on Reddit", len(report.missing), len(fullnames))
     return records
 
 
 def fetch_authors(
-    reddit: "praw.Reddit", fullnames: Sequence[str], *, max_429_retries: int = DEFAULT_MAX_429_RETRIES
+    reddit: "praw.Reddit",
+    fullnames: Sequence[str],
+    *,
+    max_429_retries: int = DEFAULT_MAX_429_RETRIES,
+    report: BatchReport | None = None,
 ) -> list[AuthorRecord]:
-    """Account age and karma of authors by t2_ fullname (100 per request); unknown ids are omitted."""
+    """Account age and karma of authors by t2_ fullname (100 per request); unknown ids are omitted.
+
+    Failed batches and malformed entries are listed in `report`; only an exhausted 429 budget raises.
+    """
+    from praw.const import API_PATH
+
+    report = report if report is not None else BatchReport()
     wanted = _unique(f"t2_{str(f).removeprefix('t2_')}" for f in fullnames if f)
+    report.requested += len(wanted)
     call = _Caller(max_429_retries)
     authors: list[AuthorRecord] = []
-    for batch in _batches(wanted):
-        partials = call("api/user_data_by_account_ids", lambda: list(reddit.redditors.partial_redditors(batch)))
+    what = "api/user_data_by_account_ids"
+    for batch in _answered_batches(wanted, report, what):
+        try:
+            found = call(what, lambda: _user_data(reddit, API_PATH["user_by_fullname"], batch))
+        except _REQUEST_FAILURES as exc:
+            _batch_failed(report, what, batch, exc)
+            continue
+        finally:
+            report.requests = call.requests
         observed_at = int(time.time())
-        for partial in partials:
-            data = vars(partial)
-            if not data.get("name"):
+        for fullname in batch:
+            data = found.get(fullname)
+            if data is None:
+                report.missing.append(fullname)
                 continue
-            authors.append(AuthorRecord(
-                name=str(data["name"]),
-                fullname=data.get("fullname"),
-                created_utc=_int_or_none(data.get("created_utc")),
-                link_karma=_int_or_none(data.get("link_karma")),
-                comment_karma=_int_or_none(data.get("comment_karma")),
-                observed_at=observed_at,
-            ))
+            try:
+                authors.append(_author_record(fullname, data, observed_at))
+            except InvalidRecord as exc:
+                report.skip(exc.reason)
+                report.malformed.append(fullname)
+                log.warning("%s: skipped a malformed author: %s", what, exc)
     return authors
 
 
-def _to_record(submission: Any, observed_at: int) -> PostRecord | None:
-    # vars(), not attribute access: a missing attribute makes PRAW fetch the post again.
-    data = dict(vars(submission))
-    author = data.get("author")
-    data["author"] = "[deleted]" if author is None else str(author)
-    subreddit = data.get("subreddit")
-    data["subreddit"] = getattr(subreddit, "display_name", None) or str(subreddit or "")
+_REQUEST_FAILURES = (prawcore.ResponseException, prawcore.RequestException, MalformedResponse)
+
+
+def _listing(payload: Any) -> tuple[list[Any], str | None]:
+    """The children and `after` cursor of a Listing envelope."""
+    data = payload.get("data") if isinstance(payload, Mapping) and payload.get("kind") == "Listing" else None
+    children = data.get("children") if isinstance(data, Mapping) else None
+    if not isinstance(children, list):
+        raise MalformedResponse(f"expected a Listing, got {_describe(payload)}")
+    after = data.get("after")
+    return children, (after if isinstance(after, str) and after else None)
+
+
+def _thing(payload: Any, kind: str) -> Mapping[str, Any]:
+    data = payload.get("data") if isinstance(payload, Mapping) and payload.get("kind") == kind else None
+    if not isinstance(data, Mapping):
+        raise MalformedResponse(f"expected a {kind}, got {_describe(payload)}")
+    return data
+
+
+def _user_data(reddit: "praw.Reddit", path: str, batch: list[str]) -> Mapping[str, Any]:
     try:
-        return PostRecord.from_reddit_json(data, observed_at=observed_at, source="reddit")
-    except (ValueError, TypeError) as exc:
-        log.warning("skipped a malformed post %r: %s", data.get("id"), exc)
+        payload = reddit.request(method="GET", path=path, params={"ids": ",".join(batch)})
+    except prawcore.NotFound:
+        return {}  # none of the ids is a live account
+    if not isinstance(payload, Mapping):
+        raise MalformedResponse(f"expected accounts by fullname, got {_describe(payload)}")
+    return payload
+
+
+def _describe(payload: Any) -> str:
+    if isinstance(payload, Mapping):
+        return f"an object with kind={payload.get('kind')!r:.30} and keys {sorted(map(str, payload))[:6]}"
+    return f"{type(payload).__name__} {payload!r:.60}"
+
+
+def _post_records(
+    children: list[Any], observed_at: int, skipped: dict[str, int], what: str
+) -> tuple[list[PostRecord], list[str]]:
+    """Records of a page's t3 children; malformed ones are counted by reason, logged and left out."""
+    records: list[PostRecord] = []
+    malformed_ids: list[str] = []
+    for child in children:
+        data = child.get("data") if isinstance(child, Mapping) and child.get("kind") == "t3" else None
+        try:
+            if not isinstance(data, Mapping):
+                raise InvalidRecord("not_a_post", f"listing child is not a t3 post: {child!r:.80}")
+            records.append(PostRecord.from_reddit_json(data, observed_at=observed_at, source="reddit"))
+        except InvalidRecord as exc:
+            skipped[exc.reason] = skipped.get(exc.reason, 0) + 1
+            post_id = _known_id(data)
+            if post_id:
+                malformed_ids.append(post_id)
+            log.warning("%s: skipped malformed post %s (%s): %s", what, post_id or "of unknown id", exc.reason, exc)
+    return records, malformed_ids
+
+
+def _known_id(data: Any) -> str | None:
+    if not isinstance(data, Mapping):
         return None
+    raw = data.get("id") or str(data.get("name") or "").removeprefix("t3_")
+    return str(raw).removeprefix("t3_") or None if raw else None
 
 
-def _unavailable(subreddit: str, exc: prawcore.ResponseException, requests_made: int) -> ScrapeResult:
+def _author_record(fullname: str, data: Any, observed_at: int) -> AuthorRecord:
+    if not isinstance(data, Mapping) or not data.get("name"):
+        raise InvalidRecord("not_an_author", f"account {fullname}: no name in {data!r:.80}")
+    values: dict[str, int | None] = {}
+    for key in ("created_utc", "link_karma", "comment_karma"):
+        try:
+            values[key] = _optional_int(data.get(key), strict=True)
+        except ValueError:
+            raise InvalidRecord(f"bad_{key}", f"account {fullname}: {key} is not a number: {data.get(key)!r:.40}") from None
+    return AuthorRecord(name=str(data["name"]), fullname=fullname, observed_at=observed_at, **values)
+
+
+def _answered_batches(items: list[str], report: BatchReport, what: str) -> Iterator[list[str]]:
+    """Batches of 100, until MAX_FAILED_BATCHES_IN_A_ROW have failed in a row: the rest are reported failed."""
+    failed_before = 0
+    in_a_row = 0
+    for start in range(0, len(items), BATCH_SIZE):
+        batch = list(items[start : start + BATCH_SIZE])
+        if in_a_row >= MAX_FAILED_BATCHES_IN_A_ROW:
+            rest = [i.removeprefix("t3_") for i in items[start:]]
+            report.failed += rest
+            report.errors.append(f"{what}: {len(rest)} ids not tried after {in_a_row} failed batches in a row")
+            log.error("%s: %d batches failed in a row; %d ids left unrequested", what, in_a_row, len(rest))
+            return
+        failed_before = len(report.failed)
+        yield batch
+        in_a_row = in_a_row + 1 if len(report.failed) > failed_before else 0
+
+
+def _batch_failed(report: BatchReport, what: str, ids: list[str], exc: Exception) -> None:
+    if isinstance(exc, prawcore.TooManyRequests):
+        raise exc
+    reason = _failure_reason(exc)
+    report.failed += ids
+    report.errors.append(f"{what}: {reason}")
+    log.error("%s: batch of %d ids failed after retries (%s); reported as not refreshed", what, len(ids), reason)
+
+
+def _failed(
+    subreddit: str,
+    exc: Exception,
+    requests_made: int,
+    start_utc: int,
+    uncovered_end: int,
+    kept: Mapping[str, PostRecord] | None = None,
+    skipped: dict[str, int] | None = None,
+    subscribers: int | None = None,
+) -> ScrapeResult:
+    """The result of a listing that a failed request stopped: a status, or re-raised for a spent 429 budget."""
+    if isinstance(exc, prawcore.TooManyRequests):
+        raise exc
     status: ScrapeStatus
-    reason = _error_reason(exc)
+    reason = _error_reason(exc) if isinstance(exc, prawcore.ResponseException) else None
     if isinstance(exc, prawcore.Redirect) or (isinstance(exc, prawcore.NotFound) and reason != "banned"):
         status = "missing"
     elif reason == "banned":
@@ -236,9 +504,33 @@ def _unavailable(subreddit: str, exc: prawcore.ResponseException, requests_made:
     elif isinstance(exc, prawcore.Forbidden):
         status = "private"  # private, quarantined or gold-only: unreadable to this client
     else:
-        raise exc
+        error = _failure_reason(exc)
+        posts = _in_order(kept or {})
+        uncovered = (start_utc, uncovered_end) if uncovered_end > start_utc else None
+        log.error(
+            "r/%s: listing failed after retries (%s); keeping %d posts, [%s) uncovered",
+            subreddit, error, len(posts), "" if uncovered is None else "%d, %d" % uncovered,
+        )
+        return ScrapeResult(posts, subreddit, "error", uncovered, subscribers, requests_made, dict(skipped or {}), error)
+    assert isinstance(exc, prawcore.ResponseException)
     log.warning("r/%s is %s (HTTP %s%s); skipped", subreddit, status, exc.response.status_code, f", {reason}" if reason else "")
-    return ScrapeResult([], subreddit, status, None, None, requests_made)
+    return ScrapeResult([], subreddit, status, None, None, requests_made, dict(skipped or {}))
+
+
+def _failure_reason(exc: Exception) -> str:
+    if isinstance(exc, prawcore.BadJSON):
+        response = exc.response
+        kind = response.headers.get("content-type", "?").split(";")[0]
+        return f"HTTP {response.status_code} body is not JSON ({kind}, {len(response.content)} bytes)"
+    if isinstance(exc, prawcore.ResponseException):
+        return f"HTTP {exc.response.status_code} ({type(exc).__name__})"
+    if isinstance(exc, prawcore.RequestException):
+        return f"{type(exc.original_exception).__name__}: {exc.original_exception}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _in_order(records: Mapping[str, PostRecord]) -> list[PostRecord]:
+    return sorted(records.values(), key=lambda p: (p.created_utc, p.id))
 
 
 def _error_reason(exc: prawcore.ResponseException) -> str | None:
@@ -271,6 +563,8 @@ class _RetryBudget(retry_base):
 
 
 def _is_transient(exc: BaseException | None) -> bool:
+    if isinstance(exc, (prawcore.BadJSON, MalformedResponse)):
+        return True  # an HTML error page or a cut-off body: a proxy or CDN hiccup
     if isinstance(exc, prawcore.RequestException):
         return isinstance(exc.original_exception, NETWORK_ERRORS)
     if isinstance(exc, prawcore.ResponseException) and not isinstance(exc, prawcore.TooManyRequests):
@@ -335,14 +629,17 @@ class _Caller:
             ) from None
 
 
-def _batches(items: Sequence[str]) -> Iterator[list[str]]:
-    for start in range(0, len(items), BATCH_SIZE):
-        yield list(items[start : start + BATCH_SIZE])
-
-
 def _unique(items: Iterator[str] | Sequence[str]) -> list[str]:
     return list(dict.fromkeys(items))
 
 
-def _int_or_none(value: Any) -> int | None:
-    return int(float(value)) if value is not None else None
+def _optional_int(value: Any, *, strict: bool = False) -> int | None:
+    """int of a number or numeric string; None for None, and for junk unless strict."""
+    if value is None or value == "":
+        return None
+    try:
+        return int(float(value))
+    except (TypeError, ValueError, OverflowError):
+        if strict:
+            raise ValueError(f"not a number: {value!r:.40}") from None
+        return None
