@@ -18,6 +18,8 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONPATH := $(ROOT)/src
+# airflow standalone starts its components as `airflow` from PATH
+export PATH := $(VENV)/bin:$(PATH)
 
 .PHONY: venv demo test up lock models airflow-db clean-venv
 

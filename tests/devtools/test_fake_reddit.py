@@ -291,3 +291,59 @@ def test_cli_serves_until_terminated(tmp_path):
         process.wait(timeout=10)
     assert process.returncode == 0
     assert not pidfile.exists()
+
+
+def test_malformed_bodies_and_held_responses(server):
+    bearer = token(server)
+    server.malformed_next("invalid_json")
+    server.malformed_next("html", status=502)
+    server.malformed_next("html", after=1)
+    broken = api(server, "/r/pics/new", bearer)
+    assert broken.status_code == 200 and broken.headers["Content-Type"].startswith("application/json")
+    with pytest.raises(ValueError):
+        broken.json()
+    cdn = api(server, "/r/pics/new", bearer)
+    assert cdn.status_code == 502 and cdn.text.startswith("<!doctype html>")
+    assert api(server, "/r/pics/new", bearer).json()["kind"] == "Listing"  # `after` let one through
+    page = api(server, "/r/pics/new", bearer)
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+    with pytest.raises(ValueError):
+        server.malformed_next("xml")  # type: ignore[arg-type]
+
+    server.hold_next(0.5)
+    headers = {"Authorization": f"bearer {bearer}"}
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        requests.get(f"{server.base_url}/r/pics/new", headers=headers, timeout=0.1)
+    assert api(server, "/r/pics/new", bearer).status_code == 200  # the hold was for one response only
+    assert server.statuses[200] >= 3 and server.statuses[502] == 1
+
+
+def test_overridden_fields_and_deleted_accounts(server):
+    from smpp.devtools.fake_reddit import DROP
+
+    bearer = token(server)
+    server.override_fields("t3_a002", id=DROP, score="abc", created_utc=None, title=7)
+    listed = {c["data"].get("name"): c["data"] for c in api(server, "/r/aww/new", bearer).json()["data"]["children"]}
+    odd = listed["t3_a002"]
+    assert "id" not in odd and odd["score"] == "abc" and odd["created_utc"] is None and odd["title"] == 7
+    info = api(server, "/api/info", bearer, id="t3_a002").json()["data"]["children"][0]["data"]
+    assert info == odd
+    with pytest.raises(KeyError):
+        server.override_fields("nope", score=1)
+
+    server.delete_account("user3")
+    gone = api(server, "/api/info", bearer, id="t3_a003").json()["data"]["children"][0]["data"]
+    assert gone["author"] == "[deleted]" and "author_fullname" not in gone and gone["removed_by_category"] is None
+    assert gone["title"] == "title 3"  # the post itself stays up
+    lookup = api(server, "/api/user_data_by_account_ids", bearer, ids=author_fullname_for("user3"))
+    assert lookup.status_code == 404
+
+
+def test_reset_header_is_truncated_and_retry_after_is_not():
+    with FakeRedditServer(posts("pics", 5, "p"), rate_limit_per_window=2, window_s=3) as server:
+        bearer = token(server)
+        assert api(server, "/r/pics/new", bearer).headers["x-ratelimit-reset"] == "3"  # opens the window
+        assert api(server, "/r/pics/new", bearer).headers["x-ratelimit-reset"] == "2"  # 2.99 s left
+        limited = api(server, "/r/pics/new", bearer)
+        assert limited.status_code == 429 and limited.headers["Retry-After"] == "3"
+        assert server.statuses == {200: 2, 429: 1}

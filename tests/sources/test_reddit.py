@@ -198,14 +198,10 @@ def test_5xx_burst_on_a_page_makes_an_error_status_and_keeps_earlier_pages(
 ):
     server = fake_reddit(day_posts("pics", 300) + day_posts("aww", 20))
     reddit = reddit_for(server)
-    statuses = {}
-    for subreddit in ("pics", "aww"):  # as tasks.scrape_posts loops: one failure must not stop the next
-        if subreddit == "pics":
-            scrape_new(reddit, "pics", DAY_START, DAY_END, limit=100)  # about + a page: the next fault hits page 2
-            server.fail_next(503, count=9)
-        result = scrape_new(reddit, subreddit, DAY_START, DAY_END, limit=1000)
-        statuses[subreddit] = result
-    pics, aww = statuses["pics"], statuses["aww"]
+    refresh_posts(reddit, ["pic0000"])  # the token first
+    server.fail_next(503, count=9, after=2)  # about and page 1 pass, page 2 fails every try
+    # as tasks.scrape_posts loops: one failure must not stop the next subreddit
+    pics, aww = (scrape_new(reddit, s, DAY_START, DAY_END, limit=1000) for s in ("pics", "aww"))
     assert pics.status == "error" and pics.error == "HTTP 503 (ServerError)"
     assert len(pics.posts) == 100 and pics.subscribers  # page 1 is kept
     assert pics.uncovered_span == (DAY_START, DAY_END - 60 - 99 * 600)
@@ -320,7 +316,7 @@ def test_timeouts_are_retried_then_an_error_status(day_posts, fake_reddit, reddi
     assert refresh_posts(reddit, ["pic0001"], report=report) == [] and report.failed == ["pic0001"]
 
 
-def test_deleted_account_keeps_posts_up_without_an_author(day_posts, fake_reddit, reddit_for):
+def test_deleted_account_marks_its_posts_removed(day_posts, fake_reddit, reddit_for):
     posts = day_posts("pics", 6, image_every=0)
     server = fake_reddit(posts)
     reddit = reddit_for(server)
@@ -328,7 +324,7 @@ def test_deleted_account_keeps_posts_up_without_an_author(day_posts, fake_reddit
     server.delete_account("author_1")
     result = scrape_new(reddit, "pics", DAY_START, DAY_END, limit=100)
     orphan = next(p for p in result.posts if p.id == "pic0001")
-    assert orphan.author is None and orphan.author_fullname is None and not orphan.removed
+    assert orphan.author is None and orphan.author_fullname is None and orphan.removed
     report = BatchReport()
     authors = fetch_authors(reddit, [fullname, next(p.author_fullname for p in result.posts if p.id == "pic0002")], report=report)
     assert [a.name for a in authors] == ["author_2"] and report.missing == [fullname]
@@ -354,7 +350,7 @@ def test_steady_scraping_never_draws_a_429(day_posts, fake_reddit, reddit_for):
     assert server.statuses[200] == 2 * (3 + 3 + 3) and server.statuses[429] == 0
 
 
-def test_a_new_client_waits_for_a_window_another_client_spent(day_posts, fake_reddit, reddit_for):
+def test_a_new_client_waits_for_a_window_another_client_spent(day_posts, fake_reddit, reddit_for, no_retry_sleeps):
     server = fake_reddit(day_posts("pics", 5), rate_limit_per_window=4, window_s=2)
     first = reddit_for(server, rate_window_s=2)
     for n in range(4):

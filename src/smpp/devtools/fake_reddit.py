@@ -429,23 +429,24 @@ class FakeRedditServer:
         }
 
     # test hooks
-    def fail_next(self, status: int, count: int = 1, *, retry_after: float | None = None) -> None:
-        """Answer the next `count` API requests (not token, not images) with `status`."""
-        with self._lock:
-            self._faults.extend([_Fault(status=status, retry_after=retry_after)] * count)
+    def fail_next(self, status: int, count: int = 1, *, retry_after: float | None = None, after: int = 0) -> None:
+        """Answer `count` API requests (not token, not images) with `status`, once `after` more were served."""
+        self._queue(_Fault(status=status, retry_after=retry_after), count, after)
 
-    def malformed_next(self, body: MalformedBody, count: int = 1, *, status: int = 200) -> None:
-        """Answer the next `count` API requests with a broken body: "invalid_json" (a truncated
-        JSON document) or "html" (a CDN error page), under `status` (200 or an error)."""
+    def malformed_next(self, body: MalformedBody, count: int = 1, *, status: int = 200, after: int = 0) -> None:
+        """Answer `count` API requests with a broken body: "invalid_json" (a truncated JSON
+        document) or "html" (a CDN error page), under `status` (200 or an error)."""
         if body not in ("invalid_json", "html"):
             raise ValueError(f"unknown malformed body {body!r}")
-        with self._lock:
-            self._faults.extend([_Fault(status=status, body=body)] * count)
+        self._queue(_Fault(status=status, body=body), count, after)
 
-    def hold_next(self, seconds: float, count: int = 1) -> None:
-        """Hold the next `count` API responses for `seconds` before answering (client timeouts)."""
+    def hold_next(self, seconds: float, count: int = 1, *, after: int = 0) -> None:
+        """Hold `count` API responses for `seconds` before answering normally (client timeouts)."""
+        self._queue(_Fault(hold_s=seconds), count, after)
+
+    def _queue(self, fault: _Fault, count: int, after: int) -> None:
         with self._lock:
-            self._faults.extend([_Fault(hold_s=seconds)] * count)
+            self._faults.extend([_Fault()] * after + [fault] * count)
 
     def set_delay(self, seconds: float) -> None:
         """Delay every API and image response by `seconds` (timeouts, slow networks)."""

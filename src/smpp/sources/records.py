@@ -150,14 +150,14 @@ class PostRecord:
             author = None
         title = _str_or_none(data.get("title")) or ""
         selftext = data.get("selftext")
-        # Reddit always sends removed_by_category (null while the post is up); a deleted
-        # *account* leaves its posts up under "[deleted]", so author alone is no removal.
-        removal_known = "removed_by_category" in data
+        # A deleted account leaves its posts up under "[deleted]", but the user chose to leave:
+        # live, we purge them like deleted posts (issue 3). An archive line only shows the
+        # account's state at dump time, so there the post is kept, with no author.
         removed = bool(
             data.get("removed_by_category")
             or title in DELETED_MARKERS
             or selftext in DELETED_MARKERS
-            or (author is None and source == "reddit" and not removal_known)
+            or (author is None and source == "reddit")
         )
         selftext_len = _int_field(data, "selftext_len", post_id, None)
         if selftext_len is None:

@@ -458,7 +458,6 @@ def _author_record(fullname: str, data: Any, observed_at: int) -> AuthorRecord:
 
 def _answered_batches(items: list[str], report: BatchReport, what: str) -> Iterator[list[str]]:
     """Batches of 100, until MAX_FAILED_BATCHES_IN_A_ROW have failed in a row: the rest are reported failed."""
-    failed_before = 0
     in_a_row = 0
     for start in range(0, len(items), BATCH_SIZE):
         batch = list(items[start : start + BATCH_SIZE])
