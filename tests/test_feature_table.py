@@ -57,3 +57,14 @@ def test_validation_rejects_bad_vectors_and_writes_nothing():
     emb["title_emb"].at[0, "title_emb"] = np.ones(7)
     with pytest.raises(ValueError, match="expected"):
         build_feature_table(date(2013, 7, 30), posts, authors, images, feats, emb, DIMS)
+
+
+def test_empty_day_gives_an_empty_table_with_the_full_schema():
+    posts, authors, images, feats, emb = inputs()
+    empty = pd.DataFrame({c: pd.Series(dtype="float64") for c in posts.columns})
+    no_images = images.iloc[0:0]
+    no_feats = pd.DataFrame({c: pd.Series(dtype="float64") for c in feats.columns})
+    no_emb = {k: v.iloc[0:0] for k, v in emb.items()}
+    table = build_feature_table(date(2013, 7, 29), empty, authors, no_images, no_feats, no_emb, DIMS)
+    assert table.num_rows == 0 and table.schema.field("title_emb").type.list_size == 4
+    assert set(schema.META_COLUMNS + schema.IMAGE_FEATURE_COLUMNS) <= set(table.column_names)

@@ -66,6 +66,9 @@ def build_feature_table(
     dims: dict[str, int],
 ) -> pa.Table:
     """One row per kept post of `day`. `embeddings`: column -> frame(post_id, column)."""
+    # an empty day's partitions come back with float columns: give keys one dtype to merge on
+    posts = posts.astype({c: object for c in ("id", "subreddit", "author", "title") if c in posts})
+    image_features = image_features.astype({"post_id": object})
     meta = metadata_features(posts, authors)
     table: dict[str, pa.Array] = {
         "post_id": pa.array(posts["id"].astype(str).tolist(), pa.string()),
