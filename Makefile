@@ -4,7 +4,8 @@ PYTHON ?= python3.11
 ROOT := $(abspath .)
 # The venv lives in a cache keyed by the lock's hash, so CI and other clones reuse it.
 SMPP_CACHE_DIR ?= $(HOME)/.cache/smpp
-LOCK_HASH := $(shell sha256sum requirements.lock | cut -c1-16)
+# comments in the lock ("via ...") do not change the environment: hash only the pins
+LOCK_HASH := $(shell grep -v '^ *\#' requirements.lock | sha256sum | cut -c1-16)
 VISUAL_HASH := $(shell sha256sum scripts/install_visualized_bge.py | cut -c1-12)
 VENV_DIR := $(SMPP_CACHE_DIR)/venv-$(LOCK_HASH)
 VENV := $(ROOT)/.venv

@@ -35,7 +35,7 @@ def settings(tmp_path, monkeypatch):
     settings_module.get_settings.cache_clear()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def postgres_url():
     """A fresh database on the local Postgres, dropped afterwards; skipped when none is reachable."""
     sqlalchemy = pytest.importorskip("sqlalchemy")

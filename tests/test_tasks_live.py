@@ -72,3 +72,9 @@ def test_frequent_scrape_fills_the_warehouse_and_the_daily_partition_uses_it(liv
     daily = tasks.scrape_posts(start, end, {"source": "reddit"})
     assert daily["posts_in_day"] == 2
     assert sorted(storage.read_partition(settings, "posts", start.date())["id"]) == ["mature", "young"]
+
+
+def test_training_without_any_history_is_skipped_with_a_reason(settings):
+    start = datetime(2013, 7, 29, tzinfo=timezone.utc)
+    report = tasks.train_model(start, datetime(2013, 7, 30, tzinfo=timezone.utc), {"source": "archive"})
+    assert report["rows"]["train"] == 0 and "too few labelled rows" in report["skipped_reason"]

@@ -16,6 +16,8 @@ from smpp.warehouse import Author, AuthorSnapshot, Label, Post, PostSnapshot, To
 
 log = logging.getLogger(__name__)
 
+IN_CHUNK = 500  # ids per IN (...) query: SQLite caps bound parameters per statement
+
 
 @dataclass
 class IngestStats:
@@ -65,9 +67,16 @@ def _post_row(record: PostRecord, first_seen_at: int) -> dict:
 def tombstoned_ids(session: Session, ids: Iterable[str]) -> set[str]:
     ids = list(ids)
     found: set[str] = set()
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
+    for start in range(0, len(ids), IN_CHUNK):
+        chunk = ids[start : start + IN_CHUNK]
         found.update(session.scalars(select(Tombstone.post_id).where(Tombstone.post_id.in_(chunk))))
+    return found
+
+
+def stored_post_ids(session: Session, ids: list[str]) -> set[str]:
+    found: set[str] = set()
+    for start in range(0, len(ids), IN_CHUNK):
+        found.update(session.scalars(select(Post.id).where(Post.id.in_(ids[start : start + IN_CHUNK]))))
     return found
 
 
@@ -87,10 +96,9 @@ def ingest_posts(
     now = now if now is not None else now_utc()
     records = list(records)
     stats = IngestStats(seen=len(records))
-    dead = tombstoned_ids(session, [r.id for r in records])
-    existing = set(
-        session.scalars(select(Post.id).where(Post.id.in_([r.id for r in records])))
-    ) if records else set()
+    ids = [r.id for r in records]
+    dead = tombstoned_ids(session, ids)
+    existing = stored_post_ids(session, ids)
     posts, snapshots, labels, removed = [], [], [], []
     for record in records:
         if record.id in dead:
@@ -149,19 +157,32 @@ def mark_removed(session: Session, records: Iterable[PostRecord], now: int) -> l
 
     The post's partitions, caches and image are purged by smpp.purge (outside the warehouse).
     """
+    records = list(records)
+    tombstones = [
+        {
+            "post_id": r.id,
+            "reason": "deleted" if r.title == "[deleted]" or r.author is None else "removed",
+            "recorded_at": now,
+        }
+        for r in records
+    ]
+    upsert(session, Tombstone, tombstones)  # the first reason recorded stays
+    ids = list(dict.fromkeys(r.id for r in records))
     purged: list[str] = []
-    for record in records:
-        reason = "deleted" if record.title == "[deleted]" or record.author is None else "removed"
-        upsert(session, Tombstone, [{"post_id": record.id, "reason": reason, "recorded_at": now}])
-        post = session.get(Post, record.id)
-        if post is not None and not post.removed:
-            post.removed = True
-            post.title = None
-            post.url = None
-            post.preview_url = None
-            post.gallery_urls = []
-            purged.append(record.id)
-        session.query(Label).filter(Label.post_id == record.id).delete()
+    # batched per IN_CHUNK ids: dumps hold many removed posts, one round trip each was slow
+    for start in range(0, len(ids), IN_CHUNK):
+        chunk = ids[start : start + IN_CHUNK]
+        stored = {p.id: p for p in session.scalars(select(Post).where(Post.id.in_(chunk)))}
+        for post_id in chunk:
+            post = stored.get(post_id)
+            if post is not None and not post.removed:
+                post.removed = True
+                post.title = None
+                post.url = None
+                post.preview_url = None
+                post.gallery_urls = []
+                purged.append(post_id)
+        session.query(Label).filter(Label.post_id.in_(chunk)).delete()
     return purged
 
 

@@ -106,6 +106,9 @@ class Settings(BaseSettings):
     model_profile: ModelProfile = "offline"
     source: Source = "reddit"
     archive_path: Path | None = None
+    # Split the dump into per-day files once (data_dir/archive_index) instead of scanning it per day.
+    archive_use_index: bool = True
+    archive_index_flush_mb: int = 64  # lines buffered in memory while indexing
     subreddits: list[str] = Field(default_factory=lambda: ["pics", "aww", "EarthPorn"])
     # Busy subreddits whose /new listing (capped at ~1000 items) cannot cover a whole day:
     # the smpp_scrape_frequent DAG scrapes them every hour into the warehouse.

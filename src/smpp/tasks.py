@@ -95,11 +95,13 @@ def _scrape_live(ctx: RunContext, session, subreddits: list[str]) -> dict[str, A
     """PRAW over each subreddit's /new for the interval, into the warehouse."""
     from smpp.ingest import ingest_authors, ingest_posts, unknown_author_fullnames
     from smpp.labels import assign_labels
-    from smpp.sources.reddit import fetch_authors, make_reddit, scrape_new
+    from smpp.sources.reddit import BatchReport, fetch_authors, make_reddit, scrape_new
 
     settings = ctx.settings
     reddit = make_reddit(settings)
     statuses: dict[str, str] = {}
+    errors: dict[str, str] = {}
+    skipped: dict[str, int] = {}
     gaps: dict[str, list[int]] = {}
     total: dict[str, int] = {}
     post_ids: list[str] = []
@@ -111,6 +113,10 @@ def _scrape_live(ctx: RunContext, session, subreddits: list[str]) -> dict[str, A
             max_429_retries=settings.reddit.max_429_retries,
         )
         statuses[subreddit] = result.status
+        if result.error:
+            errors[subreddit] = result.error
+        for reason, n in result.skipped.items():
+            skipped[reason] = skipped.get(reason, 0) + n
         if result.uncovered_span:
             gaps[subreddit] = list(result.uncovered_span)
             log.warning("r/%s: listing cap hit, uncovered span %s", subreddit, result.uncovered_span)
@@ -119,11 +125,16 @@ def _scrape_live(ctx: RunContext, session, subreddits: list[str]) -> dict[str, A
         removed += stats.removed_ids
         for key, value in stats.as_metrics().items():
             total[key] = total.get(key, 0) + value
+    author_report = BatchReport()
     authors = fetch_authors(
-        reddit, unknown_author_fullnames(session, post_ids), max_429_retries=settings.reddit.max_429_retries
+        reddit, unknown_author_fullnames(session, post_ids),
+        max_429_retries=settings.reddit.max_429_retries, report=author_report,
     )
     return {
         "subreddit_status": statuses,
+        "subreddit_errors": errors,
+        "skipped_records": skipped,
+        "authors_not_returned": len(author_report.not_returned),
         "uncovered_spans": gaps,
         "authors_snapshotted": ingest_authors(session, authors),
         **total,
@@ -146,10 +157,13 @@ def scrape_posts(interval_start, interval_end, params=None) -> dict[str, Any]:
             if settings.archive_path is None:
                 raise ValueError("source=archive needs archive_path (DAG param or SMPP_ARCHIVE_PATH)")
             scan = ArchiveScan()
-            stats = ingest_posts(
-                session, settings, iter_archive_posts(settings.archive_path, ctx.start_utc, ctx.end_utc, scan)
-            )
+            # reads the dump's day index (built by the first task that needs it) unless turned off
+            records = iter_archive_posts(settings.archive_path, ctx.start_utc, ctx.end_utc, scan, settings=settings)
+            stats = ingest_posts(session, settings, records)
             metrics.update(archive_lines=scan.lines, archive_skips=scan.skip_reasons, **stats.as_metrics())
+            metrics.update(archive_bad_lines=scan.bad_lines, archive_days_read=scan.days_read, archive_index=scan.index)
+            # a newer dump can show a stored post as removed: purge it like a live refresh would
+            metrics["purged"] = _purge(settings, stats.removed_ids)
         else:
             metrics.update(_scrape_live(ctx, session, settings.subreddits))
     # the day's partition comes from the warehouse, so posts found by frequent scrapes are in it
@@ -186,12 +200,14 @@ def refresh_scores(interval_start, interval_end, params=None) -> dict[str, Any]:
     settings = ctx.settings
     if settings.source == "archive":
         return _finish(ctx, "refresh_scores", {"skipped": "archive source: labels come from the dump"})
-    from smpp.sources.reddit import make_reddit, refresh_posts
+    from smpp.sources.reddit import BatchReport, make_reddit, refresh_posts
 
+    report = BatchReport()
     with _session(settings) as session:
         due = posts_due_for_refresh(session, settings, now_utc())
         records = (
-            refresh_posts(make_reddit(settings), due, max_429_retries=settings.reddit.max_429_retries) if due else []
+            refresh_posts(make_reddit(settings), due, max_429_retries=settings.reddit.max_429_retries, report=report)
+            if due else []
         )
         stats = ingest_posts(session, settings, records)
         labels = assign_labels(session, settings)
@@ -200,6 +216,8 @@ def refresh_scores(interval_start, interval_end, params=None) -> dict[str, Any]:
         ctx,
         "refresh_scores",
         {"due": len(due), "refreshed": len(records), "newly_removed": stats.newly_removed,
+         "missing": len(report.missing), "malformed": len(report.malformed), "failed_batches": len(report.errors),
+         "not_refreshed": len(report.failed), "skipped_records": report.skipped,
          "labels": vars(labels), "purged": purged},
     )
 
@@ -455,8 +473,10 @@ def training_frame(settings: Settings, day: date, end_utc: int) -> tuple[pd.Data
         days = [d for d in days if d > day - timedelta(days=window)]
     features = storage.read_partitions(settings, "features", days)
     read = [str(storage.partition_path(settings, "features", d)) for d in days]
-    if features.empty:
-        return features, read
+    if features.empty:  # no history yet: training says so instead of failing
+        from smpp.schema import KEY_COLUMNS, LABEL_COLUMNS
+
+        return pd.DataFrame(columns=[*KEY_COLUMNS, *LABEL_COLUMNS]), read
     with _session(settings) as session:
         labels = pd.DataFrame(
             session.execute(
@@ -480,12 +500,18 @@ def train_model(interval_start, interval_end, params=None) -> dict[str, Any]:
     ctx = run_context(interval_start, interval_end, params)
     settings = ctx.settings
     frame, read = training_frame(settings, ctx.day, ctx.end_utc)
+    # days ingested but not yet featurised (e.g. a backfill running days in parallel)
+    featurised = set(storage.list_partition_days(settings, "features"))
+    incomplete = [d.isoformat() for d in storage.list_partition_days(settings, "posts") if d < ctx.day and d not in featurised]
+    if incomplete:
+        log.warning("training without the features of earlier days %s: run backfills with --max-active-runs 1", incomplete)
     version = new_version_id()
     out = version_dir(settings, version)
     lineage = {
         "run_day": ctx.day.isoformat(),
         "interval": [ctx.start_utc, ctx.end_utc],
         "partitions_read": read,
+        "days_without_features": incomplete,
         "code_version": code_version(),
         "label_rule": f"score at first snapshot >= {settings.label_age_hours}h, matured by interval end",
     }
@@ -493,7 +519,8 @@ def train_model(interval_start, interval_end, params=None) -> dict[str, Any]:
     return _finish(
         ctx,
         "train_model",
-        {"version": version, "version_dir": str(out), "rows": report.rows, "skipped_reason": report.skipped_reason},
+        {"version": version, "version_dir": str(out), "rows": report.rows, "skipped_reason": report.skipped_reason,
+         "days_without_features": incomplete},
     )
 
 

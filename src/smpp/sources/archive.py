@@ -1,7 +1,23 @@
-"""Reddit archive dumps (Pushshift / Arctic-Shift NDJSON, plain or .zst), streamed.
+"""Reddit archive dumps (Pushshift / Arctic-Shift submissions, NDJSON, plain or .zst), streamed.
 
 History cannot be re-scraped from the API (listings stop at ~1000 items), so backfilled
 days come from dumps. Memory stays constant: one line at a time, never the whole file.
+
+By default `iter_archive_posts` reads a per-day index of the dump (smpp.sources.archive_index),
+built by one streaming pass on first use, so backfilling N days does not scan the dump N times.
+`scan_archive_posts` is the plain streaming scan (one-off reads, or with the index turned off).
+
+Field names differ between dumps; what this module accepts:
+- created_utc: int, float or numeric string (Arctic-Shift has both).
+- id with or without name ("t3_..."); author_fullname present, null or absent.
+- subreddit, or only subreddit_name_prefixed ("r/pics").
+- when the counters were seen: _meta.retrieved_2nd_on (Arctic-Shift 2023-11+ re-reads score,
+  num_comments and upvote_ratio ~36 h later), else retrieved_on, else retrieved_utc.
+- removals: removed_by_category set, "[removed]"/"[deleted]" title or selftext, or
+  _meta.was_deleted_later (Arctic-Shift: gone at the second read) -> record.removed, so
+  ingestion tombstones it. An author "[deleted]" alone is NOT a removal in a dump: the
+  account was deleted but the post stays up on Reddit, so it is kept with author None.
+- crossposts (crosspost_parent) are skipped and counted: their content belongs to the parent.
 """
 
 from __future__ import annotations
@@ -9,75 +25,208 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterator
+import math
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, Any
 
 from smpp.sources.records import PostRecord
 
 log = logging.getLogger(__name__)
 
-# Archives name the moment a post was captured differently.
-RETRIEVED_KEYS = ("retrieved_on", "retrieved_utc", "_meta_retrieved_2nd_on")
+# After _meta.retrieved_2nd_on (the later read), in the order dumps name the first read.
+RETRIEVED_KEYS = ("retrieved_on", "retrieved_utc")
+LOGGED_PER_REASON = 10  # a bad dump can have millions of bad lines: log a few, count all
+SECONDS_PER_DAY = 86_400
 
 
 @dataclass
 class ArchiveScan:
+    """What one read of an archive saw.
+
+    lines: lines read (the whole dump for a scan; the selected day files for an indexed read).
+    skip_reasons: reason -> count; bad_lines counts the malformed ones among them (not
+    crossposts or duplicates). index: the day index used (key, built, dump totals) or None.
+    """
+
     lines: int = 0
     selected: int = 0
     bad_lines: int = 0
     skip_reasons: dict[str, int] = field(default_factory=dict)
+    days_read: int = 0
+    index: dict[str, Any] | None = None
 
-    def skip(self, reason: str) -> None:
-        self.skip_reasons[reason] = self.skip_reasons.get(reason, 0) + 1
+    def skip(self, reason: str, post_id: str | None = None, where: str = "", bad: bool = True) -> None:
+        count = self.skip_reasons.get(reason, 0) + 1
+        self.skip_reasons[reason] = count
+        if bad:
+            self.bad_lines += 1
+            if count <= LOGGED_PER_REASON:
+                log.warning("archive %s: skipped post %s: %s", where, post_id or "(unknown id)", reason)
 
 
-def open_text(path: Path) -> io.TextIOBase:
+def open_binary(path: Path) -> IO[bytes]:
+    """The dump's decompressed bytes, buffered for fast line iteration."""
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"archive dump not found: {path} (set the archive_path param)")
     raw = path.open("rb")
-    if path.suffix == ".zst":
-        import zstandard
+    if path.suffix != ".zst":
+        return raw
+    import zstandard
 
-        # Pushshift dumps use long windows; 2 GiB is what their readers use.
-        reader = zstandard.ZstdDecompressor(max_window_size=2**31).stream_reader(raw)
-        return io.TextIOWrapper(reader, encoding="utf-8", errors="replace")
-    return io.TextIOWrapper(raw, encoding="utf-8", errors="replace")
+    # Pushshift dumps use long windows; 2 GiB is what their readers use.
+    reader = zstandard.ZstdDecompressor(max_window_size=2**31).stream_reader(raw, closefd=True)
+    return io.BufferedReader(reader, buffer_size=1 << 20)
+
+
+try:  # 5x faster than json.loads on dump lines; pinned in requirements.lock (via Airflow)
+    from msgspec.json import Decoder as _MsgspecDecoder
+
+    _decode_json = _MsgspecDecoder().decode
+except ImportError:  # pragma: no cover - same results, slower
+    _decode_json = json.loads
+
+
+def load_line(line: bytes | str) -> Any:
+    """Parse one JSON line (ValueError when malformed); invalid UTF-8 is replaced, not fatal."""
+    try:
+        return _decode_json(line)
+    except UnicodeDecodeError:
+        return _decode_json(line.decode("utf-8", errors="replace"))  # type: ignore[union-attr]
+
+
+def post_id_of(data: Mapping[str, Any]) -> str | None:
+    raw = data.get("id") or data.get("name")
+    return str(raw).removeprefix("t3_") if raw else None
+
+
+def created_of(value: Any) -> int | None:
+    """created_utc as whole seconds (as PostRecord truncates it); None when not a number."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        return None
+    return int(number) if math.isfinite(number) else None
+
+
+def observed_at_of(data: Mapping[str, Any]) -> int | None:
+    meta = data.get("_meta")
+    if isinstance(meta, Mapping):
+        seconds = created_of(meta.get("retrieved_2nd_on"))
+        if seconds is not None and seconds > 0:
+            return seconds
+    for key in RETRIEVED_KEYS:
+        seconds = created_of(data.get(key))
+        if seconds is not None and seconds > 0:
+            return seconds
+    return None
+
+
+def normalize_archive_post(data: dict[str, Any]) -> dict[str, Any]:
+    """Map dump-specific field names onto the Reddit API names PostRecord reads (in place)."""
+    if not data.get("subreddit"):
+        prefixed = data.get("subreddit_name_prefixed")
+        if isinstance(prefixed, str) and prefixed.startswith("r/"):
+            data["subreddit"] = prefixed[2:]
+    meta = data.get("_meta")
+    if isinstance(meta, Mapping) and meta.get("was_deleted_later") and not data.get("removed_by_category"):
+        # deleted on Reddit after the first read: Reddit's terms require us to drop it too
+        data["removed_by_category"] = meta.get("removal_type") or "deleted"
+    return data
+
+
+def record_from_line(
+    line: bytes | str, scan: ArchiveScan, where: str, start_utc: int, end_utc: int
+) -> PostRecord | None:
+    """The line's record if it was created in [start_utc, end_utc).
+
+    Lines of other times are passed over unvalidated (a scan reads the whole dump); bad or
+    skipped lines of the interval, and lines without a usable time, are counted on `scan`.
+    """
+    try:
+        data = load_line(line)
+    except ValueError:
+        scan.skip("malformed_json", where=where)
+        return None
+    if not isinstance(data, dict):
+        scan.skip("not_an_object", where=where)
+        return None
+    post_id = post_id_of(data)
+    if isinstance(data.get("created_utc"), bool):  # as the index does: True is no timestamp
+        scan.skip("bad_created_utc", post_id, where)
+        return None
+    created = created_of(data.get("created_utc"))
+    if created is not None and not (start_utc <= created < end_utc):
+        return None
+    if data.get("crosspost_parent"):
+        scan.skip("crosspost", post_id, where, bad=False)
+        return None
+    try:
+        return PostRecord.from_reddit_json(
+            normalize_archive_post(data), observed_at=observed_at_of(data), source="archive"
+        )
+    except (ValueError, TypeError) as exc:
+        scan.skip(getattr(exc, "reason", "bad_record"), post_id, f"{where} ({exc})")
+        return None
+
+
+def select_interval(
+    lines: Iterable[bytes], start_utc: int, end_utc: int, scan: ArchiveScan, where: str, seen: set[str]
+) -> Iterator[PostRecord]:
+    """The records of `lines` created in [start_utc, end_utc), each id once."""
+    for line in lines:
+        scan.lines += 1
+        if not line.strip():
+            continue
+        record = record_from_line(line, scan, f"{where}:{scan.lines}", start_utc, end_utc)
+        if record is None:
+            continue
+        if record.id in seen:
+            # some Pushshift months hold a post twice; one upsert batch must not hit a row twice
+            scan.skip("duplicate_id", record.id, bad=False)
+            continue
+        seen.add(record.id)
+        scan.selected += 1
+        yield record
+
+
+def scan_archive_posts(
+    path: Path, start_utc: int, end_utc: int, scan: ArchiveScan | None = None
+) -> Iterator[PostRecord]:
+    """Yield the posts created in [start_utc, end_utc) by streaming the whole dump once."""
+    scan = scan if scan is not None else ArchiveScan()
+    with open_binary(Path(path)) as stream:
+        yield from select_interval(stream, start_utc, end_utc, scan, str(path), set())
+    if scan.bad_lines:
+        log.warning("archive %s: %d bad lines skipped %s", path, scan.bad_lines, scan.skip_reasons)
 
 
 def iter_archive_posts(
-    path: Path, start_utc: int, end_utc: int, scan: ArchiveScan | None = None
+    path: Path,
+    start_utc: int,
+    end_utc: int,
+    scan: ArchiveScan | None = None,
+    *,
+    settings: Any = None,
 ) -> Iterator[PostRecord]:
-    """Yield the posts created in [start_utc, end_utc); bad lines are counted, not fatal."""
-    scan = scan if scan is not None else ArchiveScan()
-    with open_text(Path(path)) as stream:
-        for line in stream:
-            scan.lines += 1
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-                created = int(float(data["created_utc"]))
-            except (ValueError, KeyError, TypeError):
-                scan.bad_lines += 1
-                scan.skip("bad_line")
-                continue
-            if not (start_utc <= created < end_utc):
-                continue
-            if data.get("crosspost_parent"):
-                scan.skip("crosspost")
-                continue
-            observed = next((data[k] for k in RETRIEVED_KEYS if data.get(k)), None)
-            try:
-                record = PostRecord.from_reddit_json(
-                    data, observed_at=int(observed) if observed else None, source="archive"
-                )
-            except (ValueError, TypeError) as exc:
-                scan.bad_lines += 1
-                scan.skip("bad_record")
-                log.warning("skipping archive line %d: %s", scan.lines, exc)
-                continue
-            scan.selected += 1
-            yield record
-    if scan.bad_lines:
-        log.warning("archive %s: %d bad lines skipped", path, scan.bad_lines)
+    """Yield the posts created in [start_utc, end_utc); bad lines are counted, not fatal.
+
+    Reads the dump's day index (built once, on first use, under data_dir/archive_index) unless
+    settings.archive_use_index is off; then it scans the whole dump.
+    """
+    from smpp.settings import get_settings
+
+    settings = settings if settings is not None else get_settings()
+    if not settings.archive_use_index:
+        yield from scan_archive_posts(path, start_utc, end_utc, scan)
+        return
+    from smpp.sources.archive_index import ensure_day_index, iter_indexed_posts
+
+    index = ensure_day_index(
+        Path(path), settings.data_dir / "archive_index", flush_bytes=settings.archive_index_flush_mb << 20
+    )
+    yield from iter_indexed_posts(index, start_utc, end_utc, scan)

@@ -1,0 +1,160 @@
+"""Archive backfill cost on a real dump: parse baseline, day index build, ingest of every day.
+
+    .venv/bin/python benchmarks/archive_ingest.py [--dump PATH] [--work-dir DIR] [--monthly]
+
+Each phase runs in its own process and reports its wall time and peak RSS (ru_maxrss of that
+process), so the numbers do not leak into each other:
+  parse   decompress + JSON-parse every line (the floor: any reader pays this)
+  index   build the day index (one streaming pass, day files + manifest)
+  ingest  every indexed day into a fresh SQLite warehouse, one iter_archive_posts +
+          smpp.ingest.ingest_posts call per day, exactly as the DAG's scrape_posts does
+  monthly (with --monthly) the same posts ingested one call per month: the per-post cost
+          without the per-day fixed cost (queries + one commit per day)
+Nothing is asserted; the targets are peak RSS < 500 MB whatever the dump size, and
+index + ingest within 3x of parse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DUMP = REPO.parent / "shared" / "data" / "reddit_top_dev.ndjson.zst"
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def phase_parse(dump: Path, work: Path, stdlib: bool) -> dict:
+    import json as stdlib_json
+
+    from smpp.sources.archive import load_line, open_binary
+
+    parse = stdlib_json.loads if stdlib else load_line
+    lines = 0
+    started = time.perf_counter()
+    with open_binary(dump) as stream:
+        for line in stream:
+            if line.strip():
+                parse(line)
+            lines += 1
+    return {"seconds": time.perf_counter() - started, "items": lines, "unit": "lines"}
+
+
+def phase_index(dump: Path, work: Path) -> dict:
+    from smpp.settings import Settings
+    from smpp.sources.archive_index import ensure_day_index
+
+    settings = Settings(data_dir=work)
+    started = time.perf_counter()
+    index = ensure_day_index(dump, work / "archive_index", flush_bytes=settings.archive_index_flush_mb << 20)
+    seconds = time.perf_counter() - started
+    size = sum(p.stat().st_size for p in index.directory.iterdir())
+    return {"seconds": seconds, "items": index.manifest["lines"], "unit": "lines", "built": index.built,
+            "days": len(index.manifest["days"]), "index_mb": round(size / 1e6, 1)}
+
+
+def phase_ingest(dump: Path, work: Path, monthly: bool) -> dict:
+    from smpp.ingest import ingest_posts
+    from smpp.settings import Settings
+    from smpp.sources.archive import ArchiveScan, iter_archive_posts
+    from smpp.sources.archive_index import ensure_day_index
+    from smpp.warehouse import session_for
+
+    settings = Settings(data_dir=work, database_url=f"sqlite:///{work / ('monthly' if monthly else 'daily')}.sqlite")
+    days = sorted(ensure_day_index(dump, work / "archive_index").manifest["days"])
+    intervals = [(_utc(d), _utc(d) + 86_400) for d in days]
+    if monthly:
+        months = sorted({d[:7] for d in days})
+        intervals = [(_utc(f"{m}-01"), _utc(_next_month(m))) for m in months]
+    posts = calls = 0
+    started = time.perf_counter()
+    with session_for(settings.database_url) as session:
+        for start, end in intervals:
+            scan = ArchiveScan()
+            stats = ingest_posts(session, settings, iter_archive_posts(dump, start, end, scan, settings=settings))
+            posts += stats.seen
+            calls += 1
+    return {"seconds": time.perf_counter() - started, "items": posts, "unit": "posts", "calls": calls}
+
+
+def _utc(day: str) -> int:
+    return (date.fromisoformat(day) - date(1970, 1, 1)).days * 86_400
+
+
+def _next_month(month: str) -> str:
+    year, mon = int(month[:4]), int(month[5:7])
+    return f"{year + mon // 12}-{mon % 12 + 1:02d}-01"
+
+
+PHASES = {
+    "parse": lambda dump, work: phase_parse(dump, work, stdlib=False),
+    "parse_stdlib": lambda dump, work: phase_parse(dump, work, stdlib=True),
+    "index": phase_index,
+    "ingest": lambda dump, work: phase_ingest(dump, work, monthly=False),
+    "monthly": lambda dump, work: phase_ingest(dump, work, monthly=True),
+}
+
+
+def run_phase(name: str, dump: Path, work: Path) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    done = subprocess.run(
+        [sys.executable, __file__, "--phase", name, "--dump", str(dump), "--work-dir", str(work)],
+        env=env, capture_output=True, text=True, check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"phase {name} failed:\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dump", type=Path, default=DEFAULT_DUMP)
+    parser.add_argument("--work-dir", type=Path, default=None, help="default: a temp dir, removed afterwards")
+    parser.add_argument("--monthly", action="store_true", help="also ingest one call per month")
+    parser.add_argument("--phase", choices=sorted(PHASES), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    dump = args.dump.resolve()
+    if args.phase:
+        result = PHASES[args.phase](dump, args.work_dir)
+        print(json.dumps({**result, "peak_rss_mb": round(peak_rss_mb(), 1)}))
+        return
+
+    work = args.work_dir or Path(tempfile.mkdtemp(prefix="smpp-archive-bench-"))
+    if work.exists() and any(work.iterdir()):
+        raise SystemExit(f"--work-dir {work} is not empty: the index and warehouse must start fresh")
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"dump {dump} ({dump.stat().st_size / 1e6:.1f} MB), work dir {work}, {os.cpu_count()} CPUs")
+    names = ["parse_stdlib", "parse", "index", "ingest"] + (["monthly"] if args.monthly else [])
+    results = {}
+    try:
+        for name in names:
+            results[name] = result = run_phase(name, dump, work)
+            rate = result["items"] / result["seconds"]
+            extra = {k: v for k, v in result.items() if k not in {"seconds", "items", "unit", "peak_rss_mb"}}
+            print(f"{name:13s} {result['seconds']:8.2f} s  {result['items']:>8d} {result['unit']:5s} "
+                  f"{rate:>10,.0f}/s  peak RSS {result['peak_rss_mb']:6.1f} MB  {extra or ''}")
+    finally:
+        if args.work_dir is None:
+            shutil.rmtree(work, ignore_errors=True)
+    floor = results["parse"]["seconds"]
+    total = results["index"]["seconds"] + results["ingest"]["seconds"]
+    print(f"index + ingest = {total:.2f} s = {total / floor:.1f}x decompress+parse ({floor:.2f} s, msgspec); "
+          f"{total / results['parse_stdlib']['seconds']:.1f}x with stdlib json")
+    print(f"peak RSS max {max(r['peak_rss_mb'] for r in results.values()):.0f} MB")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(REPO / "src"))
+    main()
