@@ -89,23 +89,30 @@ def smpp_pipeline():
 
         return tasks.caption_images(data_interval_start, data_interval_end, params)
 
-    @task(queue=MODEL_QUEUE, execution_timeout=timedelta(hours=2))
-    def embed_text(data_interval_start=None, data_interval_end=None, params=None):
+    @task(execution_timeout=timedelta(minutes=10))
+    def plan_chunks(task_name: str, data_interval_start=None, data_interval_end=None, params=None):
         from smpp import tasks
 
-        return tasks.embed_text(data_interval_start, data_interval_end, params)
+        return tasks.plan_embedding_chunks(data_interval_start, data_interval_end, task_name, params)
 
+    # Each embedding stage is mapped over row chunks (encoders.chunk_size) so workers share a day.
     @task(queue=MODEL_QUEUE, execution_timeout=timedelta(hours=2))
-    def embed_images(data_interval_start=None, data_interval_end=None, params=None):
+    def embed_text(chunk: int, data_interval_start=None, data_interval_end=None, params=None):
         from smpp import tasks
 
-        return tasks.embed_images(data_interval_start, data_interval_end, params)
+        return tasks.embed_text(data_interval_start, data_interval_end, params, chunk=chunk)
 
     @task(queue=MODEL_QUEUE, execution_timeout=timedelta(hours=2))
-    def embed_image_text(data_interval_start=None, data_interval_end=None, params=None):
+    def embed_images(chunk: int, data_interval_start=None, data_interval_end=None, params=None):
         from smpp import tasks
 
-        return tasks.embed_image_text(data_interval_start, data_interval_end, params)
+        return tasks.embed_images(data_interval_start, data_interval_end, params, chunk=chunk)
+
+    @task(queue=MODEL_QUEUE, execution_timeout=timedelta(hours=2))
+    def embed_image_text(chunk: int, data_interval_start=None, data_interval_end=None, params=None):
+        from smpp import tasks
+
+        return tasks.embed_image_text(data_interval_start, data_interval_end, params, chunk=chunk)
 
     @task(execution_timeout=timedelta(minutes=30))
     def build_features(data_interval_start=None, data_interval_end=None, params=None):
@@ -127,8 +134,11 @@ def smpp_pipeline():
 
     captions = caption_images()
     scrape_posts() >> refresh_scores() >> filter_posts() >> fetch_images() >> captions
-    embeddings = [embed_text(), embed_images(), embed_image_text()]
-    captions >> embeddings
+    embeddings = []
+    for embed in (embed_text, embed_images, embed_image_text):
+        plan = plan_chunks.override(task_id=f"plan_{embed.function.__name__}")(embed.function.__name__)
+        captions >> plan
+        embeddings.append(embed.expand(chunk=plan))
     features = build_features()
     embeddings >> features
     version = train_model()

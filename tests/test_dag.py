@@ -12,7 +12,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 EXPECTED_TASKS = {
     "scrape_posts", "refresh_scores", "filter_posts", "fetch_images", "caption_images",
-    "embed_text", "embed_images", "embed_image_text", "build_features", "train_model",
+    "plan_embed_text", "plan_embed_images", "plan_embed_image_text", "embed_text", "embed_images", "embed_image_text", "build_features", "train_model",
     "evaluate_and_publish",
 }
 
@@ -46,9 +46,11 @@ def test_expected_tasks_and_dependencies(dag):
     assert down["refresh_scores"] == {"filter_posts"}
     assert down["filter_posts"] == {"fetch_images"}
     assert down["fetch_images"] == {"caption_images"}
-    assert down["caption_images"] == {"embed_text", "embed_images", "embed_image_text"}
+    assert down["caption_images"] == {"plan_embed_text", "plan_embed_images", "plan_embed_image_text"}
     for name in ("embed_text", "embed_images", "embed_image_text"):
+        assert down[f"plan_{name}"] == {name}
         assert down[name] == {"build_features"}  # the three embeddings run in parallel
+        assert "MappedOperator" in type(dag.get_task(name)).__name__  # fanned out over chunks
     assert down["build_features"] == {"train_model"}
     assert down["train_model"] == {"evaluate_and_publish"}
 

@@ -47,3 +47,39 @@ def test_run_metrics(settings):
     storage.write_run_metrics(settings, "2024-01-02", "filter_posts", {"kept": 3})
     storage.write_run_metrics(settings, "2024-01-02", "filter_posts", {"kept": 4})
     assert storage.read_run_metrics(settings, "2024-01-02") == {"filter_posts": {"kept": 4}}
+
+
+def test_chunks_merge_in_order_and_replace_the_partition(settings):
+    day = "2024-01-02"
+    storage.write_partition(settings, "text_embeddings", day, pd.DataFrame({"post_id": ["stale"]}))
+    storage.plan_chunks(settings, "text_embeddings", day, 2)
+    meta = {b"model_id": b"m"}
+    storage.write_chunk(settings, "text_embeddings", day, 1, pa.table({"post_id": ["c", "d"]}).replace_schema_metadata(meta))
+    storage.write_chunk(settings, "text_embeddings", day, 0, pa.table({"post_id": ["a", "b"]}).replace_schema_metadata(meta))
+    assert storage.merge_chunks(settings, "text_embeddings", day)
+    assert storage.read_partition(settings, "text_embeddings", day)["post_id"].tolist() == ["a", "b", "c", "d"]
+    assert storage.partition_metadata(settings, "text_embeddings", day)["model_id"] == "m"
+    assert not storage.chunk_dir(settings, "text_embeddings", day).exists()
+    assert storage.merge_chunks(settings, "text_embeddings", day) is False  # nothing planned now
+
+
+def test_missing_chunk_fails_and_keeps_the_old_partition(settings):
+    day = "2024-01-02"
+    storage.write_partition(settings, "image_embeddings", day, pd.DataFrame({"post_id": ["old"]}))
+    storage.plan_chunks(settings, "image_embeddings", day, 2)
+    storage.write_chunk(settings, "image_embeddings", day, 0, pa.table({"post_id": ["a"]}))
+    with pytest.raises(FileNotFoundError, match="chunk-00001"):
+        storage.merge_chunks(settings, "image_embeddings", day)
+    assert storage.read_partition(settings, "image_embeddings", day)["post_id"].tolist() == ["old"]
+    with pytest.raises(ValueError, match="outside the plan"):
+        storage.write_chunk(settings, "image_embeddings", day, 5, pa.table({"post_id": ["x"]}))
+
+
+def test_replanning_drops_stale_chunks(settings):
+    day = "2024-01-02"
+    storage.plan_chunks(settings, "joint_embeddings", day, 3)
+    storage.write_chunk(settings, "joint_embeddings", day, 2, pa.table({"post_id": ["stale"]}))
+    storage.plan_chunks(settings, "joint_embeddings", day, 1)
+    storage.write_chunk(settings, "joint_embeddings", day, 0, pa.table({"post_id": ["a"]}))
+    storage.merge_chunks(settings, "joint_embeddings", day)
+    assert storage.read_partition(settings, "joint_embeddings", day)["post_id"].tolist() == ["a"]

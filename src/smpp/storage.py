@@ -168,3 +168,44 @@ def vectors_to_arrow(vectors: list, dim: int) -> pa.FixedSizeListArray:
     return pa.FixedSizeListArray.from_arrays(
         pa.array(flat.reshape(-1), type=pa.float32()), dim, mask=pa.array(mask)
     )
+
+
+# Mapped tasks (one per chunk) stage their outputs here; build_features merges them.
+def chunk_dir(settings: Settings, stage: str, day: date | str) -> Path:
+    return settings.partitions_dir / "_chunks" / stage / f"ds={as_day(day).isoformat()}"
+
+
+def plan_chunks(settings: Settings, stage: str, day: date | str, chunks: int) -> None:
+    """Start a fresh chunked write of `stage` for the day (stale chunks of earlier runs go)."""
+    import shutil
+
+    folder = chunk_dir(settings, stage, day)
+    shutil.rmtree(folder, ignore_errors=True)
+    atomic_write_json(folder / "plan.json", {"chunks": chunks})
+
+
+def write_chunk(settings: Settings, stage: str, day: date | str, chunk: int, table: pa.Table) -> Path:
+    folder = chunk_dir(settings, stage, day)
+    plan = json.loads((folder / "plan.json").read_text())
+    if not 0 <= chunk < plan["chunks"]:
+        raise ValueError(f"{stage} chunk {chunk} outside the plan of {plan['chunks']} chunks")
+    return atomic_write_table(folder / f"chunk-{chunk:05d}.parquet", table)
+
+
+def merge_chunks(settings: Settings, stage: str, day: date | str) -> bool:
+    """Concatenate a planned stage's chunks into its day partition; False if nothing planned."""
+    import shutil
+
+    folder = chunk_dir(settings, stage, day)
+    if not (folder / "plan.json").is_file():
+        return False
+    chunks = json.loads((folder / "plan.json").read_text())["chunks"]
+    paths = [folder / f"chunk-{i:05d}.parquet" for i in range(chunks)]
+    missing = [p.name for p in paths if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{stage} for {as_day(day)}: chunks {missing} not written (a mapped task failed?)")
+    tables = [pq.read_table(p) for p in paths]
+    merged = pa.concat_tables(tables).replace_schema_metadata(tables[0].schema.metadata)
+    atomic_write_table(partition_path(settings, stage, day), merged)
+    shutil.rmtree(folder)
+    return True

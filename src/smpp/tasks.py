@@ -7,6 +7,7 @@ returns a small summary (XCom carries only that).
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 from dataclasses import dataclass
@@ -322,78 +323,123 @@ def caption_images(interval_start, interval_end, params=None) -> dict[str, Any]:
     )
 
 
-def _write_embeddings(ctx: RunContext, stage: str, post_ids: list[str], columns: dict[str, list], result) -> str:
+# embedding task -> the partition it writes; each may run as mapped tasks over row chunks
+EMBEDDING_STAGES = {"embed_text": "text_embeddings", "embed_images": "image_embeddings", "embed_image_text": "joint_embeddings"}
+
+
+def plan_embedding_chunks(interval_start, interval_end, task_name: str, params=None) -> list[int]:
+    """Split one embedding stage's day into chunks of `encoders.chunk_size` rows (mapped tasks)."""
+    import math
+
+    ctx = run_context(interval_start, interval_end, params)
+    size = ctx.settings.encoders.chunk_size
+    if task_name == "embed_text":
+        rows = len(storage.read_partition(ctx.settings, "filtered", ctx.day))
+    else:
+        rows = len(_ok_images(ctx))
+    chunks = max(1, math.ceil(rows / size))  # an empty day still writes its (empty) partition
+    storage.plan_chunks(ctx.settings, EMBEDDING_STAGES[task_name], ctx.day, chunks)
+    _finish(ctx, f"plan_{task_name}", {"rows": rows, "chunk_size": size, "chunks": chunks})
+    return list(range(chunks))
+
+
+def _chunk(frame: pd.DataFrame, settings: Settings, chunk: int | None) -> pd.DataFrame:
+    if chunk is None:
+        return frame
+    size = settings.encoders.chunk_size
+    return frame.iloc[chunk * size : (chunk + 1) * size].reset_index(drop=True)
+
+
+def _write_embeddings(
+    ctx: RunContext, task_name: str, chunk: int | None, post_ids: list[str], columns: dict[str, list], result, metrics: dict
+) -> dict[str, Any]:
     import pyarrow as pa
 
+    stage = EMBEDDING_STAGES[task_name]
     arrays = {"post_id": pa.array(post_ids, pa.string())}
     for name, vectors in columns.items():
         arrays[name] = storage.vectors_to_arrow(vectors, result.dim)
     table = pa.table(arrays)
     meta = {"model_id": result.model_id, "revision": result.revision, "dim": str(result.dim)}
     table = table.replace_schema_metadata({k.encode(): v.encode() for k, v in meta.items()})
-    return str(storage.atomic_write_table(storage.partition_path(ctx.settings, stage, ctx.day), table))
+    if chunk is None:
+        path = storage.atomic_write_table(storage.partition_path(ctx.settings, stage, ctx.day), table)
+    else:
+        path = storage.write_chunk(ctx.settings, stage, ctx.day, chunk, table)
+    name = task_name if chunk is None else f"{task_name}.chunk-{chunk:05d}"
+    return _finish(
+        ctx, name,
+        {**metrics, "dim": result.dim, "cache_hits": result.cache_hits, "cache_misses": result.cache_misses, "partition": str(path)},
+    )
 
 
-def embed_text(interval_start, interval_end, params=None) -> dict[str, Any]:
+def embed_text(interval_start, interval_end, params=None, chunk: int | None = None) -> dict[str, Any]:
     """bge-m3 dense vectors of titles and captions (one model call, cached by text)."""
     from smpp.encoders import embed_texts
 
     ctx = run_context(interval_start, interval_end, params)
-    kept = storage.read_partition(ctx.settings, "filtered", ctx.day)
+    kept = _chunk(storage.read_partition(ctx.settings, "filtered", ctx.day), ctx.settings, chunk)
     captions = storage.read_partition(ctx.settings, "captions", ctx.day)
     caption_by_post = dict(zip(captions["post_id"], captions["caption"])) if not captions.empty else {}
-    post_ids = kept["id"].astype(str).tolist()
-    titles = kept["title"].fillna("").tolist()
+    post_ids = kept["id"].astype(str).tolist() if not kept.empty else []
+    titles = kept["title"].fillna("").tolist() if not kept.empty else []
     caption_texts = [caption_by_post.get(pid) for pid in post_ids]
-    texts = titles + [c for c in caption_texts if c]
-    result = embed_texts(ctx.settings, texts)
+    result = embed_texts(ctx.settings, titles + [c for c in caption_texts if c])
     title_vecs = list(result.vectors[: len(titles)])
     rest = iter(result.vectors[len(titles) :])
     caption_vecs = [next(rest) if c else None for c in caption_texts]
-    path = _write_embeddings(ctx, "text_embeddings", post_ids, {"title_emb": title_vecs, "caption_emb": caption_vecs}, result)
-    return _finish(
-        ctx,
-        "embed_text",
-        {"titles": len(titles), "captions": sum(1 for c in caption_texts if c), "dim": result.dim,
-         "cache_hits": result.cache_hits, "cache_misses": result.cache_misses, "partition": path},
+    return _write_embeddings(
+        ctx, "embed_text", chunk, post_ids, {"title_emb": title_vecs, "caption_emb": caption_vecs}, result,
+        {"titles": len(titles), "captions": sum(1 for c in caption_texts if c)},
     )
 
 
-def embed_images(interval_start, interval_end, params=None) -> dict[str, Any]:
+def embed_images(interval_start, interval_end, params=None, chunk: int | None = None) -> dict[str, Any]:
     """timm ViT pooled image features."""
     from smpp.encoders import embed_images as embed
 
     ctx = run_context(interval_start, interval_end, params)
-    images = _ok_images(ctx)
+    images = _chunk(_ok_images(ctx), ctx.settings, chunk)
     paths = images["path"].tolist() if not images.empty else []
     keys = images["sha256"].tolist() if not images.empty else []
     result = embed(ctx.settings, paths, keys)
     post_ids = images["post_id"].tolist() if not images.empty else []
-    path = _write_embeddings(ctx, "image_embeddings", post_ids, {"image_emb": list(result.vectors)}, result)
-    return _finish(
-        ctx, "embed_images",
-        {"images": len(paths), "dim": result.dim, "cache_hits": result.cache_hits, "cache_misses": result.cache_misses, "partition": path},
-    )
+    return _write_embeddings(ctx, "embed_images", chunk, post_ids, {"image_emb": list(result.vectors)}, result, {"images": len(paths)})
 
 
-def embed_image_text(interval_start, interval_end, params=None) -> dict[str, Any]:
+def embed_image_text(interval_start, interval_end, params=None, chunk: int | None = None) -> dict[str, Any]:
     """Visualized BGE joint embedding of each image with its post title."""
     from smpp.encoders import embed_image_text as embed
 
     ctx = run_context(interval_start, interval_end, params)
-    images = _ok_images(ctx)
+    images = _chunk(_ok_images(ctx), ctx.settings, chunk)
     kept = storage.read_partition(ctx.settings, "filtered", ctx.day)
-    title_by_post = dict(zip(kept["id"], kept["title"].fillna("")))
+    title_by_post = dict(zip(kept["id"], kept["title"].fillna(""))) if not kept.empty else {}
     post_ids = images["post_id"].tolist() if not images.empty else []
     texts = [title_by_post.get(pid, "") for pid in post_ids]
     paths = images["path"].tolist() if not images.empty else []
     keys = images["sha256"].tolist() if not images.empty else []
     result = embed(ctx.settings, paths, texts, keys)
-    path = _write_embeddings(ctx, "joint_embeddings", post_ids, {"joint_emb": list(result.vectors)}, result)
-    return _finish(
-        ctx, "embed_image_text",
-        {"pairs": len(paths), "dim": result.dim, "cache_hits": result.cache_hits, "cache_misses": result.cache_misses, "partition": path},
-    )
+    return _write_embeddings(ctx, "embed_image_text", chunk, post_ids, {"joint_emb": list(result.vectors)}, result, {"pairs": len(paths)})
+
+
+def merge_embedding_chunks(ctx: RunContext) -> None:
+    """Merge mapped tasks' chunks into day partitions, and their counts into one metrics file."""
+    folder = storage.run_metrics_path(ctx.settings, ctx.day, "x").parent
+    for task_name, stage in EMBEDDING_STAGES.items():
+        if not storage.merge_chunks(ctx.settings, stage, ctx.day):
+            continue
+        total: dict[str, Any] = {"chunks": 0}
+        for path in sorted(folder.glob(f"{task_name}.chunk-*.json")):
+            for key, value in json.loads(path.read_text()).items():
+                if isinstance(value, int) and key != "dim":
+                    total[key] = total.get(key, 0) + value
+                elif key == "dim":
+                    total["dim"] = value
+            total["chunks"] += 1
+            path.unlink()
+        total["partition"] = str(storage.partition_path(ctx.settings, stage, ctx.day))
+        _finish(ctx, task_name, total)
 
 
 def _authors_frame(settings: Settings, names: list[str]) -> pd.DataFrame:
@@ -423,6 +469,7 @@ def build_features(interval_start, interval_end, params=None) -> dict[str, Any]:
 
     ctx = run_context(interval_start, interval_end, params)
     settings = ctx.settings
+    merge_embedding_chunks(ctx)
     kept = storage.read_partition(settings, "filtered", ctx.day)
     images = storage.read_partition(settings, "images", ctx.day)
     ok = images[images["status"] == "ok"] if not images.empty else images

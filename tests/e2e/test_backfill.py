@@ -47,6 +47,11 @@ def run_day(order: list[str], start: datetime, params: dict) -> dict:
     for task_id in order:
         if task_id == "evaluate_and_publish":
             results[task_id] = tasks.evaluate_and_publish(start, end, results["train_model"]["version"], params)
+        elif task_id.startswith("plan_"):
+            results[task_id] = tasks.plan_embedding_chunks(start, end, task_id.removeprefix("plan_"), params)
+        elif task_id in tasks.EMBEDDING_STAGES:  # mapped: one call per planned chunk
+            results[task_id] = [getattr(tasks, task_id)(start, end, params, chunk=i)
+                                for i in results[f"plan_{task_id}"]]
         else:
             results[task_id] = getattr(tasks, task_id)(start, end, params)
     return results
@@ -59,6 +64,7 @@ def backfill(tmp_path_factory):
     mp.setenv("SMPP_DATA_DIR", str(root / "data"))
     mp.setenv("SMPP_MODEL_PROFILE", "tiny")
     mp.setenv("SMPP_TRAINING__EPOCHS", "3")
+    mp.setenv("SMPP_ENCODERS__CHUNK_SIZE", "100")  # several mapped chunks per day
     get_settings.cache_clear()
     params = {"source": "archive", "archive_path": str(DUMP)}
     order = dag_task_order()

@@ -60,6 +60,7 @@ def pipeline(tmp_path_factory):
             "SMPP_REDDIT__SHORT_URL": fake.base_url,
             "SMPP_IMAGES__ALLOWED_PRIVATE_HOSTS": '["127.0.0.1"]',
             "SMPP_TRAINING__EPOCHS": "5",
+            "SMPP_ENCODERS__CHUNK_SIZE": "200",  # several mapped tasks per embedding stage
             "SMPP_TASK_RETRIES": "0",  # fail fast: a retry would only hide the error for minutes
         }
         env.pop("SMPP_CONFIG", None)
@@ -133,3 +134,10 @@ def test_rerun_runs_no_forward_pass(pipeline):
     runs = pipeline["data"] / "runs" / f"ds={LIVE_DAY}"
     for stage in ("caption_images", "embed_text", "embed_images", "embed_image_text"):
         assert json.loads((runs / f"{stage}.json").read_text())["cache_misses"] == 0, stage
+
+
+def test_embeddings_ran_as_mapped_chunks(pipeline):
+    runs = pipeline["data"] / "runs" / f"ds={LIVE_DAY}"
+    assert json.loads((runs / "embed_text.json").read_text())["chunks"] == 4  # 648 titles / 200
+    assert json.loads((runs / "embed_images.json").read_text())["chunks"] == 2  # 275 images / 200
+    assert not (pipeline["data"] / "partitions" / "_chunks" / "text_embeddings" / f"ds={LIVE_DAY}").exists()
