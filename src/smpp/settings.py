@@ -65,6 +65,8 @@ class ImageSettings(BaseModel):
     workers: int = 8
     # Hosts exempt from the private-address guard (tests and the demo serve images on 127.0.0.1).
     allowed_private_hosts: list[str] = Field(default_factory=list)
+    # Fetch and store every gallery item, not only the first; the models still use index 0 alone.
+    all_gallery_items: bool = False
 
 
 class EncoderSettings(BaseModel):
@@ -79,6 +81,8 @@ class EncoderSettings(BaseModel):
     batch_size: int = 16
     device: str = "auto"  # auto picks cuda when present
     chunk_size: int = 512
+    # Also return (and cache) bge-m3's sparse lexical weights; ignored by models without that head.
+    text_sparse: bool = False
 
 
 class TrainingSettings(BaseModel):

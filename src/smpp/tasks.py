@@ -223,16 +223,9 @@ def refresh_scores(interval_start, interval_end, params=None) -> dict[str, Any]:
     )
 
 
-def _as_list(value: Any) -> list:
-    """Parquet list cells come back as numpy arrays (or None/NaN when missing)."""
-    if value is None or isinstance(value, float):
-        return []
-    return list(value)
-
-
 def filter_posts(interval_start, interval_end, params=None) -> dict[str, Any]:
     from smpp.filtering import apply_filters
-    from smpp.images.urls import resolve_image_url
+    from smpp.images.gallery import add_image_urls
 
     ctx = run_context(interval_start, interval_end, params)
     posts = storage.read_partition(ctx.settings, "posts", ctx.day)
@@ -246,13 +239,12 @@ def filter_posts(interval_start, interval_end, params=None) -> dict[str, Any]:
     else:
         posts = current
     filtered, counts = apply_filters(posts, ctx.settings.filter)
-    filtered["image_url"] = [
-        (resolve_image_url(r.url, r.domain, r.post_hint, r.preview_url, _as_list(r.gallery_urls), bool(r.is_self)) or [None])[0]
-        for r in filtered.itertuples()
-    ]
+    # image_url: the image the models use; image_urls: it, then (images.all_gallery_items) the other gallery items
+    filtered = add_image_urls(filtered, ctx.settings.images.all_gallery_items)
     kept = filtered[filtered["keep"]].drop(columns=["gallery_urls"]).reset_index(drop=True)
     path = storage.write_partition(ctx.settings, "filtered", ctx.day, kept)
     counts["with_image_url"] = int(kept["image_url"].notna().sum())
+    counts["extra_gallery_images"] = int(kept["image_urls"].map(len).sum()) - counts["with_image_url"]
     return _finish(ctx, "filter_posts", {**counts, "partition": str(path)})
 
 
@@ -262,20 +254,25 @@ def filter_posts(interval_start, interval_end, params=None) -> dict[str, Any]:
 def fetch_images(interval_start, interval_end, params=None) -> dict[str, Any]:
     from smpp.images.fetch import count_reasons
     from smpp.images.fetch import fetch_images as fetch
+    from smpp.images.gallery import expand_gallery_requests
 
     ctx = run_context(interval_start, interval_end, params)
     kept = storage.read_partition(ctx.settings, "filtered", ctx.day)
-    wanted = kept.loc[kept["image_url"].notna(), ["id", "image_url"]].rename(columns={"id": "post_id"})
-    fetched = fetch(ctx.settings, wanted.reset_index(drop=True))
+    # one row per (post, image); image_index 0 is the image the models use
+    wanted = expand_gallery_requests(kept, ctx.settings.images.all_gallery_items)
+    fetched = fetch(ctx.settings, wanted)
+    fetched.insert(1, "image_index", wanted["image_index"].to_numpy())  # fetch keeps the request order
     ok = fetched[fetched["status"] == "ok"]
     # the same image under several posts is a repost: stored and processed once
-    fetched["duplicate_image"] = fetched["sha256"].duplicated(keep="first") & (fetched["status"] == "ok")
+    primary = (fetched["image_index"] == 0) & (fetched["status"] == "ok")
+    fetched["duplicate_image"] = fetched["sha256"].where(primary).duplicated(keep="first") & primary
     path = storage.write_partition(ctx.settings, "images", ctx.day, fetched)
     return _finish(
         ctx,
         "fetch_images",
         {
             "requested": len(wanted),
+            "extra_gallery_images": int((wanted["image_index"] > 0).sum()),
             "ok": len(ok),
             "unique_images": int(ok["sha256"].nunique()),
             "duplicate_images": int(fetched["duplicate_image"].sum()),
@@ -286,7 +283,9 @@ def fetch_images(interval_start, interval_end, params=None) -> dict[str, Any]:
 
 
 def _ok_images(ctx: RunContext) -> pd.DataFrame:
-    images = storage.read_partition(ctx.settings, "images", ctx.day)
+    from smpp.images.gallery import primary_images
+
+    images = primary_images(storage.read_partition(ctx.settings, "images", ctx.day))
     if images.empty:
         return images
     return images[images["status"] == "ok"].reset_index(drop=True)
@@ -351,7 +350,8 @@ def _chunk(frame: pd.DataFrame, settings: Settings, chunk: int | None) -> pd.Dat
 
 
 def _write_embeddings(
-    ctx: RunContext, task_name: str, chunk: int | None, post_ids: list[str], columns: dict[str, list], result, metrics: dict
+    ctx: RunContext, task_name: str, chunk: int | None, post_ids: list[str], columns: dict[str, list], result, metrics: dict,
+    extra_arrays: dict | None = None,
 ) -> dict[str, Any]:
     import pyarrow as pa
 
@@ -359,6 +359,7 @@ def _write_embeddings(
     arrays = {"post_id": pa.array(post_ids, pa.string())}
     for name, vectors in columns.items():
         arrays[name] = storage.vectors_to_arrow(vectors, result.dim)
+    arrays.update(extra_arrays or {})
     table = pa.table(arrays)
     meta = {"model_id": result.model_id, "revision": result.revision, "dim": str(result.dim)}
     table = table.replace_schema_metadata({k.encode(): v.encode() for k, v in meta.items()})
@@ -375,7 +376,7 @@ def _write_embeddings(
 
 def embed_text(interval_start, interval_end, params=None, chunk: int | None = None) -> dict[str, Any]:
     """bge-m3 dense vectors of titles and captions (one model call, cached by text)."""
-    from smpp.encoders import embed_texts
+    from smpp.encoders import embed_texts, sparse_to_arrow
 
     ctx = run_context(interval_start, interval_end, params)
     kept = _chunk(storage.read_partition(ctx.settings, "filtered", ctx.day), ctx.settings, chunk)
@@ -388,9 +389,11 @@ def embed_text(interval_start, interval_end, params=None, chunk: int | None = No
     title_vecs = list(result.vectors[: len(titles)])
     rest = iter(result.vectors[len(titles) :])
     caption_vecs = [next(rest) if c else None for c in caption_texts]
+    # bge-m3 lexical weights of the titles, only with encoders.text_sparse (None otherwise)
+    sparse = {"title_sparse": sparse_to_arrow(result.sparse[: len(titles)])} if result.sparse is not None else None
     return _write_embeddings(
         ctx, "embed_text", chunk, post_ids, {"title_emb": title_vecs, "caption_emb": caption_vecs}, result,
-        {"titles": len(titles), "captions": sum(1 for c in caption_texts if c)},
+        {"titles": len(titles), "captions": sum(1 for c in caption_texts if c)}, extra_arrays=sparse,
     )
 
 
@@ -465,13 +468,14 @@ def build_features(interval_start, interval_end, params=None) -> dict[str, Any]:
     from smpp.encoders import model_info
     from smpp.features import build_feature_table
     from smpp.images.features import image_features_frame
+    from smpp.images.gallery import primary_images
     from smpp.schema import EMBEDDING_COLUMNS
 
     ctx = run_context(interval_start, interval_end, params)
     settings = ctx.settings
     merge_embedding_chunks(ctx)
     kept = storage.read_partition(settings, "filtered", ctx.day)
-    images = storage.read_partition(settings, "images", ctx.day)
+    images = primary_images(storage.read_partition(settings, "images", ctx.day))
     ok = images[images["status"] == "ok"] if not images.empty else images
     image_feats = image_features_frame(ok["path"].tolist() if not ok.empty else [])
     image_feats.insert(0, "post_id", ok["post_id"].tolist() if not ok.empty else [])

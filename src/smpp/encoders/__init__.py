@@ -15,6 +15,7 @@ from smpp.encoders.api import (
 )
 from smpp.encoders.prepare import prepare_models
 from smpp.encoders.profiles import ModelNotAvailableError
+from smpp.encoders.sparse import sparse_from_arrow, sparse_to_arrow
 
 __all__ = [
     "CaptionResult",
@@ -26,4 +27,6 @@ __all__ = [
     "embed_texts",
     "model_info",
     "prepare_models",
+    "sparse_from_arrow",
+    "sparse_to_arrow",
 ]

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from smpp.encoders import profiles
-from smpp.encoders.cache import CaptionCache, VectorCache, joint_key, text_key
+from smpp.encoders.cache import CaptionCache, SparseCache, VectorCache, joint_key, text_key
 from smpp.encoders.prepare import ensure_tiny_models, needs_tiny_models
 from smpp.settings import Settings
 
@@ -27,6 +27,8 @@ class EmbedResult:
     dim: int
     cache_hits: int
     cache_misses: int
+    # text only, with settings.encoders.text_sparse on a bge-m3: token id -> lexical weight, per input
+    sparse: list[dict[str, float]] | None = None
 
 
 @dataclass
@@ -97,38 +99,75 @@ def _check_lengths(**named: Sequence[Any]) -> None:
             raise ValueError(f"{name} holds an empty content key")
 
 
-def _embed_cached(settings: Settings, role: str, keys: Sequence[str], items: Sequence[Any]) -> EmbedResult:
+def _embed_cached(
+    settings: Settings, role: str, keys: Sequence[str], items: Sequence[Any], sparse: bool = False
+) -> EmbedResult:
+    """Vectors for `items` from the cache or the model; with `sparse`, lexical weights too (text)."""
     spec = resolved_spec(settings, role)
     if not keys:
         dim = int(model_info(settings, role)["dim"])
-        return EmbedResult(np.zeros((0, dim), np.float32), spec.model_id, spec.revision, dim, 0, 0)
+        empty = np.zeros((0, dim), np.float32)
+        return EmbedResult(empty, spec.model_id, spec.revision, dim, 0, 0, [] if sparse else None)
 
     cache = VectorCache(settings.cache_dir, role, spec.model_key)
+    sparse_cache = SparseCache(settings.cache_dir, role, spec.model_key) if sparse else None
     item_by_key = dict(zip(keys, items))
     unique_keys = list(item_by_key)
     found = cache.get_many(unique_keys)
-    cached_before = set(found)
-    missing = [key for key in unique_keys if key not in found]
+    found_sparse = sparse_cache.get_many(unique_keys) if sparse_cache else {}
+    # With sparse on, a key is a hit only when both outputs are cached (one pass computes both).
+    cached_before = {key for key in found if sparse_cache is None or key in found_sparse}
+    missing = [key for key in unique_keys if key not in cached_before]
     if missing:
         encoder = get_encoder(settings, role, spec)
         batch_size = settings.encoders.batch_size
         # Write each chunk as it finishes, so an interrupted run keeps its progress.
         for chunk in _batches(missing, settings.encoders.chunk_size):
-            vectors = np.concatenate(
-                [encoder.forward([item_by_key[key] for key in batch]) for batch in _batches(chunk, batch_size)]
-            )
-            cache.put_many(chunk, vectors)
-            found.update(zip(chunk, vectors))
+            batches = [[item_by_key[key] for key in batch] for batch in _batches(chunk, batch_size)]
+            if sparse_cache is None:
+                vectors = np.concatenate([encoder.forward(batch) for batch in batches])
+            else:
+                outputs = [encoder.forward_with_sparse(batch) for batch in batches]
+                vectors = np.concatenate([dense for dense, _ in outputs])
+                weights = [item for _, batch_weights in outputs for item in batch_weights]
+                sparse_cache.put_many(chunk, weights)
+                found_sparse.update(zip(chunk, weights))
+            # A vector cached by a dense-only run stays as it was; only new ones are stored.
+            new = [index for index, key in enumerate(chunk) if key not in found]
+            cache.put_many([chunk[index] for index in new], vectors[new])
+            found.update((chunk[index], vectors[index]) for index in new)
     vectors = np.stack([found[key] for key in keys]).astype(np.float32, copy=False)
     hits = sum(key in cached_before for key in keys)
     log.info("%s embeddings: %d inputs, %d cache hits, %d computed", role, len(keys), hits, len(missing))
-    return EmbedResult(vectors, spec.model_id, spec.revision, int(vectors.shape[1]), hits, len(keys) - hits)
+    return EmbedResult(
+        vectors, spec.model_id, spec.revision, int(vectors.shape[1]), hits, len(keys) - hits,
+        [dict(found_sparse[key]) for key in keys] if sparse_cache else None,
+    )
+
+
+def _text_sparse_enabled(settings: Settings) -> bool:
+    """settings.encoders.text_sparse, when the text model has a sparse head (bge-m3); else logs why not."""
+    if not settings.encoders.text_sparse:
+        return False
+    spec = resolved_spec(settings, "text")
+    if spec.kind == profiles.BGE_M3:
+        return True
+    log.warning(
+        "encoders.text_sparse is on but text model %s (%s, profile %s) has no sparse lexical head: "
+        "returning dense embeddings only (sparse=None)", spec.model_id, spec.kind, settings.model_profile,
+    )
+    return False
 
 
 def embed_texts(settings: Settings, texts: Sequence[str]) -> EmbedResult:
-    """Dense text embeddings (bge-m3 in production), cached by sha256 of the text."""
+    """Dense text embeddings (bge-m3 in production), cached by sha256 of the text.
+
+    With settings.encoders.text_sparse and a bge-m3 model, `sparse` also holds each text's lexical
+    weights (token id -> weight, as BGEM3FlagModel gives them), from the same forward pass and cached.
+    """
     texts = [str(text) for text in texts]
-    return _embed_cached(settings, "text", [text_key(text) for text in texts], texts)
+    keys = [text_key(text) for text in texts]
+    return _embed_cached(settings, "text", keys, texts, sparse=_text_sparse_enabled(settings))
 
 
 def embed_images(settings: Settings, image_paths: Sequence[str], content_keys: Sequence[str]) -> EmbedResult:

@@ -3,11 +3,13 @@
 The text, image and joint embedding tasks may run at the same time in separate processes, so
 each file uses WAL (readers never block the writer) and a busy timeout (writers queue instead
 of failing with "database is locked"). Vectors are float32 blobs keyed by content key.
+Sparse lexical weights live in their own file per model, so dense-only runs never touch them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
@@ -110,6 +112,43 @@ class CaptionCache:
             conn.executemany("INSERT OR REPLACE INTO captions VALUES (?, ?)", list(zip(keys, captions)))
 
 
+class SparseCache:
+    """content key -> sparse lexical weights (token id -> weight), for one text model."""
+
+    def __init__(self, cache_dir: Path, role: str, model_key: str) -> None:
+        self.path = cache_file(cache_dir, f"{role}-sparse", model_key)
+        with _connect(self.path) as conn, conn:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS lexical_weights (key TEXT PRIMARY KEY, weights TEXT NOT NULL) WITHOUT ROWID"
+            )
+            conn.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            conn.execute("INSERT OR IGNORE INTO meta VALUES ('model_key', ?)", (model_key,))
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, dict[str, float]]:
+        found: dict[str, dict[str, float]] = {}
+        with _connect(self.path) as conn:
+            for chunk in _chunks(keys, _QUERY_CHUNK):
+                marks = ",".join("?" * len(chunk))
+                rows = conn.execute(f"SELECT key, weights FROM lexical_weights WHERE key IN ({marks})", tuple(chunk))
+                found.update((key, json.loads(weights)) for key, weights in rows)
+        return found
+
+    def put_many(self, keys: Sequence[str], weights: Sequence[dict[str, float]]) -> None:
+        if len(keys) != len(weights):
+            raise ValueError(f"{len(keys)} keys for {len(weights)} weight maps")
+        # JSON keeps the token order and round-trips every float exactly.
+        rows = [
+            (key, json.dumps({str(token): float(weight) for token, weight in item.items()}, separators=(",", ":")))
+            for key, item in zip(keys, weights)
+        ]
+        with _connect(self.path) as conn, conn:
+            conn.executemany("INSERT OR REPLACE INTO lexical_weights VALUES (?, ?)", rows)
+
+    def __len__(self) -> int:
+        with _connect(self.path) as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM lexical_weights").fetchone()[0])
+
+
 def text_key(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -125,7 +164,7 @@ def purge_keys(cache_dir: Path, keys: Iterable[str]) -> int:
     for path in sorted((cache_dir / "encoders").glob("*.sqlite")):
         with _connect(path) as conn, conn:
             tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-            for table in ("vectors", "captions") if keys else ():
+            for table in ("vectors", "captions", "lexical_weights") if keys else ():
                 if table not in tables:
                     continue
                 for chunk in _chunks(keys, _QUERY_CHUNK):

@@ -34,6 +34,25 @@ class TextEncoder:
                 )
         return np.asarray(output, dtype=np.float32).reshape(len(texts), -1)
 
+    @property
+    def has_sparse(self) -> bool:
+        return self.spec.kind == BGE_M3
+
+    def forward_with_sparse(self, texts: list[str]) -> tuple[np.ndarray, list[dict[str, float]]]:
+        """One batch -> dense (n, dim) float32 and lexical weights (token id -> weight > 0), one pass."""
+        if not self.has_sparse:
+            raise ValueError(f"{self.spec.model_id} ({self.spec.kind}) has no sparse lexical head")
+        import torch
+
+        with torch.inference_mode():
+            output = self.model.encode(
+                texts, batch_size=len(texts) + 1, return_dense=True, return_sparse=True, return_colbert_vecs=False
+            )
+        dense = np.asarray(output["dense_vecs"], dtype=np.float32).reshape(len(texts), -1)
+        # FlagEmbedding gives defaultdicts of numpy float32; plain dicts of floats serialise anywhere.
+        weights = [{str(token): float(weight) for token, weight in item.items()} for item in output["lexical_weights"]]
+        return dense, weights
+
 
 def load_text_encoder(spec: ModelSpec, device: str) -> TextEncoder:
     assert spec.path is not None

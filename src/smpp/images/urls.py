@@ -3,6 +3,8 @@
 Candidates come in priority order: the direct link itself (i.redd.it, i.imgur.com or an
 image extension), an imgur page rewritten to its direct image, Reddit's preview image, then
 gallery items. The caller fetches the first and may fall back to the rest.
+post_image_urls gives the distinct images of a post instead: the first candidate (the image the
+models use), then, when asked, the other items of a gallery.
 """
 
 from __future__ import annotations
@@ -114,8 +116,34 @@ def resolve_image_url(
     preview = _clean(preview_url)
     if preview and _parts(preview)[2] in ("http", "https"):
         candidates.append(preview)
-    gallery = [_clean(item) for item in (gallery_urls or [])]
-    gallery = [item for item in gallery if item and _parts(item)[2] in ("http", "https")]
+    gallery = _gallery_items(gallery_urls)
     candidates.extend(gallery if all_gallery_items else gallery[:1])
     return _dedupe(candidates)
+
+
+def _gallery_items(gallery_urls: Sequence[str] | None) -> list[str]:
+    cleaned = [_clean(item) for item in (gallery_urls or [])]
+    return [item for item in cleaned if item and _parts(item)[2] in ("http", "https")]
+
+
+def post_image_urls(
+    url: str | None,
+    domain: str | None,
+    post_hint: str | None,
+    preview_url: str | None,
+    gallery_urls: Sequence[str],
+    is_self: bool,
+    all_gallery_items: bool = False,
+) -> list[str]:
+    """The distinct images of one post: [the one the models use, then the other gallery items].
+
+    Without `all_gallery_items` (or for a post with no gallery) at most one URL. A direct link and
+    its preview are two renderings of one image, so only the first of them is ever listed.
+    """
+    candidates = resolve_image_url(url, domain, post_hint, preview_url, gallery_urls, is_self)
+    if not candidates:
+        return []
+    if not all_gallery_items:
+        return candidates[:1]
+    return _dedupe([candidates[0], *_gallery_items(gallery_urls)])
 
