@@ -61,3 +61,10 @@ def test_offline_profile_uses_real_minilm(tmp_path):
     assert similar > unrelated + 0.3
     assert model_info(settings, "text")["dim"] == 384
     assert not (tmp_path / "encoders").exists()  # text alone needs no tiny models
+
+
+def test_direct_forward_matches_bge_m3_encode(tiny_settings):
+    """We call the bge-m3 model directly (encode() runs each first batch twice): same vectors."""
+    encoder = get_encoder(tiny_settings, "text")
+    expected = encoder.model.encode(TITLES, return_dense=True, return_sparse=False)["dense_vecs"]
+    np.testing.assert_allclose(encoder.forward(TITLES), expected, atol=1e-5)

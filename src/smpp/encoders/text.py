@@ -23,11 +23,15 @@ class TextEncoder:
 
         with torch.inference_mode():
             if self.spec.kind == BGE_M3:
-                # One inner batch; a batch_size above the count also silences its progress bars.
-                output = self.model.encode(
-                    texts, batch_size=len(texts) + 1, return_dense=True, return_sparse=False,
-                    return_colbert_vecs=False,
-                )["dense_vecs"]
+                # Not BGEM3FlagModel.encode: it runs each call's first batch twice (a batch-size
+                # probe), so tokenise as encode does and call its inference model once.
+                inputs = self.model.tokenizer(
+                    texts, padding=True, truncation=True, max_length=self.model.passage_max_length,
+                    return_tensors="pt",
+                ).to(self.device)
+                output = self.model.model(
+                    inputs, return_dense=True, return_sparse=False, return_colbert_vecs=False
+                )["dense_vecs"].float().cpu()
             else:
                 output = self.model.encode(
                     texts, batch_size=len(texts), convert_to_numpy=True, show_progress_bar=False
@@ -61,6 +65,7 @@ def load_text_encoder(spec: ModelSpec, device: str) -> TextEncoder:
 
         # fp16 only where it is fast and supported; on CPU it is slow or fails.
         model = BGEM3FlagModel(str(spec.path), use_fp16=device.startswith("cuda"), devices=device)
+        model.model.to(device).eval()  # encode() did this per call; forward calls the model directly
     elif spec.kind == SENTENCE_TRANSFORMERS:
         from sentence_transformers import SentenceTransformer
 
