@@ -27,7 +27,9 @@ export PATH := $(VENV)/bin:$(PATH)
 venv: $(VENV_DIR)/.complete $(VENV_DIR)/.visual-$(VISUAL_HASH)
 	@if [ "$$(readlink $(VENV) 2>/dev/null)" != "$(VENV_DIR)" ]; then rm -rf $(VENV); ln -s $(VENV_DIR) $(VENV); fi
 
-$(VENV_DIR)/.complete: requirements.lock
+# No file prerequisites: the directory name is the lock's hash, and a fresh clone's files are
+# always newer than the stamp, which would rebuild (and delete) a venv other clones are using.
+$(VENV_DIR)/.complete:
 	@echo ">> building venv in $(VENV_DIR) (first time only: several GB)"
 	rm -rf $(VENV_DIR).tmp && mkdir -p $(SMPP_CACHE_DIR)
 	$(PYTHON) -m venv $(VENV_DIR).tmp
@@ -40,7 +42,7 @@ $(VENV_DIR)/.complete: requirements.lock
 	touch $@
 
 # Visualized BGE ships only in flagembedding 1.2.x sdists, without its data files (see script)
-$(VENV_DIR)/.visual-$(VISUAL_HASH): $(VENV_DIR)/.complete scripts/install_visualized_bge.py
+$(VENV_DIR)/.visual-$(VISUAL_HASH): | $(VENV_DIR)/.complete
 	$(VENV_DIR)/bin/python scripts/install_visualized_bge.py
 	touch $@
 

@@ -371,8 +371,8 @@ def model_entry(stage: str, encoder: Any) -> tuple[Any, str]:
 
 @contextlib.contextmanager
 def timed_method(owner: Any, name: str) -> Iterator[list[float]]:
-    """Accumulate the wall time spent in owner.name (patched on the instance) while active."""
-    spent = [0.0]
+    """[seconds, calls] spent in owner.name (patched on the instance) while active."""
+    spent = [0.0, 0]
     own = name in vars(owner)
     original = getattr(owner, name)
 
@@ -382,6 +382,7 @@ def timed_method(owner: Any, name: str) -> Iterator[list[float]]:
             return original(*args, **kwargs)
         finally:
             spent[0] += time.perf_counter() - started
+            spent[1] += 1
 
     setattr(owner, name, timed)
     try:
@@ -402,7 +403,8 @@ def pure_forward(stage: str, encoder: Any, settings: Any, prepared: list[Any]) -
     with torch.inference_mode():
         for inputs in prepared:
             if stage == "text" and encoder.spec.kind == BGE_M3:
-                encoder.model.model(inputs, return_dense=True, return_sparse=False, return_colbert_vecs=False)
+                encoder.model.model(inputs, return_dense=True, return_sparse=settings.encoders.text_sparse,
+                                    return_colbert_vecs=False)
             elif stage == "text":
                 encoder.model(inputs)
             elif stage == "image":
@@ -418,7 +420,7 @@ def pure_forward(stage: str, encoder: Any, settings: Any, prepared: list[Any]) -
 
 
 def child_measure(stage: str, profile: str, batch_sizes: list[int], items: int, models_dir: Path, work: Path,
-                  use_cprofile: bool) -> list[dict]:
+                  use_cprofile: bool, text_sparse: bool) -> list[dict]:
     """Load the stage's model once, then measure each batch size (its own data dirs and peak RSS)."""
     import importlib
 
@@ -441,13 +443,14 @@ def child_measure(stage: str, profile: str, batch_sizes: list[int], items: int, 
         if profile == "offline":  # share the tiny models, as the tests do
             (data_dir / "encoders").symlink_to(tiny_dir(models_dir), target_is_directory=True)
         return Settings(data_dir=data_dir, model_profile=profile,
-                        encoders=EncoderSettings(batch_size=batch_size, device="cpu"))
+                        encoders=EncoderSettings(batch_size=batch_size, device="cpu", text_sparse=text_sparse))
 
     started = time.perf_counter()
     encoder = get_encoder(fresh_settings(batch_sizes[0], "load"), stage)
     load_s = time.perf_counter() - started
     module = encoder.model.model if encoder.spec.kind == BGE_M3 else encoder.model  # BGEM3FlagModel wraps it
-    common = {"stage": stage, "profile": profile, "items": items, "threads": torch.get_num_threads(),
+    label = f"{stage} +sparse" if stage == "text" and text_sparse else stage
+    common = {"stage": label, "profile": profile, "items": items, "threads": torch.get_num_threads(),
               "import_s": import_s, "load_s": load_s, "rss_after_load_mb": proc_status_mb("VmRSS"),
               "peak_load_mb": proc_status_mb("VmHWM"),
               "model_id": encoder.spec.model_id, "params_m": sum(p.numel() for p in module.parameters()) / 1e6}
@@ -489,6 +492,7 @@ def measure_batch_size(stage: str, profile: str, batch_size: int, items: int, en
             first = stage_call(stage, settings, *measured)
             stage_times.append(time.perf_counter() - started)
         in_model_times.append(in_model[0])
+        result["model_calls_per_batch"] = in_model[1] / len(batches(measured[0], batch_size))
         if profiler is not None:
             import io
             import pstats
@@ -584,6 +588,8 @@ def main() -> None:
                         help="tiny models + the fake HF cache of production-size random models (kept)")
     parser.add_argument("--rebuild", action="store_true", help="rebuild the production-size random models")
     parser.add_argument("--build-only", action="store_true", help="build the models, measure nothing")
+    parser.add_argument("--text-sparse", action="store_true",
+                        help="text stage with settings.encoders.text_sparse (bge-m3 lexical weights too)")
     parser.add_argument("--cprofile", action="store_true", help="print a cProfile of each first stage run")
     parser.add_argument("--json", type=Path, default=None, help="also write every result here")
     parser.add_argument("--build", choices=[*STAGES, "tiny"], help=argparse.SUPPRESS)
@@ -598,7 +604,7 @@ def main() -> None:
     if args.measure:
         stage, profile, sizes, items = args.measure
         print(json.dumps(child_measure(stage, profile, [int(b) for b in parse_list(sizes)], int(items), models_dir,
-                                       args.work_dir, args.cprofile)))
+                                       args.work_dir, args.cprofile, args.text_sparse)))
         return
 
     stages, profiles = parse_list(args.stages), parse_list(args.profiles)
@@ -634,7 +640,8 @@ def main() -> None:
         print(HEADER, flush=True)
         for stage, profile, sizes, items in plan:
             argv = ["--measure", stage, profile, ",".join(map(str, sizes)), str(items), "--models-dir",
-                    str(models_dir), "--work-dir", str(work)] + (["--cprofile"] if args.cprofile else [])
+                    str(models_dir), "--work-dir", str(work)] + (["--cprofile"] if args.cprofile else []) + (
+                        ["--text-sparse"] if args.text_sparse else [])
             for result in run_child(argv, models_dir):
                 results.append(result)
                 print(format_row(result), flush=True)
@@ -645,7 +652,8 @@ def main() -> None:
     print()
     for r in results:
         extra = {k: round(r[k], 3) if isinstance(r[k], float) else r[k]
-                 for k in ("params_m", "tokens_per_title", "input_shape", "generated_tokens", "prep_s", "warmup_s")
+                 for k in ("params_m", "tokens_per_title", "input_shape", "generated_tokens", "prep_s", "warmup_s",
+                           "model_calls_per_batch")
                  if k in r}
         print(f"{r['stage']:7s} {r['profile']:10s} b={r['batch_size']:<3d} {r['model_id']}  {extra}  "
               f"re-run encoder calls {r['rerun_encoder_calls']}, "
