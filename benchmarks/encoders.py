@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/encoders.py [--stages caption,text,image,joint]
         [--profiles offline,production] [--batch-sizes 1,8] [--items N] [--cprofile]
-        [--models-dir DIR] [--rebuild] [--build-only] [--json FILE]
+        [--text-sparse] [--models-dir DIR] [--rebuild] [--build-only] [--json FILE]
 
 Profiles:
   offline     what `make demo` uses: the real all-MiniLM-L6-v2 for text, the tiny random models
