@@ -1,0 +1,288 @@
+"""Server-rendered HTML for the plugin pages (they run in Airflow's sandboxed iframe: no scripts).
+
+Every value from an artifact is escaped; the model card is Markdown rendered with raw HTML
+disabled (markdown-it escapes it), so a card cannot inject markup into the page.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable
+from html import escape
+from typing import Any
+
+from smpp.registry import PRIMARY_METRIC
+from smpp.ui.artifacts import ModelView, RunView, VersionRow
+
+FileUrl = Callable[[str, str], str]  # (version, file name) -> URL path
+
+STYLE = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:16px;color:#1a202c;background:#fff;font-size:14px}
+h1{font-size:20px;margin:0 0 4px}h2{font-size:17px;margin:22px 0 8px;border-bottom:1px solid #e2e8f0;padding-bottom:4px}
+h3{font-size:15px;margin:16px 0 6px}
+table{border-collapse:collapse;margin:4px 0 10px}th,td{border:1px solid #e2e8f0;padding:3px 8px;text-align:left;vertical-align:top}
+th{background:#f7fafc;font-weight:600}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.muted{color:#718096}.note{background:#fffbea;border:1px solid #f6e05e;padding:8px 12px;border-radius:4px;margin:8px 0}
+.empty{background:#f7fafc;border:1px dashed #a0aec0;padding:12px;border-radius:4px;margin:8px 0}
+.badge{display:inline-block;padding:1px 7px;border-radius:10px;font-size:12px;font-weight:600}
+.yes{background:#c6f6d5;color:#22543d}.no{background:#fed7d7;color:#822727}.champ{background:#fefcbf;color:#744210}
+.plots{display:flex;flex-wrap:wrap;gap:12px}.plots figure{margin:0}.plots img{max-width:480px;width:100%;border:1px solid #e2e8f0}
+.card{border:1px solid #e2e8f0;padding:4px 16px;border-radius:4px;max-width:960px}
+details summary{cursor:pointer;font-weight:600;margin:6px 0}
+a{color:#2b6cb0}
+"""
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>{body}</body></html>"
+    )
+
+
+def fmt(value: Any) -> str:
+    """A cell value as escaped text (floats to 4 decimals, None as a dash)."""
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return "–" if not math.isfinite(value) else f"{value:.4f}"
+    if isinstance(value, (dict, list)):
+        return escape(json.dumps(value, default=str)[:300])
+    return escape(str(value))
+
+
+def _cell(value: Any) -> str:
+    cls = " class='num'" if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
+    return f"<td{cls}>{fmt(value)}</td>"
+
+
+def _table(headers: Iterable[str], rows: Iterable[Iterable[Any]], table_id: str = "") -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(_cell(v) for v in row) + "</tr>" for row in rows)
+    ident = f" id='{escape(table_id)}'" if table_id else ""
+    return f"<table{ident}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def markdown_to_html(text: str) -> str:
+    from markdown_it import MarkdownIt
+
+    # "html": False makes raw HTML in the card literal text; markdown-it also refuses javascript: links
+    return MarkdownIt("commonmark", {"html": False}).enable("table").render(text)
+
+
+def _badge(promoted: bool | None, is_champion: bool) -> str:
+    parts = []
+    if is_champion:
+        parts.append("<span class='badge champ'>★ champion</span>")
+    if promoted is True:
+        parts.append("<span class='badge yes'>promoted</span>")
+    elif promoted is False:
+        parts.append("<span class='badge no'>not promoted</span>")
+    else:
+        parts.append("<span class='badge'>no decision</span>")
+    return " ".join(parts)
+
+
+def _window_text(window: dict[str, Any]) -> str:
+    if not window.get("start") and not window.get("end"):
+        return "–"
+    return f"{window.get('start') or '?'} → {window.get('end') or '?'}"
+
+
+def model_section(model: ModelView, file_url: FileUrl, model_url: Callable[[str], str]) -> str:
+    parts = [
+        f"<h2>Model <a href='{escape(model_url(model.version))}'>{escape(model.version)}</a> "
+        f"{_badge(model.decision.get('promoted') if model.decision else None, model.is_champion)}</h2>",
+        _table(
+            ["field", "value"],
+            [
+                ("status", model.status),
+                ("trained at", model.created),
+                ("model profile", model.profile),
+                ("run day", model.run_day),
+                ("data window (post creation time)", _window_text(model.data_window)),
+                *[(f"{part} window", _window_text(model.data_window.get(part) or {})) for part in ("train", "val", "test")
+                  if isinstance(model.data_window.get(part), dict)],
+                *[(f"rows: {k}", v) for k, v in model.rows.items()],
+            ],
+            "model-info",
+        ),
+    ]
+    parts += [f"<div class='note'>{escape(p)}</div>" for p in model.problems]
+    if model.skipped_reason:
+        parts.append(f"<div class='empty'>Training was skipped: {escape(model.skipped_reason)}</div>")
+    if model.comparison:
+        columns = list(model.comparison)
+        metrics = [m for m in (PRIMARY_METRIC, "spearman_within_subreddit_weighted", "spearman", "mae", "rmse", "r2",
+                               "n", "subreddits_scored") if any(m in model.comparison[c] for c in columns)]
+        parts.append("<h3>Metrics on the test slice: model, baselines and champion</h3>")
+        parts.append(_table(["metric", *columns], [[m, *(model.comparison[c].get(m) for c in columns)] for m in metrics],
+                            "metrics"))
+        if model.champion_note:
+            parts.append(f"<p class='muted'>{escape(model.champion_note)}</p>")
+    if model.decision:
+        verdict = "promoted to champion" if model.decision.get("promoted") else "not promoted"
+        parts.append(
+            f"<h3>Promotion decision</h3><p id='decision'><b>{verdict}</b>"
+            f" (decided {fmt(model.decision.get('decided_at'))}): {fmt(model.decision.get('reason'))}</p>"
+        )
+    else:
+        parts.append("<p class='muted'>No promotion decision recorded yet (evaluate_and_publish has not run).</p>")
+    if model.warnings:
+        parts.append("<h3>Warnings</h3><ul>" + "".join(f"<li>{escape(w)}</li>" for w in model.warnings) + "</ul>")
+    if model.plots:
+        figures = "".join(
+            f"<figure><img src='{escape(file_url(model.version, name))}' alt='{escape(name)}' loading='eager'>"
+            f"<figcaption class='muted'>{escape(name)}</figcaption></figure>"
+            for name in model.plots
+        )
+        parts.append(f"<h3>Plots</h3><div class='plots'>{figures}</div>")
+    if model.model_card:
+        parts.append(f"<h3>Model card</h3><div class='card' id='model-card'>{markdown_to_html(model.model_card)}</div>")
+    return "".join(parts)
+
+
+def run_page(
+    run: RunView | None,
+    *,
+    dag_id: str,
+    run_id: str,
+    interval: str | None,
+    data_dir: str,
+    file_url: FileUrl,
+    model_url: Callable[[str], str],
+    models_url: str,
+    no_day_reason: str | None = None,
+) -> str:
+    head = (
+        f"<h1>Run metrics</h1><p class='muted'>DAG <b>{escape(dag_id)}</b> · run <b>{escape(run_id)}</b>"
+        + (f" · data interval {escape(interval)}" if interval else "")
+        + f" · <a href='{escape(models_url)}'>all model versions</a></p>"
+    )
+    if run is None:
+        return _page("Run metrics", head + f"<div class='empty'>{escape(no_day_reason or 'No day for this run.')}</div>")
+    head += f"<p>Artifacts of day <b id='run-day'>ds={run.day.isoformat()}</b></p>"
+    body = [head]
+    body += [f"<div class='note'>{escape(p)}</div>" for p in run.problems]
+    if not run.has_artifacts:
+        body.append(
+            f"<div class='empty' id='no-artifacts'>This run has no artifacts: nothing was written for ds={run.day.isoformat()}"
+            f" under {escape(data_dir)} (the run has not started its tasks yet, or the workers write to another"
+            " data folder than this API server reads).</div>"
+        )
+        return _page("Run metrics", "".join(body))
+    if run.funnel:
+        body.append("<h2>Data counts by stage</h2>" + _table(["step", "posts"], run.funnel, "funnel"))
+    body.append("<h2>Drop reasons</h2>")
+    body.append(_table(["stage", "reason", "posts"], run.drop_reasons, "drop-reasons") if run.drop_reasons
+                else "<p class='muted'>No posts were dropped (or no filter stage ran).</p>")
+    body.append("<h2>Label coverage</h2>")
+    body.append(_table(["what", "count"], run.label_coverage, "label-coverage") if run.label_coverage
+                else "<p class='muted'>No label counts recorded for this day.</p>")
+    if run.model is not None:
+        body.append(model_section(run.model, file_url, model_url))
+    if run.no_model_reason:
+        body.append(f"<div class='empty' id='no-model'>{escape(run.no_model_reason)}</div>")
+    if run.other_versions:
+        links = ", ".join(f"<a href='{escape(model_url(v))}'>{escape(v)}</a>" for v in run.other_versions)
+        body.append(f"<p class='muted'>Earlier attempts of this day also trained: {links}</p>")
+    body.append("<h2>Every stage's counts</h2>")
+    for stage in run.stages:
+        body.append(f"<details><summary>{escape(stage.name)}</summary>"
+                    f"{_table(['field', 'value'], stage.values.items())}</details>")
+    return _page("Run metrics", "".join(body))
+
+
+def version_page(model: ModelView, file_url: FileUrl, model_url: Callable[[str], str], models_url: str) -> str:
+    body = f"<p><a href='{escape(models_url)}'>← all model versions</a></p>" + model_section(model, file_url, model_url)
+    return _page(f"Model {model.version}", body)
+
+
+def metric_chart_svg(rows: list[VersionRow], width: int = 760, height: int = 260) -> str:
+    """Within-subreddit Spearman of every trained version, oldest left; champion starred."""
+    points = [r for r in reversed(rows) if r.primary is not None]
+    if not points:
+        return f"<p class='muted'>No trained version has a {PRIMARY_METRIC} yet.</p>"
+    baseline = [(i, (r.baselines.get("baseline_subreddit_mean") or {}).get(PRIMARY_METRIC)) for i, r in enumerate(points)]
+    values = [p.primary for p in points] + [v for _, v in baseline if isinstance(v, (int, float))]
+    low, high = min(values + [0.0]), max(values + [0.0])
+    if high - low < 1e-9:
+        high = low + 1.0
+    pad_l, pad_r, pad_t, pad_b = 56, 16, 16, 40
+    span_x = max(len(points) - 1, 1)
+
+    def x(i: int) -> float:
+        return pad_l + (width - pad_l - pad_r) * (i / span_x if len(points) > 1 else 0.5)
+
+    def y(v: float) -> float:
+        return pad_t + (height - pad_t - pad_b) * (1 - (v - low) / (high - low))
+
+    svg = [f"<svg id='metric-chart' xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' "
+           f"role='img' aria-label='{PRIMARY_METRIC} over versions'>"]
+    for tick in (low, (low + high) / 2, high):
+        svg.append(f"<line x1='{pad_l}' x2='{width - pad_r}' y1='{y(tick):.1f}' y2='{y(tick):.1f}' stroke='#e2e8f0'/>"
+                   f"<text x='{pad_l - 6}' y='{y(tick) + 4:.1f}' font-size='11' text-anchor='end'>{tick:.3f}</text>")
+    if low < 0 < high:
+        svg.append(f"<line x1='{pad_l}' x2='{width - pad_r}' y1='{y(0):.1f}' y2='{y(0):.1f}' stroke='#a0aec0'/>")
+    base_pts = [(x(i), y(v)) for i, v in baseline if isinstance(v, (int, float))]
+    if len(base_pts) > 1:
+        path = " ".join(f"{px:.1f},{py:.1f}" for px, py in base_pts)
+        svg.append(f"<polyline points='{path}' fill='none' stroke='#a0aec0' stroke-dasharray='4 3'/>")
+    line = " ".join(f"{x(i):.1f},{y(p.primary):.1f}" for i, p in enumerate(points))  # type: ignore[arg-type]
+    svg.append(f"<polyline points='{line}' fill='none' stroke='#3182ce' stroke-width='2'/>")
+    for i, p in enumerate(points):
+        px, py = x(i), y(p.primary)  # type: ignore[arg-type]
+        label = escape(f"{p.version}: {p.primary:.4f}" + (" (champion)" if p.is_champion else ""))
+        if p.is_champion:
+            star = " ".join(
+                f"{px + r * math.sin(k * math.pi / 5):.1f},{py - r * math.cos(k * math.pi / 5):.1f}"
+                for k, r in zip(range(10), [9, 4] * 5)
+            )
+            svg.append(f"<polygon class='champion-point' points='{star}' fill='#d69e2e' stroke='#744210'><title>{label}</title></polygon>")
+        else:
+            fill = "#3182ce" if p.promoted else "#fff"
+            svg.append(f"<circle cx='{px:.1f}' cy='{py:.1f}' r='4.5' fill='{fill}' stroke='#3182ce' stroke-width='1.5'>"
+                       f"<title>{label}</title></circle>")
+    svg.append(f"<text x='{pad_l}' y='{height - 10}' font-size='11'>oldest</text>"
+               f"<text x='{width - pad_r}' y='{height - 10}' font-size='11' text-anchor='end'>newest</text>"
+               f"<text x='{width / 2:.0f}' y='{height - 10}' font-size='11' text-anchor='middle'>"
+               f"{PRIMARY_METRIC} per version (★ champion, filled = promoted, dashed = subreddit-mean baseline)</text>")
+    svg.append("</svg>")
+    return "".join(svg)
+
+
+def models_page(rows: list[VersionRow], champion: dict[str, Any] | None, model_url: Callable[[str], str]) -> str:
+    body = ["<h1>Model versions</h1>"]
+    if champion and champion.get("version"):
+        body.append(
+            f"<p id='champion'>Current champion: <a href='{escape(model_url(str(champion['version'])))}'>"
+            f"<b>{escape(str(champion['version']))}</b></a> (promoted {fmt(champion.get('promoted_at'))}:"
+            f" {fmt(champion.get('reason'))})</p>"
+        )
+    else:
+        body.append("<p id='champion' class='muted'>No champion yet: no version has passed the promotion gate.</p>")
+    if not rows:
+        body.append("<div class='empty'>No model versions yet: train_model has not run.</div>")
+        return _page("Model versions", "".join(body))
+    body.append(f"<h2>{PRIMARY_METRIC} over versions</h2>" + metric_chart_svg(rows))
+    head = ["version", "trained at", "run day", "data window", "status", PRIMARY_METRIC, "spearman", "mae",
+            "subreddit-mean baseline", "promoted", "why"]
+    table_rows = []
+    for r in rows:
+        base = (r.baselines.get("baseline_subreddit_mean") or {}).get(PRIMARY_METRIC)
+        verdict = _badge(r.promoted, r.is_champion)
+        reason = r.reason if r.reason else (r.skipped_reason or "")
+        table_rows.append(
+            f"<tr{' class=champion-row' if r.is_champion else ''}><td><a href='{escape(model_url(r.version))}'>"
+            f"{escape(r.version)}</a></td><td>{fmt(r.created)}</td><td>{fmt(r.run_day)}</td>"
+            f"<td>{escape(_window_text(r.data_window))}</td><td>{fmt(r.status)}</td>{_cell(r.primary)}"
+            f"{_cell(r.metrics.get('spearman'))}{_cell(r.metrics.get('mae'))}{_cell(base)}<td>{verdict}</td>"
+            f"<td>{fmt(reason)}</td></tr>"
+        )
+    body.append("<h2>All versions (newest first)</h2><table id='versions'><thead><tr>"
+                + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr></thead><tbody>" + "".join(table_rows)
+                + "</tbody></table>")
+    return _page("Model versions", "".join(body))

@@ -1,0 +1,112 @@
+"""Artifacts shaped like the pipeline's, written by hand so the UI tests run in well under a second.
+
+Two days: 2026-11-19 ran every stage and trained the newest version (not promoted);
+2026-11-18 only ingested. The older version is the champion. The browser test builds its
+artifacts with the real training code instead (tests/ui/test_browser.py).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+from smpp.storage import write_run_metrics
+
+CHAMPION = "20261118T010000Z-aaaaaa"
+CHALLENGER = "20261119T010000Z-bbbbbb"
+SKIPPED = "20261117T010000Z-cccccc"
+FULL_DAY = "2026-11-19"
+INGEST_DAY = "2026-11-18"
+CARD_INJECTION = "<script>alert('card')</script>"
+
+
+def png_bytes(width: int = 64, height: int = 48) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (49, 130, 206)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _metrics(version: str, within: float, champion: dict | None) -> dict:
+    model = {"spearman_within_subreddit": within, "spearman_within_subreddit_weighted": within - 0.01,
+             "spearman": 0.81, "mae": 0.91, "rmse": 1.2, "r2": 0.4, "n": 144, "subreddits_scored": 4,
+             "per_subreddit": {"pics": {"spearman": within, "n": 40}}}
+    base = {"spearman_within_subreddit": 0.05, "spearman": 0.79, "mae": 1.1, "rmse": 1.4, "r2": 0.3, "n": 144}
+    return {
+        "version": version,
+        "created_utc": f"{version[:4]}-{version[4:6]}-{version[6:8]}T01:00:00+00:00",
+        "profile": "tiny",
+        "rows": {"input": 800, "labelled": 720, "in_window": 720, "train": 460, "val": 116, "test": 144},
+        "data_window": {"start": "2026-10-01T00:00:00+00:00", "end": "2026-11-18T23:00:00+00:00"},
+        "model": model,
+        "baseline_subreddit_mean": base,
+        "baseline_metadata_gbm": {**base, "spearman_within_subreddit": 0.08},
+        "baseline_text_ridge": {**base, "spearman_within_subreddit": 0.11},
+        "champion": champion,
+        "warnings": ["image encoder is random-initialised (tiny profile)"],
+        "skipped_reason": None,
+        "plots": {"predicted_vs_true": "plot_predicted_vs_true.png"},
+        "a_future_field": {"added": "by issue 5"},
+    }
+
+
+def _version(models: Path, version: str, metrics: dict, decision: dict | None, run_day: str) -> Path:
+    folder = models / version
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    (folder / "lineage.json").write_text(json.dumps({"run_day": run_day, "code_version": "test"}))
+    (folder / "model.keras").write_bytes(b"weights")
+    if decision is not None:
+        (folder / "decision.json").write_text(json.dumps(decision))
+    return folder
+
+
+def write_artifacts(settings) -> dict:
+    """Run metrics for two days and three versions; returns handy paths."""
+    models = settings.models_dir
+    champion_metrics = _metrics(CHAMPION, 0.21, None)
+    folder = _version(models, CHAMPION, champion_metrics, {
+        "decided_at": "2026-11-18T01:05:00+00:00", "promoted": True, "reason": "no champion yet; beats every baseline",
+        "challenger": CHAMPION, "champion": None}, "2026-11-16")
+    (folder / "plot_predicted_vs_true.png").write_bytes(png_bytes())
+    challenger = _metrics(CHALLENGER, 0.1734, {"version": CHAMPION, "metrics": {"spearman_within_subreddit": 0.2222,
+                                                                                 "mae": 0.88, "n": 144}})
+    folder = _version(models, CHALLENGER, challenger, {
+        "decided_at": "2026-11-19T01:05:00+00:00", "promoted": False,
+        "reason": "spearman_within_subreddit 0.1734 < champion 0.2222 + margin 0.01",
+        "challenger": CHALLENGER, "champion": CHAMPION}, FULL_DAY)
+    (folder / "plot_predicted_vs_true.png").write_bytes(png_bytes(80, 60))
+    (folder / "plot_learning_curves.png").write_bytes(png_bytes(70, 50))
+    (folder / "model_card.md").write_text(
+        f"# Model card {CHALLENGER}\n\n| metric | value |\n|---|---|\n| within | 0.1734 |\n\n{CARD_INJECTION}\n\n"
+        "[click](javascript:alert(1))\n"
+    )
+    skipped = {**_metrics(SKIPPED, 0.0, None), "model": None, "skipped_reason": "too few labelled rows to train: 3 < 30"}
+    _version(models, SKIPPED, skipped, None, "2026-11-17")
+    (models / "champion.json").write_text(json.dumps({"version": CHAMPION, "promoted_at": "2026-11-18T01:05:00+00:00",
+                                                      "reason": "no champion yet"}))
+    with open(models / "promotions.jsonl", "w") as log:
+        for version, promoted, reason in ((SKIPPED, False, "not trained: too few rows"), (CHAMPION, True, "no champion yet"),
+                                           (CHALLENGER, False, "below champion")):
+            log.write(json.dumps({"challenger": version, "promoted": promoted, "reason": reason}) + "\n")
+
+    for day, stages in ((INGEST_DAY, ("scrape_posts", "filter_posts")), (FULL_DAY, None)):
+        write_run_metrics(settings, day, "scrape_posts", {
+            "day": day, "source": "archive", "posts_in_day": 1234, "archive_skips": {"bad_created_utc": 2},
+            "labels": {"labelled_ok": 1200, "labelled_late": 4, "pending": 30}, "partition": "/srv/secret/path"})
+        write_run_metrics(settings, day, "filter_posts", {
+            "day": day, "input": 1234, "kept": 987, "dropped_nsfw": 200, "dropped_short_title": 47})
+        if stages is None:
+            write_run_metrics(settings, day, "fetch_images", {"requested": 987, "ok": 600, "failures": {"http_404": 387}})
+            write_run_metrics(settings, day, "build_features", {"rows": 987, "with_image": 600})
+            write_run_metrics(settings, day, "train_model", {"version": CHALLENGER, "rows": challenger["rows"]})
+            write_run_metrics(settings, day, "evaluate_and_publish", {"version": CHALLENGER, "promoted": False})
+    # outside the models folder: must never be served
+    secret = settings.data_dir / "secret.png"
+    secret.write_bytes(png_bytes(9, 9))
+    (models / CHALLENGER / "plot_escape.png").symlink_to(secret)
+    (models / "plot_loose.png").write_bytes(png_bytes(9, 9))
+    return {"secret": secret}
+

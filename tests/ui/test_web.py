@@ -1,0 +1,252 @@
+"""The plugin's FastAPI app through a test client, with Airflow's real JWT signing and checks.
+
+Only the metadata DB stays out: the revoked-token lookup is stubbed and runs come from a
+fake lookup (the browser test covers both against a real api-server and DB).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+pytest.importorskip("airflow")
+from fastapi import FastAPI  # noqa: E402
+from fastapi.testclient import TestClient  # noqa: E402
+
+from smpp.ui.web import RunRef, create_app  # noqa: E402
+
+from smpp_ui_testdata import CARD_INJECTION, CHALLENGER, CHAMPION, FULL_DAY, INGEST_DAY, SKIPPED  # noqa: E402
+
+PLUGIN_FILE = Path(__file__).resolve().parents[2] / "plugins" / "smpp_ui.py"
+RUN_ID = "manual__2026-11-20T00:00:00+00:00"
+DAG_ID = "smpp_pipeline"
+
+
+def _day(value: str) -> datetime:
+    return datetime.fromisoformat(value).replace(tzinfo=timezone.utc)
+
+
+RUNS = {
+    RUN_ID: RunRef(DAG_ID, RUN_ID, _day(FULL_DAY), _day("2026-11-20")),
+    "scheduled__2026-11-18T00:00:00+00:00": RunRef(DAG_ID, "scheduled__2026-11-18T00:00:00+00:00", _day(INGEST_DAY), _day(FULL_DAY)),
+    "backfill__2026-11-01T00:00:00+00:00": RunRef(DAG_ID, "backfill__2026-11-01T00:00:00+00:00", _day("2026-11-01"), _day("2026-11-02")),
+    "asset_triggered__x": RunRef(DAG_ID, "asset_triggered__x", None, None),
+}
+
+
+@pytest.fixture(scope="module")
+def plugin():
+    spec = importlib.util.spec_from_file_location("smpp_ui_plugin_under_test", PLUGIN_FILE)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop(spec.name, None)
+
+
+@pytest.fixture
+def auth(monkeypatch):
+    """Airflow's SimpleAuthManager with a known secret; returns token(role, expires_in)."""
+    from airflow.api_fastapi import app as api_app
+    from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+    from airflow.models.revoked_token import RevokedToken
+
+    monkeypatch.setenv("AIRFLOW__API_AUTH__JWT_SECRET", "smpp-ui-test-secret-" + "0123456789abcdef" * 4)
+    monkeypatch.setenv("AIRFLOW__CORE__MULTI_TEAM", "False")
+    manager = SimpleAuthManager()
+    monkeypatch.setattr(api_app._AuthManagerState, "instance", manager)
+    # the revocation list lives in the metadata DB, which these tests do not have
+    monkeypatch.setattr(RevokedToken, "is_revoked", classmethod(lambda cls, jti, session=None: False))
+
+    def token(role: str | None = "viewer", expires_in: int = 600) -> str:
+        user = SimpleAuthManagerUser(username=f"u-{role}", role=role)
+        return manager.generate_jwt(user, expiration_time_in_seconds=expires_in)
+
+    return token
+
+
+@pytest.fixture
+def lookups():
+    return []
+
+
+@pytest.fixture
+def client(plugin, artifacts, auth, lookups):
+    """The app as Airflow mounts it (under /smpp), with the plugin's auth and a fake run lookup."""
+
+    def lookup(dag_id: str, run_id: str) -> RunRef | None:
+        lookups.append((dag_id, run_id))
+        ref = RUNS.get(run_id)
+        return ref if ref and ref.dag_id == dag_id else None
+
+    parent = FastAPI()
+    parent.mount(plugin.URL_PREFIX, create_app(run_lookup=lookup, authorize_run=plugin.authorize_run,
+                                              authorize_view=plugin.authorize_view))
+    with TestClient(parent) as test_client:
+        test_client.headers["Authorization"] = f"Bearer {auth()}"
+        yield test_client
+
+
+def run_url(run_id: str = RUN_ID, dag_id: str = DAG_ID) -> str:
+    return f"/smpp/dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}"
+
+
+PROTECTED = [
+    run_url(),
+    "/smpp/models",
+    "/smpp/models.json",
+    f"/smpp/models/{CHALLENGER}",
+    f"/smpp/models/{CHALLENGER}/files/plot_predicted_vs_true.png",
+]
+
+
+@pytest.mark.parametrize("path", PROTECTED)
+def test_the_real_plugin_app_refuses_requests_without_a_valid_token(plugin, artifacts, auth, path):
+    parent = FastAPI()
+    parent.mount(plugin.URL_PREFIX, plugin.app)
+    client = TestClient(parent)
+    expired = auth(expires_in=-3600)  # well past Airflow's leeway
+    for headers in ({}, {"Authorization": "Bearer not-a-jwt"}, {"Authorization": f"Bearer {expired}"},
+                    {"Authorization": "Bearer " + auth()[:-4] + "AAAA"}):
+        response = client.get(path, headers=headers)
+        assert response.status_code == 401, (headers, response.text)
+        assert response.headers["www-authenticate"] == "Bearer"
+        assert "1234" not in response.text and "PNG" not in response.text
+    client.cookies.set("_token", "forged")
+    assert client.get(path).status_code == 401
+
+
+def test_a_valid_token_in_the_header_or_the_ui_cookie_is_accepted(plugin, artifacts, auth):
+    parent = FastAPI()
+    parent.mount(plugin.URL_PREFIX, plugin.app)
+    client = TestClient(parent)
+    assert client.get("/smpp/models", headers={"Authorization": f"Bearer {auth()}"}).status_code == 200
+    client.cookies.set("_token", auth())  # what the UI login sets; the same-origin iframe sends it
+    response = client.get(f"/smpp/models/{CHALLENGER}/files/plot_predicted_vs_true.png")
+    assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+
+
+def test_a_user_without_a_role_is_forbidden(client, auth):
+    headers = {"Authorization": f"Bearer {auth(role=None)}"}
+    assert client.get("/smpp/models", headers=headers).status_code == 403
+    assert client.get(run_url(), headers=headers).status_code == 403
+
+
+def test_run_page_shows_counts_drops_labels_model_baselines_champion_plots_and_card(client, lookups):
+    response = client.get(run_url())
+    assert response.status_code == 200
+    assert lookups == [(DAG_ID, RUN_ID)]  # the encoded ':' and '+' arrive decoded and intact
+    html = response.text
+    assert f"ds={FULL_DAY}" in html
+    funnel = re.search(r"<table id='funnel'>.*?</table>", html).group(0)
+    for count in ("1234", "987", "600", "720"):
+        assert f">{count}<" in funnel
+    drops = re.search(r"<table id='drop-reasons'>.*?</table>", html).group(0)
+    assert ">nsfw<" in drops and ">200<" in drops and ">http_404<" in drops and ">387<" in drops
+    assert "720 of 800 (90.0%)" in html and "labelled_ok" in html
+    metrics = re.search(r"<table id='metrics'>.*?</table>", html).group(0)
+    assert "0.1734" in metrics and "0.0500" in metrics and f"champion {CHAMPION}" in metrics and "0.2222" in metrics
+    assert "subreddit mean" in metrics and "text ridge" in metrics
+    assert "not promoted" in html and "0.1734 &lt; champion 0.2222 + margin 0.01" in html
+    assert "/srv/secret/path" not in html  # server paths are not shown
+    images = re.findall(r"<img src='([^']+)'", html)
+    assert f"/smpp/models/{CHALLENGER}/files/plot_predicted_vs_true.png" in images
+    for src in images:
+        image = client.get(src)
+        assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
+    card = re.search(r"<div class='card' id='model-card'>(.*?)</div>", html, re.S).group(1)
+    assert "<table>" in card and "<td>0.1734</td>" in card
+    assert CARD_INJECTION not in html and "&lt;script&gt;" in card
+    assert not re.search(r"href=['\"]?javascript", card, re.I)
+
+
+def test_a_day_that_only_ingested_says_no_model(client):
+    html = client.get(run_url("scheduled__2026-11-18T00:00:00+00:00")).text
+    assert "id='no-model'" in html and "No model was trained in this run" in html
+    assert ">1234<" in html and "id='metrics'" not in html
+
+
+def test_a_run_without_artifacts_says_so(client):
+    response = client.get(run_url("backfill__2026-11-01T00:00:00+00:00"))
+    assert response.status_code == 200
+    assert "id='no-artifacts'" in response.text and "ds=2026-11-01" in response.text
+
+
+def test_a_run_without_a_data_interval_says_so(client):
+    assert "no data interval" in client.get(run_url("asset_triggered__x")).text
+
+
+@pytest.mark.parametrize("path", [
+    run_url("manual__2030-01-01T00:00:00+00:00"),
+    run_url(RUN_ID, dag_id="other_dag"),
+    "/smpp/models/20991231T000000Z-abcdef",
+    "/smpp/models/not-a-version",
+    f"/smpp/models/{CHALLENGER}/files/nope.png",
+    f"/smpp/models/{CHALLENGER}/files/model.keras",
+    f"/smpp/models/{SKIPPED}/files/plot_predicted_vs_true.png",
+    "/smpp/models/..%2F..%2Fdata/files/secret.png",  # a decoded '/' in the version: no route matches
+])
+def test_unknown_runs_versions_and_files_are_404(client, path):
+    assert client.get(path).status_code == 404
+
+
+@pytest.mark.parametrize("path", [
+    f"/smpp/models/{CHALLENGER}/files/..%2F..%2Fsecret.png",
+    f"/smpp/models/{CHALLENGER}/files/%2e%2e/%2e%2e/secret.png",
+    f"/smpp/models/{CHALLENGER}/files/%2E%2E%2F%2E%2E%2Fsecret.png",
+    f"/smpp/models/{CHALLENGER}/files/..%5C..%5Csecret.png",
+    f"/smpp/models/{CHALLENGER}/files/%2e%2e%2fplot_loose.png",
+    f"/smpp/models/{CHALLENGER}/files/%2Fetc%2Fpasswd",
+    f"/smpp/models/{CHALLENGER}/files//etc/hostname",
+    f"/smpp/models/{CHALLENGER}/files/plot_escape.png",  # symlink leading out of the models folder
+    "/smpp/models/%2e%2e/files/secret.png",
+])
+def test_traversal_attempts_are_404(client, artifacts, path):
+    response = client.get(path)
+    assert response.status_code == 404, response.text
+    assert response.json()["detail"] != "Not Found"  # refused by the confinement check, not missed by the router
+    assert not response.content.startswith(b"\x89PNG")
+
+
+def test_models_page_lists_every_version_with_chart_champion_and_reasons(client):
+    html = client.get("/smpp/models").text
+    table = re.search(r"<table id='versions'>.*?</table>", html, re.S).group(0)
+    rows = re.findall(r"<tr.*?</tr>", table.split("<tbody>")[1])
+    assert [re.search(r"\d{8}T\d{6}Z-[0-9a-f]{6}", row).group(0) for row in rows] == [CHALLENGER, CHAMPION, SKIPPED]
+    assert "champion-row" in rows[1] and "★ champion" in rows[1] and "promoted" in rows[1]
+    assert "not promoted" in rows[0] and "0.1734 &lt; champion" in rows[0]
+    assert "not trained: too few rows" in rows[2]  # from the promotions log (no decision.json)
+    assert "2026-11-19" in rows[0] and "2026-10-01T00:00:00+00:00 → 2026-11-18T23:00:00+00:00" in rows[0]
+    assert f"Current champion: <a href='/smpp/models/{CHAMPION}'>" in html
+    chart = re.search(r"<svg id='metric-chart'.*?</svg>", html, re.S).group(0)
+    assert chart.count("<circle") == 1 and chart.count("class='champion-point'") == 1
+    assert f"{CHAMPION}: 0.2100 (champion)" in chart and f"{CHALLENGER}: 0.1734" in chart
+    data = client.get("/smpp/models.json").json()
+    assert data["champion"]["version"] == CHAMPION and len(data["versions"]) == 3
+
+
+def test_version_page(client):
+    html = client.get(f"/smpp/models/{CHALLENGER}").text
+    assert "id='metrics'" in html and "plot_learning_curves.png" in html
+
+
+def test_operator_link_and_views(plugin):
+    from airflow.models.taskinstancekey import TaskInstanceKey
+
+    link = plugin.RunMetricsLink()
+    key = TaskInstanceKey(DAG_ID, "train_model", RUN_ID, 1)
+    assert link.get_link(None, ti_key=key) == (
+        "/dags/smpp_pipeline/runs/manual__2026-11-20T00%3A00%3A00%2B00%3A00/plugin/smpp-metrics"
+    )
+    assert link.get_link(None, ti_key=TaskInstanceKey("someone_else", "t", RUN_ID, 1)) == ""
+    views = {view["name"]: view for view in plugin.SmppUIPlugin.external_views}
+    assert views["Metrics"]["destination"] == "dag_run"
+    assert views["Metrics"]["href"] == "/smpp/dags/{DAG_ID}/runs/{RUN_ID}"
+    assert views["Models"]["destination"] == "nav" and views["Models"]["href"] == "/smpp/models"
