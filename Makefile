@@ -22,7 +22,7 @@ export PYTHONPATH := $(ROOT)/src
 # airflow standalone starts its components as `airflow` from PATH
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: venv demo test up lock models airflow-db clean-venv
+.PHONY: venv demo test up lock models airflow-db clean-venv chromium
 
 venv: $(VENV_DIR)/.complete $(VENV_DIR)/.visual-$(VISUAL_HASH)
 	@if [ "$$(readlink $(VENV) 2>/dev/null)" != "$(VENV_DIR)" ]; then rm -rf $(VENV); ln -s $(VENV_DIR) $(VENV); fi
@@ -68,7 +68,18 @@ models: venv
 demo: airflow-db models
 	bash scripts/demo.sh $(DEMO_PORT)
 
-test: airflow-db
+# Debian's chromium + chromedriver for the UI browser test (tests/ui/test_browser.py), only when missing;
+# if apt-get cannot install them the test is skipped with that reason, not failed.
+chromium:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+		echo ">> installing Debian chromium and chromium-driver for the UI browser test"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); mkdir -p $(SMPP_CACHE_DIR); \
+		( $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium chromium-driver ) \
+			>$(SMPP_CACHE_DIR)/apt-chromium.log 2>&1 \
+			|| echo ">> could not install chromium (see $(SMPP_CACHE_DIR)/apt-chromium.log): the browser test will skip"; \
+	fi
+
+test: airflow-db chromium
 	$(PY) -m pytest tests -q -p no:cacheprovider $(PYTEST_ARGS)
 
 up: airflow-db
