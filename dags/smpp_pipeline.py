@@ -1,7 +1,23 @@
-"""smpp_pipeline: daily Reddit popularity pipeline. Wiring only; logic lives in smpp.tasks.
+"""
+# smpp_pipeline: daily Reddit popularity pipeline
 
-Each task is one call into `smpp.tasks`, which reads and writes the day's partitions
-(keyed by data_interval_start). Heavy libraries are imported inside the tasks, never here.
+One run per day `[data_interval_start, +1 day)`. Each task is one call into `smpp.tasks`, which
+reads and writes that day's partitions under `SMPP_DATA_DIR` (`partitions/<stage>/ds=YYYY-MM-DD/`)
+and its counts under `runs/ds=YYYY-MM-DD/<task>.json` (the run's **Metrics** tab shows them).
+Re-running a day replaces its partitions atomically and upserts warehouse rows: it never duplicates.
+
+**Stages**: scrape (live API or archive dump) → refresh scores (labels at a fixed age) → filter →
+fetch images → caption → embed titles / images / image+text (mapped over row chunks) →
+build features → train → evaluate against baselines and the champion, promote on a win.
+
+**Params** (Trigger → form): `source` = `archive` with `archive_path` for historical days,
+`reddit` for the live API; empty fields fall back to the `SMPP_*` settings.
+
+**Backfill** history with Trigger → Backfill (or `airflow backfill create`): the DAG must be
+unpaused, and use *max active runs 1*: each day trains on the days before it.
+
+**Assets**: `smpp_features` (each built day), `smpp_model_versions` (each evaluated model) and
+`smpp_champion` (only when a model is promoted; `smpp_score_champion` is scheduled on it).
 """
 
 from __future__ import annotations
@@ -17,6 +33,8 @@ try:  # the package is installed in images; in a checkout it lives in ../src
     import smpp  # noqa: F401
 except ImportError:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # smpp_assets beside this file
+from smpp_assets import CHAMPION_ALIAS, FEATURES, MODEL_VERSIONS, emit_publish_events  # noqa: E402
 
 REDDIT_POOL = "reddit_api"  # one slot per OAuth client: Reddit's rate limit is per client
 # Model tasks go to this Celery queue (a GPU worker listens on "gpu" in the cluster setup).
@@ -33,6 +51,39 @@ default_args = {
 
 NULLABLE_STRING = ["null", "string"]
 
+DOCS = {
+    "scrape_posts": "Reads the day's posts from the Reddit API (`/r/<sub>/new`, PRAW) or, with "
+    "`source=archive`, from the dump at `archive_path`; upserts posts, snapshots, authors (and archive "
+    "labels) into the warehouse and writes `partitions/posts/ds=`. Uses the `reddit_api` pool.",
+    "refresh_scores": "Re-reads the scores of posts younger than label age + grace (`/api/info`, 100 per "
+    "request) and records the label at the fixed age; tombstones and purges removed posts. "
+    "Skipped for archive days (the dump's score is the label).",
+    "filter_posts": "Applies the filter rules (NSFW, title length, image posts only, tombstones) and "
+    "writes the kept posts to `filtered/ds=`; drop counts per rule go to the run metrics.",
+    "fetch_images": "Downloads each kept post's image with size limits and an SSRF guard into the "
+    "content-addressed store `images/<sha[:2]>/<sha256>.jpg`; status per post in `images/ds=`.",
+    "caption_images": "Captions the fetched images with the profile's captioning model "
+    "(cached by image hash) into `captions/ds=`. Runs on the model queue.",
+    "plan_embed_text": "Plans the row chunks of `embed_text` (`encoders.chunk_size` rows each).",
+    "plan_embed_images": "Plans the row chunks of `embed_images` (`encoders.chunk_size` rows each).",
+    "plan_embed_image_text": "Plans the row chunks of `embed_image_text` (`encoders.chunk_size` rows each).",
+    "embed_text": "Embeds titles and captions with bge-m3 (dense; sparse optional), one mapped task per "
+    "chunk, into a staging chunk of `text_embeddings/ds=`. Runs on the model queue.",
+    "embed_images": "Embeds images with the ViT (pooled output), one mapped task per chunk, into a "
+    "staging chunk of `image_embeddings/ds=`. Runs on the model queue.",
+    "embed_image_text": "Joint image+title embeddings with Visualized BGE, one mapped task per chunk, into "
+    "a staging chunk of `joint_embeddings/ds=`. Runs on the model queue.",
+    "build_features": "Merges the embedding chunks atomically and joins posts, images, captions, "
+    "embeddings and author karma into the validated feature table `features/ds=`. "
+    "Emits the `smpp_features` asset.",
+    "train_model": "Trains the Keras multimodal regressor on the features whose labels had matured by "
+    "the end of this interval (chronological split), with baselines, plots and a model card in "
+    "`models/<version>/`. Runs on the model queue.",
+    "evaluate_and_publish": "Re-scores the champion on the challenger's test slice and promotes the new "
+    "version only if it beats the baselines and the champion by the margin; logs the decision. Emits "
+    "`smpp_model_versions` always and `smpp_champion` only on a promotion.",
+}
+
 
 @dag(
     dag_id="smpp_pipeline",
@@ -47,43 +98,49 @@ NULLABLE_STRING = ["null", "string"]
     tags=["smpp", "ml"],
     doc_md=__doc__,
     params={
-        "source": Param(None, type=NULLABLE_STRING, enum=[None, "reddit", "archive"],
+        "source": Param(None, type=NULLABLE_STRING, enum=[None, "reddit", "archive"], title="Source",
                         description="reddit (live API) or archive (a dump, for historical days). Empty: settings."),
-        "archive_path": Param(None, type=NULLABLE_STRING,
-                              description="Path of the Reddit archive dump (.ndjson or .ndjson.zst) when source=archive."),
-        "subreddits": Param(None, type=["null", "array"], description="Subreddits to scrape. Empty: settings."),
-        "label_age_hours": Param(None, type=["null", "number"], description="Age at which a score becomes the label."),
+        "archive_path": Param(None, type=NULLABLE_STRING, title="Archive dump path",
+                              description="Path of the Reddit archive dump (.ndjson or .ndjson.zst) when source=archive, "
+                              "as the workers see it."),
+        "subreddits": Param(None, type=["null", "array"], items={"type": "string"}, title="Subreddits",
+                            description="Subreddits to scrape, one per line. Empty: settings."),
+        "label_age_hours": Param(None, type=["null", "number"], minimum=1, title="Label age (hours)",
+                                 description="Age at which a post's score becomes its label. Empty: settings (24)."),
         "model_profile": Param(None, type=NULLABLE_STRING, enum=[None, "tiny", "offline", "production"],
-                               description="Encoder weights: tiny (tests), offline (demo), production (real models)."),
-        "train_window_days": Param(None, type=["null", "integer"], description="Train on the last N days (empty: all history)."),
+                               title="Model profile",
+                               description="Encoder weights: tiny (tests), offline (demo), production (real models). "
+                               "Empty: settings."),
+        "train_window_days": Param(None, type=["null", "integer"], minimum=1, title="Training window (days)",
+                                   description="Train on the last N days. Empty: all history."),
     },
 )
 def smpp_pipeline():
-    @task(pool=REDDIT_POOL, execution_timeout=timedelta(hours=2))
+    @task(pool=REDDIT_POOL, execution_timeout=timedelta(hours=2), doc_md=DOCS["scrape_posts"])
     def scrape_posts(data_interval_start=None, data_interval_end=None, params=None):
         from smpp import tasks
 
         return tasks.scrape_posts(data_interval_start, data_interval_end, params)
 
-    @task(pool=REDDIT_POOL)
+    @task(pool=REDDIT_POOL, doc_md=DOCS["refresh_scores"])
     def refresh_scores(data_interval_start=None, data_interval_end=None, params=None):
         from smpp import tasks
 
         return tasks.refresh_scores(data_interval_start, data_interval_end, params)
 
-    @task(execution_timeout=timedelta(minutes=20))
+    @task(execution_timeout=timedelta(minutes=20), doc_md=DOCS["filter_posts"])
     def filter_posts(data_interval_start=None, data_interval_end=None, params=None):
         from smpp import tasks
 
         return tasks.filter_posts(data_interval_start, data_interval_end, params)
 
-    @task
+    @task(doc_md=DOCS["fetch_images"])
     def fetch_images(data_interval_start=None, data_interval_end=None, params=None):
         from smpp import tasks
 
         return tasks.fetch_images(data_interval_start, data_interval_end, params)
 
-    @task(queue=MODEL_QUEUE, execution_timeout=timedelta(hours=3))
+    @task(queue=MODEL_QUEUE, execution_timeout=timedelta(hours=3), doc_md=DOCS["caption_images"])
     def caption_images(data_interval_start=None, data_interval_end=None, params=None):
         from smpp import tasks
 
@@ -96,47 +153,54 @@ def smpp_pipeline():
         return tasks.plan_embedding_chunks(data_interval_start, data_interval_end, task_name, params)
 
     # Each embedding stage is mapped over row chunks (encoders.chunk_size) so workers share a day.
-    @task(queue=MODEL_QUEUE, execution_timeout=timedelta(hours=2))
+    @task(queue=MODEL_QUEUE, execution_timeout=timedelta(hours=2), doc_md=DOCS["embed_text"])
     def embed_text(chunk: int, data_interval_start=None, data_interval_end=None, params=None):
         from smpp import tasks
 
         return tasks.embed_text(data_interval_start, data_interval_end, params, chunk=chunk)
 
-    @task(queue=MODEL_QUEUE, execution_timeout=timedelta(hours=2))
+    @task(queue=MODEL_QUEUE, execution_timeout=timedelta(hours=2), doc_md=DOCS["embed_images"])
     def embed_images(chunk: int, data_interval_start=None, data_interval_end=None, params=None):
         from smpp import tasks
 
         return tasks.embed_images(data_interval_start, data_interval_end, params, chunk=chunk)
 
-    @task(queue=MODEL_QUEUE, execution_timeout=timedelta(hours=2))
+    @task(queue=MODEL_QUEUE, execution_timeout=timedelta(hours=2), doc_md=DOCS["embed_image_text"])
     def embed_image_text(chunk: int, data_interval_start=None, data_interval_end=None, params=None):
         from smpp import tasks
 
         return tasks.embed_image_text(data_interval_start, data_interval_end, params, chunk=chunk)
 
-    @task(execution_timeout=timedelta(minutes=30))
-    def build_features(data_interval_start=None, data_interval_end=None, params=None):
+    @task(execution_timeout=timedelta(minutes=30), outlets=[FEATURES], doc_md=DOCS["build_features"])
+    def build_features(data_interval_start=None, data_interval_end=None, params=None, outlet_events=None):
         from smpp import tasks
 
-        return tasks.build_features(data_interval_start, data_interval_end, params)
+        result = tasks.build_features(data_interval_start, data_interval_end, params)
+        outlet_events[FEATURES].extra = {"day": result["day"], "rows": result["rows"]}
+        return result
 
-    @task(execution_timeout=timedelta(hours=3))
+    @task(queue=MODEL_QUEUE, execution_timeout=timedelta(hours=3), doc_md=DOCS["train_model"])
     def train_model(data_interval_start=None, data_interval_end=None, params=None):
         from smpp import tasks
 
         return tasks.train_model(data_interval_start, data_interval_end, params)["version"]
 
-    @task(execution_timeout=timedelta(minutes=30))
-    def evaluate_and_publish(version: str, data_interval_start=None, data_interval_end=None, params=None):
+    @task(execution_timeout=timedelta(minutes=30), outlets=[MODEL_VERSIONS, CHAMPION_ALIAS],
+          doc_md=DOCS["evaluate_and_publish"])
+    def evaluate_and_publish(version: str, data_interval_start=None, data_interval_end=None, params=None,
+                             outlet_events=None):
         from smpp import tasks
 
-        return tasks.evaluate_and_publish(data_interval_start, data_interval_end, version, params)
+        result = tasks.evaluate_and_publish(data_interval_start, data_interval_end, version, params)
+        emit_publish_events(outlet_events, result)
+        return result
 
     captions = caption_images()
     scrape_posts() >> refresh_scores() >> filter_posts() >> fetch_images() >> captions
     embeddings = []
     for embed in (embed_text, embed_images, embed_image_text):
-        plan = plan_chunks.override(task_id=f"plan_{embed.function.__name__}")(embed.function.__name__)
+        name = embed.function.__name__
+        plan = plan_chunks.override(task_id=f"plan_{name}", doc_md=DOCS[f"plan_{name}"])(name)
         captions >> plan
         embeddings.append(embed.expand(chunk=plan))
     features = build_features()

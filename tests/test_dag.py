@@ -36,7 +36,7 @@ def test_parse_imports_no_heavy_libraries():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180, env=os.environ.copy())
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["errors"] == [] and result["heavy"] == []
-    assert sorted(result["dags"]) == ["smpp_pipeline", "smpp_scrape_frequent"]
+    assert sorted(result["dags"]) == ["smpp_pipeline", "smpp_score_champion", "smpp_scrape_frequent"]
 
 
 def test_expected_tasks_and_dependencies(dag):
@@ -75,3 +75,97 @@ def test_policies(dag):
         assert task.execution_timeout is not None and task.execution_timeout <= timedelta(hours=3), task.task_id
     assert {t.task_id for t in dag.tasks if t.pool == "reddit_api"} == {"scrape_posts", "refresh_scores"}
     assert set(dag.params.keys()) >= {"source", "archive_path", "subreddits", "model_profile", "label_age_hours"}
+
+
+MODEL_TASKS = {"caption_images", "embed_text", "embed_images", "embed_image_text", "train_model"}
+
+
+def test_model_tasks_follow_the_model_queue():
+    code = (
+        "import json; from airflow.dag_processing.dagbag import DagBag;"
+        f"b = DagBag(dag_folder={str(REPO / 'dags')!r});"
+        "print(json.dumps({t.task_id: t.queue for t in b.dags['smpp_pipeline'].tasks}))"
+    )
+    env = {**os.environ, "SMPP_MODEL_QUEUE": "gpu"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180, env=env)
+    queues = json.loads(out.stdout.strip().splitlines()[-1])
+    assert {t for t, q in queues.items() if q == "gpu"} == MODEL_TASKS
+    assert {q for t, q in queues.items() if t not in MODEL_TASKS} == {"default"}
+
+
+def test_docs_on_dag_and_every_task(dag):
+    assert "Backfill" in dag.doc_md and "Assets" in dag.doc_md
+    for task in dag.tasks:
+        assert task.doc_md and len(task.doc_md) > 40, task.task_id
+
+
+def test_params_render_as_a_trigger_form(dag):
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    for name, param in dag.params.items():
+        schema = param.schema
+        assert schema.get("title") and param.description, name
+        assert "null" in schema["type"], name  # every field may stay empty (settings apply)
+        if "enum" in schema:
+            assert None in schema["enum"], name  # the UI renders a nullable select only with None listed
+    assert dag.params.validate() == dict.fromkeys(dag.params.keys())
+    # what the api-server renders: the params survive serialization with their schema
+    restored = DagSerialization.from_dict(DagSerialization.to_dict(dag))
+    assert restored.params.get_param("source").schema["enum"] == [None, "reddit", "archive"]
+
+
+def test_params_accept_backfill_conf_and_reject_nonsense(dag):
+    from airflow.sdk.definitions.param import ParamsDict
+
+    def validate(conf):
+        params = ParamsDict(dict(dag.params.items()))
+        params.update(conf)
+        return params.validate()
+
+    ok = validate({"source": "archive", "archive_path": "/data/RS_2013-07.zst", "model_profile": "tiny",
+                   "subreddits": ["pics", "aww"], "train_window_days": 30})
+    assert ok["source"] == "archive" and ok["subreddits"] == ["pics", "aww"]
+    for bad in ({"source": "pushshift"}, {"model_profile": "huge"}, {"train_window_days": 0},
+                {"subreddits": "pics"}, {"label_age_hours": "a day"}):
+        with pytest.raises(Exception, match="Invalid input|not valid|ParamValidationError"):
+            validate(bad)
+
+
+def test_assets_declared_by_the_stages(dag):
+    sys.path.insert(0, str(REPO / "dags"))
+    from smpp_assets import CHAMPION, CHAMPION_ALIAS, FEATURES, MODEL_VERSIONS
+
+    outlets = {t.task_id: list(t.outlets) for t in dag.tasks if t.outlets}
+    assert outlets == {"build_features": [FEATURES], "evaluate_and_publish": [MODEL_VERSIONS, CHAMPION_ALIAS]}
+    # the champion is never a plain outlet: that would announce every rejected model too
+    assert not any(CHAMPION in t.outlets for t in dag.tasks)
+
+
+def test_scoring_dag_runs_on_a_new_champion():
+    from airflow.dag_processing.dagbag import DagBag
+
+    sys.path.insert(0, str(REPO / "dags"))
+    from smpp_assets import CHAMPION
+
+    score = DagBag(dag_folder=str(REPO / "dags")).dags["smpp_score_champion"]
+    assert list(score.timetable.asset_condition.objects) == [CHAMPION]
+    assert [t.task_id for t in score.tasks] == ["score_with_champion"]
+
+
+@pytest.mark.parametrize("promoted", [True, False])
+def test_champion_asset_emitted_only_on_promotion(promoted):
+    from airflow.sdk.execution_time.context import OutletEventAccessors
+
+    sys.path.insert(0, str(REPO / "dags"))
+    from smpp_assets import CHAMPION, CHAMPION_ALIAS, MODEL_VERSIONS, emit_publish_events
+
+    events = OutletEventAccessors()  # the accessor the task runner passes as `outlet_events`
+    result = {"version": "20130726T000000-abc", "promoted": promoted, "day": "2013-07-26", "reason": "x"}
+    assert emit_publish_events(events, result) is promoted
+    assert events[MODEL_VERSIONS].extra == {"version": result["version"], "promoted": promoted, "day": "2013-07-26"}
+    alias_events = events[CHAMPION_ALIAS].asset_alias_events
+    if promoted:
+        [event] = alias_events
+        assert event.dest_asset_key.name == CHAMPION.name and event.extra["version"] == result["version"]
+    else:
+        assert alias_events == []
