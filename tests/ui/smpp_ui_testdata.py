@@ -110,3 +110,45 @@ def write_artifacts(settings) -> dict:
     (models / "plot_loose.png").write_bytes(png_bytes(9, 9))
     return {"secret": secret}
 
+
+
+def synthetic_features(n_rows: int = 300, seed: int = 0):
+    """A small feature table in smpp.schema's shape; the label follows subreddit and title."""
+    import numpy as np
+    import pandas as pd
+
+    from smpp import schema
+
+    rng = np.random.default_rng(seed)
+    subreddits = rng.choice(["pics", "aww", "EarthPorn", "funny"], size=n_rows)
+    titles = rng.normal(size=(n_rows, 16)).astype(np.float32)
+    effect = {"pics": 2.0, "aww": 1.0, "EarthPorn": 0.0, "funny": -1.0}
+    frame = pd.DataFrame({
+        "post_id": [f"p{i:05d}" for i in range(n_rows)],
+        "subreddit": subreddits,
+        "author": [f"user{i % 40}" for i in range(n_rows)],
+        "created_utc": (1_780_000_000 + np.sort(rng.integers(0, 20 * 86400, size=n_rows))).astype("int64"),
+        "label": np.clip(3 + np.array([effect[s] for s in subreddits]) + titles[:, 0] + 0.3 * rng.normal(size=n_rows), 0, None),
+    })
+    for column in schema.META_COLUMNS:
+        frame[column] = rng.normal(size=n_rows).astype(np.float32)
+    frame["has_image"] = np.zeros(n_rows, dtype=np.float32)
+    for column in schema.IMAGE_FEATURE_COLUMNS:
+        frame[column] = np.full(n_rows, np.nan, dtype=np.float32)
+    frame["title_emb"] = list(titles)
+    for column in ("caption_emb", "image_emb", "joint_emb"):
+        frame[column] = [None] * n_rows
+    return frame
+
+
+def train_real_version(data_dir: str, run_day: str = FULL_DAY) -> str:
+    """One version trained by the pipeline's own code (metrics, plots, card) into an empty registry."""
+    from smpp.registry import new_version_id, version_dir
+    from smpp.settings import Settings, TrainingSettings
+    from smpp.training import train_and_evaluate
+
+    settings = Settings(data_dir=data_dir, model_profile="tiny", training=TrainingSettings(
+        epochs=3, batch_size=64, min_rows=30, within_subreddit_min_posts=5))
+    version = new_version_id()
+    train_and_evaluate(settings, synthetic_features(), version_dir(settings, version), lineage={"run_day": run_day})
+    return version

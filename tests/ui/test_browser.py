@@ -2,7 +2,9 @@
 
 Starts `airflow api-server` on a free port with its own AIRFLOW_HOME (migrated SQLite DB),
 SimpleAuthManager with a known admin password, plugins = the repo's plugins/, and
-SMPP_DATA_DIR = artifacts written here. A run of smpp_pipeline is triggered over the REST
+SMPP_DATA_DIR = artifacts written here: the run's day holds a version trained by the
+pipeline's own training code (real metrics, plots and model card; trained in a subprocess
+while Airflow starts), next to hand-written stage counts and older versions. A run of smpp_pipeline is triggered over the REST
 API (no scheduler: the run stays queued, which is all its page needs). Chromium logs in
 through the login form, opens the run's Metrics tab and the Models page, and the test checks
 the numbers and that the plots really loaded. Screenshots go to tests/artifacts/ui/
@@ -26,11 +28,14 @@ from pathlib import Path
 from urllib.parse import quote
 
 import httpx
-import numpy as np
 import pytest
 
+from smpp.registry import decide_and_publish
 from smpp.settings import Settings
+from smpp.storage import write_run_metrics
 from smpp_ui_testdata import CHALLENGER, CHAMPION, FULL_DAY, write_artifacts
+
+TRAIN = "import sys; sys.path.insert(0, sys.argv[1]); from smpp_ui_testdata import train_real_version as t; print(t(sys.argv[2]))"
 
 pytestmark = pytest.mark.e2e
 
@@ -54,6 +59,7 @@ class Server:
     base: str
     data_dir: Path
     log: Path
+    trained: str  # the version trained for the run's day
 
     def token(self) -> str:
         response = httpx.post(f"{self.base}/auth/token", json={"username": "admin", "password": PASSWORD}, timeout=30)
@@ -107,6 +113,10 @@ def server(tmp_path_factory):
     port = _free_port()
     env = _airflow_env(home, data_dir, port)
     log = root / "api-server.log"
+    training = subprocess.Popen(
+        [sys.executable, "-c", TRAIN, str(Path(__file__).parent), str(data_dir)],
+        env={**env, "TF_CPP_MIN_LOG_LEVEL": "2"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
     migrate = subprocess.run([str(AIRFLOW), "db", "migrate"], env=env, capture_output=True, text=True, timeout=300)
     assert migrate.returncode == 0, migrate.stdout[-3000:] + migrate.stderr[-3000:]
     with open(log, "w") as log_file:
@@ -130,22 +140,12 @@ def server(tmp_path_factory):
                 pass
             assert time.monotonic() < deadline, f"api-server not up after 180 s:\n{log.read_text()[-4000:]}"
             time.sleep(1)
-        yield Server(base, data_dir, log)
+        out, err = training.communicate(timeout=600)
+        assert training.returncode == 0, err[-4000:]
+        yield Server(base, data_dir, log, out.strip().splitlines()[-1])
     finally:
+        training.kill()
         _stop(api)
-
-
-def _real_plots(settings: Settings) -> None:
-    """Replace the hand-made PNGs of the challenger with the pipeline's own matplotlib plots."""
-    from smpp.training.plots import plot_model_vs_baselines, plot_predicted_vs_true
-
-    folder = settings.models_dir / CHALLENGER
-    metrics = json.loads((folder / "metrics.json").read_text())
-    rng = np.random.default_rng(0)
-    truth = rng.normal(3, 1, 144)
-    plot_predicted_vs_true(truth, truth + rng.normal(0, 0.8, 144), folder / "plot_predicted_vs_true.png")
-    results = {k: metrics[k] for k in ("model", "baseline_subreddit_mean", "baseline_metadata_gbm", "baseline_text_ridge")}
-    plot_model_vs_baselines(results, folder / "plot_model_vs_baselines.png")
 
 
 @pytest.fixture(scope="module")
@@ -162,8 +162,10 @@ def run_id(server):
     # a manual run with logical date X processes the day before X: the plugin must key on the interval start
     assert run["data_interval_start"].startswith(FULL_DAY), run
     settings = Settings(data_dir=server.data_dir, model_profile="tiny")
-    write_artifacts(settings)
-    _real_plots(settings)
+    write_artifacts(settings)  # stage counts, an older champion, an earlier attempt of the day
+    metrics = json.loads((settings.models_dir / server.trained / "metrics.json").read_text())
+    write_run_metrics(settings, FULL_DAY, "train_model", {"version": server.trained, "rows": metrics["rows"]})
+    decide_and_publish(settings, server.trained)  # the real gate against the champion
     return run["dag_run_id"]
 
 
@@ -233,12 +235,18 @@ def test_login_and_metrics_tab_in_headless_chromium(server, run_id):
         for expected in ("posts ingested for the day 1234", "posts after filtering 987", "images fetched 600"):
             assert expected in funnel
         assert "nsfw 200" in driver.find_element(By.ID, "drop-reasons").text
-        assert "720 of 800 (90.0%)" in driver.find_element(By.ID, "label-coverage").text
+        trained = json.loads((server.data_dir / "models" / server.trained / "metrics.json").read_text())
+        rows = trained["rows"]
+        assert f"{rows['labelled']} of {rows['input']}" in driver.find_element(By.ID, "label-coverage").text
+        assert f"Model {server.trained}" in driver.find_element(By.TAG_NAME, "body").text
         metrics = driver.find_element(By.ID, "metrics").text
-        assert "0.1734" in metrics and "0.2222" in metrics and CHAMPION in metrics
-        assert "not promoted" in driver.find_element(By.ID, "decision").text
+        assert f"{trained['model']['spearman_within_subreddit']:.4f}" in metrics
+        assert f"{trained['baseline_text_ridge']['spearman_within_subreddit']:.4f}" in metrics
+        decision = json.loads((server.data_dir / "models" / server.trained / "decision.json").read_text())
+        assert decision["reason"][:40] in driver.find_element(By.ID, "decision").text
+        assert f"smpp popularity model {server.trained}" in driver.find_element(By.ID, "model-card").text
         images = driver.find_elements(By.CSS_SELECTOR, ".plots img")
-        assert len(images) >= 2
+        assert {img.get_attribute("alt") for img in images} >= set(trained["plots"].values())
         # loaded through the same-origin iframe with the login cookie, decoded by the browser
         wait.until(lambda d: all(img.get_property("complete") for img in images))
         widths = {img.get_attribute("alt"): img.get_property("naturalWidth") for img in images}
@@ -257,7 +265,7 @@ def test_login_and_metrics_tab_in_headless_chromium(server, run_id):
         wait.until(lambda d: d.find_elements(By.ID, "versions"))
         assert CHAMPION in driver.find_element(By.ID, "champion").text
         assert len(driver.find_elements(By.CSS_SELECTOR, "#metric-chart .champion-point")) == 1
-        assert len(driver.find_elements(By.CSS_SELECTOR, "#versions tbody tr")) == 3
+        assert len(driver.find_elements(By.CSS_SELECTOR, "#versions tbody tr")) == 4  # 3 hand-written + the trained one
         driver.switch_to.default_content()
         shot = ARTIFACTS / "models_page.png"
         driver.save_screenshot(str(shot))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Iterable
+from datetime import datetime, timezone
 from html import escape
 from typing import Any
 
@@ -86,10 +87,23 @@ def _badge(promoted: bool | None, is_champion: bool) -> str:
     return " ".join(parts)
 
 
+def when(value: Any, minutes: bool = True) -> str:
+    """An ISO timestamp as 'YYYY-MM-DD HH:MM' UTC (or the date alone); other values as they are."""
+    if not isinstance(value, str):
+        return "–" if value is None else str(value)
+    try:
+        stamp = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    if stamp.tzinfo is not None:
+        stamp = stamp.astimezone(timezone.utc)
+    return stamp.strftime("%Y-%m-%d %H:%M UTC" if minutes else "%Y-%m-%d")
+
+
 def _window_text(window: dict[str, Any]) -> str:
     if not window.get("start") and not window.get("end"):
         return "–"
-    return f"{window.get('start') or '?'} → {window.get('end') or '?'}"
+    return f"{when(window.get('start'), False)} → {when(window.get('end'), False)}"
 
 
 def model_section(model: ModelView, file_url: FileUrl, model_url: Callable[[str], str]) -> str:
@@ -100,7 +114,7 @@ def model_section(model: ModelView, file_url: FileUrl, model_url: Callable[[str]
             ["field", "value"],
             [
                 ("status", model.status),
-                ("trained at", model.created),
+                ("trained at", when(model.created)),
                 ("model profile", model.profile),
                 ("run day", model.run_day),
                 ("data window (post creation time)", _window_text(model.data_window)),
@@ -127,7 +141,7 @@ def model_section(model: ModelView, file_url: FileUrl, model_url: Callable[[str]
         verdict = "promoted to champion" if model.decision.get("promoted") else "not promoted"
         parts.append(
             f"<h3>Promotion decision</h3><p id='decision'><b>{verdict}</b>"
-            f" (decided {fmt(model.decision.get('decided_at'))}): {fmt(model.decision.get('reason'))}</p>"
+            f" (decided {fmt(when(model.decision.get('decided_at')))}): {fmt(model.decision.get('reason'))}</p>"
         )
     else:
         parts.append("<p class='muted'>No promotion decision recorded yet (evaluate_and_publish has not run).</p>")
@@ -246,12 +260,17 @@ def metric_chart_svg(rows: list[VersionRow], width: int = 760, height: int = 260
             fill = "#3182ce" if p.promoted else "#fff"
             svg.append(f"<circle cx='{px:.1f}' cy='{py:.1f}' r='4.5' fill='{fill}' stroke='#3182ce' stroke-width='1.5'>"
                        f"<title>{label}</title></circle>")
-    svg.append(f"<text x='{pad_l}' y='{height - 10}' font-size='11'>oldest</text>"
-               f"<text x='{width - pad_r}' y='{height - 10}' font-size='11' text-anchor='end'>newest</text>"
-               f"<text x='{width / 2:.0f}' y='{height - 10}' font-size='11' text-anchor='middle'>"
-               f"{PRIMARY_METRIC} per version (★ champion, filled = promoted, dashed = subreddit-mean baseline)</text>")
-    svg.append("</svg>")
-    return "".join(svg)
+    # label every point while they fit, else every n-th: the version's training date
+    step = max(1, math.ceil(len(points) / 10))
+    for i, p in enumerate(points):
+        if i % step == 0 or i == len(points) - 1:
+            svg.append(f"<text x='{x(i):.1f}' y='{height - pad_b + 16}' font-size='10' text-anchor='middle'>"
+                       f"{escape(p.version[:8])}</text>")
+    svg.append(f"<text x='{(pad_l + width - pad_r) / 2:.0f}' y='{height - 6}' font-size='11' text-anchor='middle'>"
+               "version (training date, oldest left)</text></svg>")
+    legend = ("<p class='muted'>★ current champion · filled dot: promoted when trained · hollow: not promoted ·"
+              " dashed grey: subreddit-mean baseline on the same test slice</p>")
+    return "".join(svg) + legend
 
 
 def models_page(rows: list[VersionRow], champion: dict[str, Any] | None, model_url: Callable[[str], str]) -> str:
@@ -259,7 +278,7 @@ def models_page(rows: list[VersionRow], champion: dict[str, Any] | None, model_u
     if champion and champion.get("version"):
         body.append(
             f"<p id='champion'>Current champion: <a href='{escape(model_url(str(champion['version'])))}'>"
-            f"<b>{escape(str(champion['version']))}</b></a> (promoted {fmt(champion.get('promoted_at'))}:"
+            f"<b>{escape(str(champion['version']))}</b></a> (promoted {fmt(when(champion.get('promoted_at')))}:"
             f" {fmt(champion.get('reason'))})</p>"
         )
     else:
@@ -277,7 +296,7 @@ def models_page(rows: list[VersionRow], champion: dict[str, Any] | None, model_u
         reason = r.reason if r.reason else (r.skipped_reason or "")
         table_rows.append(
             f"<tr{' class=champion-row' if r.is_champion else ''}><td><a href='{escape(model_url(r.version))}'>"
-            f"{escape(r.version)}</a></td><td>{fmt(r.created)}</td><td>{fmt(r.run_day)}</td>"
+            f"{escape(r.version)}</a></td><td>{fmt(when(r.created))}</td><td>{fmt(r.run_day)}</td>"
             f"<td>{escape(_window_text(r.data_window))}</td><td>{fmt(r.status)}</td>{_cell(r.primary)}"
             f"{_cell(r.metrics.get('spearman'))}{_cell(r.metrics.get('mae'))}{_cell(base)}<td>{verdict}</td>"
             f"<td>{fmt(reason)}</td></tr>"
