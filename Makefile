@@ -22,7 +22,7 @@ export PYTHONPATH := $(ROOT)/src
 # airflow standalone starts its components as `airflow` from PATH
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: venv demo test up lock models airflow-db clean-venv chromium
+.PHONY: venv demo test up lock models airflow-db backfill clean-venv chromium
 
 venv: $(VENV_DIR)/.complete $(VENV_DIR)/.visual-$(VISUAL_HASH)
 	@if [ "$$(readlink $(VENV) 2>/dev/null)" != "$(VENV_DIR)" ]; then rm -rf $(VENV); ln -s $(VENV_DIR) $(VENV); fi
@@ -87,6 +87,21 @@ up: airflow-db
 	@(sleep 20; cat $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated 2>/dev/null && echo) &
 	# 4 worker processes instead of 32: a laptop runs the model tasks one or two at a time anyway
 	AIRFLOW__CORE__PARALLELISM=4 AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=admin:admin $(AIRFLOW) standalone
+
+# Backfill FROM..TO (days, inclusive) from an archive dump through the running scheduler
+# (`make up`). --max-active-runs 1: the CLI does not inherit the DAG's max_active_runs.
+# SQLite answers "database is locked" while the scheduler writes: retried.
+BACKFILL_CONF = {"source": "archive", "archive_path": "$(abspath $(ARCHIVE))"}
+backfill: airflow-db
+	@test -n "$(FROM)" -a -n "$(TO)" -a -n "$(ARCHIVE)" || { echo "usage: make backfill FROM=2013-07-24 TO=2013-07-26 ARCHIVE=tests/data/backfill_3days.ndjson.zst"; exit 2; }
+	@test -f "$(ARCHIVE)" || { echo "no archive dump at $(ARCHIVE)"; exit 2; }
+	@retry() { for i in 1 2 3 4 5; do \
+		out=$$("$$@" 2>&1) && { echo "$$out" | tail -5; return 0; }; \
+		echo "$$out" | grep -q "database is locked" && [ $$i -lt 5 ] || { echo "$$out" | tail -20; return 1; }; \
+		sleep 3; done; }; \
+	retry $(AIRFLOW) dags unpause smpp_pipeline && \
+	retry $(AIRFLOW) backfill create --dag-id smpp_pipeline --from-date $(FROM) --to-date $(TO) --max-active-runs 1 \
+		--dag-run-conf '$(BACKFILL_CONF)'
 
 clean-venv:
 	rm -rf $(VENV) $(VENV_DIR)
