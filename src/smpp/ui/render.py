@@ -29,6 +29,7 @@ th{background:#f7fafc;font-weight:600}td.num{text-align:right;font-variant-numer
 .badge{display:inline-block;padding:1px 7px;border-radius:10px;font-size:12px;font-weight:600}
 .yes{background:#c6f6d5;color:#22543d}.no{background:#fed7d7;color:#822727}.champ{background:#fefcbf;color:#744210}
 .plots{display:flex;flex-wrap:wrap;gap:12px}.plots figure{margin:0}.plots img{max-width:480px;width:100%;border:1px solid #e2e8f0}
+#versions td:nth-child(-n+4){white-space:nowrap}
 .card{border:1px solid #e2e8f0;padding:4px 16px;border-radius:4px;max-width:960px}
 details summary{cursor:pointer;font-weight:600;margin:6px 0}
 a{color:#2b6cb0}
@@ -264,7 +265,8 @@ def metric_chart_svg(rows: list[VersionRow], width: int = 760, height: int = 260
     step = max(1, math.ceil(len(points) / 10))
     for i, p in enumerate(points):
         if i % step == 0 or i == len(points) - 1:
-            svg.append(f"<text x='{x(i):.1f}' y='{height - pad_b + 16}' font-size='10' text-anchor='middle'>"
+            anchor = "start" if i == 0 and len(points) > 1 else "end" if i == len(points) - 1 and len(points) > 1 else "middle"
+            svg.append(f"<text x='{x(i):.1f}' y='{height - pad_b + 16}' font-size='10' text-anchor='{anchor}'>"
                        f"{escape(p.version[:8])}</text>")
     svg.append(f"<text x='{(pad_l + width - pad_r) / 2:.0f}' y='{height - 6}' font-size='11' text-anchor='middle'>"
                "version (training date, oldest left)</text></svg>")
