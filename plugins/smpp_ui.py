@@ -111,12 +111,18 @@ class RunMetricsLink(BaseOperatorLink):
     name = "Run metrics"
 
     def get_link(self, operator, *, ti_key) -> str:
-        if not ti_key.dag_id.startswith(SMPP_DAG_PREFIX):
+        if not is_pipeline_dag(ti_key.dag_id):
             return ""  # other DAGs' tasks: no link (the API turns "" into null)
         return run_metrics_path(ti_key.dag_id, ti_key.run_id)
 
 
-app = create_app(run_lookup=lookup_run, authorize_run=authorize_run, authorize_view=authorize_view)
+def is_pipeline_dag(dag_id: str) -> bool:
+    return dag_id.startswith(SMPP_DAG_PREFIX)
+
+
+app = create_app(
+    run_lookup=lookup_run, authorize_run=authorize_run, authorize_view=authorize_view, is_pipeline_dag=is_pipeline_dag
+)
 
 
 class SmppUIPlugin(AirflowPlugin):

@@ -37,6 +37,7 @@ RUNS = {
     "scheduled__2026-11-18T00:00:00+00:00": RunRef(DAG_ID, "scheduled__2026-11-18T00:00:00+00:00", _day(INGEST_DAY), _day(FULL_DAY)),
     "backfill__2026-11-01T00:00:00+00:00": RunRef(DAG_ID, "backfill__2026-11-01T00:00:00+00:00", _day("2026-11-01"), _day("2026-11-02")),
     "asset_triggered__x": RunRef(DAG_ID, "asset_triggered__x", None, None),
+    "other__x": RunRef("example_other", "other__x", _day(FULL_DAY), _day("2026-11-20")),
 }
 
 
@@ -88,7 +89,8 @@ def client(plugin, artifacts, auth, lookups):
 
     parent = FastAPI()
     parent.mount(plugin.URL_PREFIX, create_app(run_lookup=lookup, authorize_run=plugin.authorize_run,
-                                              authorize_view=plugin.authorize_view))
+                                              authorize_view=plugin.authorize_view,
+                                              is_pipeline_dag=plugin.is_pipeline_dag))
     with TestClient(parent) as test_client:
         test_client.headers["Authorization"] = f"Bearer {auth()}"
         yield test_client
@@ -181,6 +183,11 @@ def test_a_run_without_artifacts_says_so(client):
 
 def test_a_run_without_a_data_interval_says_so(client):
     assert "no data interval" in client.get(run_url("asset_triggered__x")).text
+
+
+def test_another_dags_run_is_not_shown_smpp_numbers(client):
+    html = client.get(run_url("other__x", dag_id="example_other")).text
+    assert "not an smpp pipeline DAG" in html and ">1234<" not in html
 
 
 @pytest.mark.parametrize("path", [

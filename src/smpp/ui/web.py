@@ -52,8 +52,13 @@ def create_app(
     authorize_run: Callable[..., Any],
     authorize_view: Callable[..., Any],
     settings_provider: Callable[[], Settings] = get_settings,
+    is_pipeline_dag: Callable[[str], bool] = lambda dag_id: True,
 ) -> FastAPI:
-    """`authorize_*` are FastAPI dependencies that raise 401/403; every route uses one of them."""
+    """`authorize_*` are FastAPI dependencies that raise 401/403; every route uses one of them.
+
+    The Metrics tab appears on every DAG's runs; `is_pipeline_dag` tells which DAGs write smpp
+    artifacts, so another DAG's run is not shown smpp's numbers for the same day.
+    """
     app = FastAPI(title="smpp metrics", docs_url=None, redoc_url=None, openapi_url=None)
 
     def _settings() -> Settings:
@@ -91,7 +96,13 @@ def create_app(
             if ref.data_interval_start
             else None
         )
-        run = artifacts.run_view(settings, ref.day) if ref.day else None
+        pipeline = is_pipeline_dag(dag_id)
+        run = artifacts.run_view(settings, ref.day) if ref.day and pipeline else None
+        no_day = (
+            f"{dag_id} is not an smpp pipeline DAG: it writes no smpp artifacts."
+            if not pipeline
+            else "This run has no data interval (triggered without a logical date?), so it maps to no day."
+        )
         return _html(
             render.run_page(
                 run,
@@ -102,7 +113,7 @@ def create_app(
                 file_url=file_url,
                 model_url=model_url,
                 models_url=models_url,
-                no_day_reason="This run has no data interval (triggered without a logical date?), so it maps to no day.",
+                no_day_reason=no_day,
             )
         )
 
