@@ -20,18 +20,18 @@ def with_sparse(settings: Settings, enabled: bool = True) -> Settings:
 
 
 class ModelCalls:
-    """Counts the text model's own encode calls: each one is a forward pass."""
+    """Counts forward passes of the inner bge-m3 network (encode() would add a batch-size probe)."""
 
     def __init__(self, settings: Settings, monkeypatch) -> None:
         self.calls = 0
-        model = get_encoder(settings, "text").model
-        original = model.encode
+        inner = get_encoder(settings, "text").model.model
+        original = inner.forward
 
         def counted(*args, **kwargs):
             self.calls += 1
             return original(*args, **kwargs)
 
-        monkeypatch.setattr(model, "encode", counted)
+        monkeypatch.setattr(inner, "forward", counted)
 
 
 def test_sparse_weights_are_returned_and_cached(tiny_settings, monkeypatch):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ class TextEncoder:
     spec: ModelSpec
     model: Any
     device: str
+    _special_ids: set[int] | None = field(default=None, init=False, repr=False)
 
     def forward(self, texts: list[str]) -> np.ndarray:
         """One batch of texts -> (n, dim) float32, L2-normalised (both models normalise)."""
@@ -25,13 +26,7 @@ class TextEncoder:
             if self.spec.kind == BGE_M3:
                 # Not BGEM3FlagModel.encode: it runs each call's first batch twice (a batch-size
                 # probe), so tokenise as encode does and call its inference model once.
-                inputs = self.model.tokenizer(
-                    texts, padding=True, truncation=True, max_length=self.model.passage_max_length,
-                    return_tensors="pt",
-                ).to(self.device)
-                output = self.model.model(
-                    inputs, return_dense=True, return_sparse=False, return_colbert_vecs=False
-                )["dense_vecs"].float().cpu()
+                output = self._bge_m3_outputs(texts, sparse=False)["dense_vecs"].float().cpu()
             else:
                 output = self.model.encode(
                     texts, batch_size=len(texts), convert_to_numpy=True, show_progress_bar=False
@@ -49,13 +44,37 @@ class TextEncoder:
         import torch
 
         with torch.inference_mode():
-            output = self.model.encode(
-                texts, batch_size=len(texts) + 1, return_dense=True, return_sparse=True, return_colbert_vecs=False
-            )
-        dense = np.asarray(output["dense_vecs"], dtype=np.float32).reshape(len(texts), -1)
-        # FlagEmbedding gives defaultdicts of numpy float32; plain dicts of floats serialise anywhere.
-        weights = [{str(token): float(weight) for token, weight in item.items()} for item in output["lexical_weights"]]
+            # one direct forward, as in forward(); encode() would probe the batch size first
+            inputs, output = self._bge_m3_outputs(texts, sparse=True, with_inputs=True)
+            dense = output["dense_vecs"].float().cpu().numpy().astype(np.float32).reshape(len(texts), -1)
+            token_weights = output["sparse_vecs"].squeeze(-1).float().cpu().numpy()
+        input_ids = inputs["input_ids"].cpu().tolist()
+        weights = [self._lexical_weights(w, ids) for w, ids in zip(token_weights, input_ids)]
         return dense, weights
+
+    def _bge_m3_outputs(self, texts: list[str], sparse: bool, with_inputs: bool = False):  # noqa: ANN202
+        inputs = self.model.tokenizer(
+            texts, padding=True, truncation=True, max_length=self.model.passage_max_length, return_tensors="pt",
+        ).to(self.device)
+        output = self.model.model(inputs, return_dense=True, return_sparse=sparse, return_colbert_vecs=False)
+        return (inputs, output) if with_inputs else output
+
+    def _lexical_weights(self, token_weights: np.ndarray, input_ids: list[int]) -> dict[str, float]:
+        """BGEM3FlagModel's token-weight step: the max positive weight per token id, specials dropped."""
+        if self._special_ids is None:
+            tokenizer = self.model.tokenizer
+            names = ("cls_token", "eos_token", "pad_token", "unk_token")
+            self._special_ids = {
+                tokenizer.convert_tokens_to_ids(tokenizer.special_tokens_map[n])
+                for n in names if n in tokenizer.special_tokens_map
+            }
+        result: dict[str, float] = {}
+        for weight, token in zip(token_weights.tolist(), input_ids):
+            if token not in self._special_ids and weight > 0:
+                key = str(token)
+                if weight > result.get(key, 0.0):
+                    result[key] = float(weight)
+        return result
 
 
 def load_text_encoder(spec: ModelSpec, device: str) -> TextEncoder:
