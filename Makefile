@@ -22,7 +22,7 @@ export PYTHONPATH := $(ROOT)/src
 # airflow standalone starts its components as `airflow` from PATH
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: venv demo test up lock models airflow-db backfill clean-venv chromium
+.PHONY: venv demo test up lock models airflow-db backfill clean-venv chromium prune-venvs
 
 venv: $(VENV_DIR)/.complete $(VENV_DIR)/.visual-$(VISUAL_HASH)
 	@if [ "$$(readlink $(VENV) 2>/dev/null)" != "$(VENV_DIR)" ]; then rm -rf $(VENV); ln -s $(VENV_DIR) $(VENV); fi
@@ -105,3 +105,10 @@ backfill: airflow-db
 
 clean-venv:
 	rm -rf $(VENV) $(VENV_DIR)
+
+# Venvs of older locks stay in the cache (other clones may still use them): list or delete them.
+prune-venvs:
+	@for d in $(SMPP_CACHE_DIR)/venv-*; do \
+		[ "$$d" = "$(VENV_DIR)" ] || [ ! -d "$$d" ] && continue; \
+		if [ "$(YES)" = 1 ]; then echo "removing $$d"; rm -rf "$$d"; else echo "stale: $$d ($$(du -sh "$$d" | cut -f1)); make prune-venvs YES=1 removes it"; fi; \
+	done
