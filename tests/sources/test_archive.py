@@ -143,6 +143,12 @@ def test_changed_dump_is_reindexed(settings, tmp_path):
     assert [p.id for p in iter_archive_posts(dump, DAY, DAY + D, third, settings=settings)] == ["a1", "c3"]
     assert first.index["built"] and second.index["built"] and third.index["built"]
     assert len({first.index["key"], second.index["key"], third.index["key"]}) == 3
+    # the indexes of the dump's earlier versions are deleted; another dump's index is kept
+    other = write_dump(tmp_path / "RS_other.ndjson", [post("d4", DAY + 30)])
+    list(iter_archive_posts(other, DAY, DAY + D, settings=settings))
+    root = settings.data_dir / "archive_index"
+    indexes = sorted(p.name for p in root.iterdir() if not p.name.startswith("."))
+    assert indexes == sorted([third.index["key"], index_key(other)])
 
 
 def test_pushshift_and_arctic_shift_field_variants(settings, tmp_path):

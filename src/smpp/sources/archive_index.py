@@ -170,8 +170,28 @@ def ensure_day_index(dump: Path, root: Path, flush_bytes: int = 64 << 20) -> Day
         except BaseException:
             shutil.rmtree(building, ignore_errors=True)
             raise
+        prune_stale_indexes(root, dump, keep=key)
     manifest, day_table = read_finished_index(directory)  # type: ignore[misc]
     return DayIndex(dump, directory, manifest, built=True, day_table=day_table)
+
+
+def prune_stale_indexes(root: Path, dump: Path, keep: str) -> list[str]:
+    """Delete the indexes of earlier versions of `dump` (same path, other size/mtime)."""
+    removed = []
+    for directory in root.iterdir():
+        if directory.name == keep or directory.name.startswith(".") or not directory.is_dir():
+            continue
+        try:
+            source = json.loads((directory / MANIFEST).read_text()).get("source")
+        except (OSError, ValueError):
+            continue  # not a finished index: its builder cleans up
+        if source == str(dump):
+            shutil.rmtree(directory, ignore_errors=True)
+            (root / f".{directory.name}.lock").unlink(missing_ok=True)
+            removed.append(directory.name)
+    if removed:
+        log.info("archive %s changed: removed %d stale day index(es) %s", dump, len(removed), removed)
+    return removed
 
 
 def _try_lock(lock) -> bool:  # noqa: ANN001 - an open file
