@@ -226,6 +226,7 @@ def test_login_and_metrics_tab_in_headless_chromium(server, run_id):
         driver.find_element(By.CSS_SELECTOR, "input[name=username]").send_keys("admin")
         driver.find_element(By.CSS_SELECTOR, "input[name=password]").send_keys(PASSWORD)
         driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        wait.until(lambda d: "/auth/login" not in d.current_url)
 
         frame = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "iframe"))
         assert frame.get_attribute("src").endswith(f"/smpp/dags/{DAG_ID}/runs/{quote(run_id, safe='')}")
@@ -259,6 +260,13 @@ def test_login_and_metrics_tab_in_headless_chromium(server, run_id):
         driver.switch_to.default_content()
         driver.save_screenshot(str(ARTIFACTS / "metrics_tab_plots.png"))
         print(f"\nscreenshots of the Metrics tab: {shot}, {ARTIFACTS / 'metrics_tab_plots.png'}")
+
+        # the task instance's Details tab carries the link back to this tab
+        driver.get(f"{server.base}/dags/{DAG_ID}/runs/{quote(run_id, safe='')}/tasks/train_model/details")
+        link = wait.until(lambda d: d.find_element(By.XPATH, "//a[normalize-space()='Run metrics']"))
+        assert link.get_attribute("href") == (
+            f"{server.base}/dags/{DAG_ID}/runs/{quote(run_id, safe='')}/plugin/smpp-metrics"
+        )
 
         driver.get(f"{server.base}/plugin/smpp-models")
         driver.switch_to.frame(wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "iframe")))

@@ -144,6 +144,8 @@ def test_a_user_without_a_role_is_forbidden(client, auth):
 def test_run_page_shows_counts_drops_labels_model_baselines_champion_plots_and_card(client, lookups):
     response = client.get(run_url())
     assert response.status_code == 200
+    csp = response.headers["content-security-policy"]
+    assert csp.startswith("default-src 'none'") and "script-src" not in csp  # no script may run in the page
     assert lookups == [(DAG_ID, RUN_ID)]  # the encoded ':' and '+' arrive decoded and intact
     html = response.text
     assert f"ds={FULL_DAY}" in html
@@ -167,6 +169,15 @@ def test_run_page_shows_counts_drops_labels_model_baselines_champion_plots_and_c
     assert "<table>" in card and "<td>0.1734</td>" in card
     assert CARD_INJECTION not in html and "&lt;script&gt;" in card
     assert not re.search(r"href=['\"]?javascript", card, re.I)
+
+
+def test_a_skipped_training_says_so_once(client, settings):
+    from smpp.storage import write_run_metrics
+
+    write_run_metrics(settings, INGEST_DAY, "train_model", {"version": SKIPPED, "rows": {"input": 3, "labelled": 3}})
+    html = client.get(run_url("scheduled__2026-11-18T00:00:00+00:00")).text
+    assert html.count("Training was skipped: too few labelled rows") == 1 and "id='no-model'" in html
+    assert f"<a href='/smpp/models/{SKIPPED}'>" in html
 
 
 def test_a_day_that_only_ingested_says_no_model(client):

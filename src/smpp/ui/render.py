@@ -107,7 +107,9 @@ def _window_text(window: dict[str, Any]) -> str:
     return f"{when(window.get('start'), False)} → {when(window.get('end'), False)}"
 
 
-def model_section(model: ModelView, file_url: FileUrl, model_url: Callable[[str], str]) -> str:
+def model_section(
+    model: ModelView, file_url: FileUrl, model_url: Callable[[str], str], show_skip: bool = True
+) -> str:
     parts = [
         f"<h2>Model <a href='{escape(model_url(model.version))}'>{escape(model.version)}</a> "
         f"{_badge(model.decision.get('promoted') if model.decision else None, model.is_champion)}</h2>",
@@ -127,7 +129,7 @@ def model_section(model: ModelView, file_url: FileUrl, model_url: Callable[[str]
         ),
     ]
     parts += [f"<div class='note'>{escape(p)}</div>" for p in model.problems]
-    if model.skipped_reason:
+    if model.skipped_reason and show_skip:
         parts.append(f"<div class='empty'>Training was skipped: {escape(model.skipped_reason)}</div>")
     if model.comparison:
         columns = list(model.comparison)
@@ -197,10 +199,11 @@ def run_page(
     body.append("<h2>Label coverage</h2>")
     body.append(_table(["what", "count"], run.label_coverage, "label-coverage") if run.label_coverage
                 else "<p class='muted'>No label counts recorded for this day.</p>")
-    if run.model is not None:
-        body.append(model_section(run.model, file_url, model_url))
+    # "no model" first and once: a skipped training still has a version folder (card, decision) below it
     if run.no_model_reason:
-        body.append(f"<div class='empty' id='no-model'>{escape(run.no_model_reason)}</div>")
+        body.append(f"<h2>Model</h2><div class='empty' id='no-model'>{escape(run.no_model_reason)}</div>")
+    if run.model is not None:
+        body.append(model_section(run.model, file_url, model_url, show_skip=False))
     if run.other_versions:
         links = ", ".join(f"<a href='{escape(model_url(v))}'>{escape(v)}</a>" for v in run.other_versions)
         body.append(f"<p class='muted'>Earlier attempts of this day also trained: {links}</p>")

@@ -23,6 +23,9 @@ from smpp.ui import artifacts, render
 # Plots are immutable per version; the pages are not (a run fills in while it executes).
 FILE_CACHE = "private, max-age=3600"
 PAGE_CACHE = "no-store"
+# Pages are plain HTML + inline CSS/SVG: no script may run, only same-origin images load, and
+# only the Airflow UI (same origin) may frame them.
+PAGE_CSP = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'self'; base-uri 'none'"
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,10 @@ RunLookup = Callable[[str, str], RunRef | None]
 
 
 def _html(text: str) -> HTMLResponse:
-    return HTMLResponse(text, headers={"Cache-Control": PAGE_CACHE})
+    return HTMLResponse(
+        text,
+        headers={"Cache-Control": PAGE_CACHE, "Content-Security-Policy": PAGE_CSP, "X-Content-Type-Options": "nosniff"},
+    )
 
 
 def create_app(
@@ -143,6 +149,8 @@ def create_app(
             path, media_type = artifacts.model_file(settings, version, name)
         except artifacts.ArtifactNotFound as exc:
             raise HTTPException(404, str(exc)) from exc
-        return FileResponse(path, media_type=media_type, headers={"Cache-Control": FILE_CACHE})
+        return FileResponse(
+            path, media_type=media_type, headers={"Cache-Control": FILE_CACHE, "X-Content-Type-Options": "nosniff"}
+        )
 
     return app
