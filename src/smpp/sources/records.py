@@ -38,6 +38,8 @@ def _number(value: Any, name: str, post_id: str) -> float:
 
 def _int_field(data: Mapping[str, Any], name: str, post_id: str, default: int | None) -> int | None:
     value = data.get(name)
+    if type(value) is int:  # the common case, checked first: archive backfills parse millions
+        return value
     if value is None or value == "":
         return default
     return int(_number(value, name, post_id))
@@ -45,7 +47,7 @@ def _int_field(data: Mapping[str, Any], name: str, post_id: str, default: int | 
 
 def _bool_field(data: Mapping[str, Any], name: str, post_id: str) -> bool:
     value = data.get(name)
-    if value is None or isinstance(value, bool):
+    if value is None or type(value) is bool:
         return bool(value)
     if isinstance(value, (int, float)):
         return bool(value)
@@ -55,6 +57,8 @@ def _bool_field(data: Mapping[str, Any], name: str, post_id: str) -> bool:
 
 
 def _str_or_none(value: Any) -> str | None:
+    if type(value) is str:
+        return value or None
     if value is None:
         return None
     if not isinstance(value, str):
