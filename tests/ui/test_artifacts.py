@@ -70,3 +70,16 @@ def test_markdown_card_escapes_raw_html():
 def test_chart_without_trained_versions(settings):
     assert "No trained version" in render.metric_chart_svg([])
 
+
+
+def test_chart_falls_back_to_overall_spearman_like_the_gate():
+    def row(version: str, metrics: dict, champion: bool = False) -> ui.VersionRow:
+        return ui.VersionRow(version, None, None, {}, "trained", None, metrics, {}, champion, None, champion)
+
+    rows = [row("20261102T000000Z-bbbbbb", {"spearman": 0.61}), row("20261101T000000Z-aaaaaa", {"spearman": 0.55}, True)]
+    assert render.chart_metric(rows) == "spearman"
+    html = render.models_page(rows, {"version": "20261101T000000Z-aaaaaa"}, lambda v: v)
+    assert "<h2>spearman over versions</h2>" in html and "the promotion gate then judges on" in html
+    assert "20261102T000000Z-bbbbbb: 0.6100" in html and "20261101T000000Z-aaaaaa: 0.5500 (champion)" in html
+    rows.append(row("20261103T000000Z-cccccc", {"spearman": 0.7, "spearman_within_subreddit": 0.12}))
+    assert render.chart_metric(rows) == "spearman_within_subreddit"

@@ -241,7 +241,7 @@ def test_models_page_lists_every_version_with_chart_champion_and_reasons(client)
     assert "champion-row" in rows[1] and "★ champion" in rows[1] and "promoted" in rows[1]
     assert "not promoted" in rows[0] and "0.1734 &lt; champion" in rows[0]
     assert "not trained: too few rows" in rows[2]  # from the promotions log (no decision.json)
-    assert "2026-11-19" in rows[0] and "2026-10-01 → 2026-11-18" in rows[0] and "2026-11-19 01:00 UTC" in rows[0]
+    assert "2026-11-19" in rows[0] and "2026-10-01 →<br>2026-11-18" in rows[0] and "2026-11-19 01:00" in rows[0]
     assert f"Current champion: <a href='/smpp/models/{CHAMPION}'>" in html
     chart = re.search(r"<svg id='metric-chart'.*?</svg>", html, re.S).group(0)
     assert chart.count("<circle") == 1 and chart.count("class='champion-point'") == 1

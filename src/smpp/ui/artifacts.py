@@ -393,10 +393,13 @@ class VersionRow:
     reason: str | None
     is_champion: bool
 
+    def value(self, metric: str) -> float | None:
+        value = self.metrics.get(metric)
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
     @property
     def primary(self) -> float | None:
-        value = self.metrics.get(PRIMARY_METRIC)
-        return float(value) if isinstance(value, (int, float)) else None
+        return self.value(PRIMARY_METRIC)
 
 
 def model_rows(settings: Settings) -> list[VersionRow]:

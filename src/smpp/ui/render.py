@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from html import escape
 from typing import Any
 
-from smpp.registry import PRIMARY_METRIC
+from smpp.registry import FALLBACK_METRIC, PRIMARY_METRIC
 from smpp.ui.artifacts import ModelView, RunView, VersionRow
 
 FileUrl = Callable[[str, str], str]  # (version, file name) -> URL path
@@ -29,7 +29,7 @@ th{background:#f7fafc;font-weight:600}td.num{text-align:right;font-variant-numer
 .badge{display:inline-block;padding:1px 7px;border-radius:10px;font-size:12px;font-weight:600}
 .yes{background:#c6f6d5;color:#22543d}.no{background:#fed7d7;color:#822727}.champ{background:#fefcbf;color:#744210}
 .plots{display:flex;flex-wrap:wrap;gap:12px}.plots figure{margin:0}.plots img{max-width:480px;width:100%;border:1px solid #e2e8f0}
-#versions td:nth-child(-n+4){white-space:nowrap}
+#versions td:nth-child(-n+4){white-space:nowrap}#versions td.why{min-width:200px}
 .card{border:1px solid #e2e8f0;padding:4px 16px;border-radius:4px;max-width:960px}
 details summary{cursor:pointer;font-weight:600;margin:6px 0}
 a{color:#2b6cb0}
@@ -219,27 +219,34 @@ def version_page(model: ModelView, file_url: FileUrl, model_url: Callable[[str],
     return _page(f"Model {model.version}", body)
 
 
-def metric_chart_svg(rows: list[VersionRow], width: int = 760, height: int = 260) -> str:
-    """Within-subreddit Spearman of every trained version, oldest left; champion starred."""
-    points = [r for r in reversed(rows) if r.primary is not None]
+def chart_metric(rows: list[VersionRow]) -> str:
+    """Within-subreddit Spearman; overall Spearman when no version has it (the gate's fallback too)."""
+    return PRIMARY_METRIC if any(r.value(PRIMARY_METRIC) is not None for r in rows) else FALLBACK_METRIC
+
+
+def metric_chart_svg(rows: list[VersionRow], metric: str = PRIMARY_METRIC, width: int = 760, height: int = 260) -> str:
+    """`metric` of every trained version, oldest left; champion starred."""
+    points = [r for r in reversed(rows) if r.value(metric) is not None]
     if not points:
-        return f"<p class='muted'>No trained version has a {PRIMARY_METRIC} yet.</p>"
-    baseline = [(i, (r.baselines.get("baseline_subreddit_mean") or {}).get(PRIMARY_METRIC)) for i, r in enumerate(points)]
-    values = [p.primary for p in points] + [v for _, v in baseline if isinstance(v, (int, float))]
-    low, high = min(values + [0.0]), max(values + [0.0])
+        return f"<p class='muted'>No trained version has a {escape(metric)} yet.</p>"
+    baseline = [(i, (r.baselines.get("baseline_subreddit_mean") or {}).get(metric)) for i, r in enumerate(points)]
+    values = [p.value(metric) for p in points] + [v for _, v in baseline if isinstance(v, (int, float))]
+    low, high = min(values + [0.0]), max(values + [0.0])  # type: ignore[type-var]
     if high - low < 1e-9:
         high = low + 1.0
     pad_l, pad_r, pad_t, pad_b = 56, 16, 16, 40
     span_x = max(len(points) - 1, 1)
 
+    inner = 20  # keeps the first/last marker clear of the axis labels
+
     def x(i: int) -> float:
-        return pad_l + (width - pad_l - pad_r) * (i / span_x if len(points) > 1 else 0.5)
+        return pad_l + inner + (width - pad_l - pad_r - 2 * inner) * (i / span_x if len(points) > 1 else 0.5)
 
     def y(v: float) -> float:
         return pad_t + (height - pad_t - pad_b) * (1 - (v - low) / (high - low))
 
     svg = [f"<svg id='metric-chart' xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' "
-           f"role='img' aria-label='{PRIMARY_METRIC} over versions'>"]
+           f"role='img' aria-label='{escape(metric)} over versions'>"]
     for tick in (low, (low + high) / 2, high):
         svg.append(f"<line x1='{pad_l}' x2='{width - pad_r}' y1='{y(tick):.1f}' y2='{y(tick):.1f}' stroke='#e2e8f0'/>"
                    f"<text x='{pad_l - 6}' y='{y(tick) + 4:.1f}' font-size='11' text-anchor='end'>{tick:.3f}</text>")
@@ -249,11 +256,11 @@ def metric_chart_svg(rows: list[VersionRow], width: int = 760, height: int = 260
     if len(base_pts) > 1:
         path = " ".join(f"{px:.1f},{py:.1f}" for px, py in base_pts)
         svg.append(f"<polyline points='{path}' fill='none' stroke='#a0aec0' stroke-dasharray='4 3'/>")
-    line = " ".join(f"{x(i):.1f},{y(p.primary):.1f}" for i, p in enumerate(points))  # type: ignore[arg-type]
+    line = " ".join(f"{x(i):.1f},{y(p.value(metric)):.1f}" for i, p in enumerate(points))  # type: ignore[arg-type]
     svg.append(f"<polyline points='{line}' fill='none' stroke='#3182ce' stroke-width='2'/>")
     for i, p in enumerate(points):
-        px, py = x(i), y(p.primary)  # type: ignore[arg-type]
-        label = escape(f"{p.version}: {p.primary:.4f}" + (" (champion)" if p.is_champion else ""))
+        px, py = x(i), y(p.value(metric))  # type: ignore[arg-type]
+        label = escape(f"{p.version}: {p.value(metric):.4f}" + (" (champion)" if p.is_champion else ""))
         if p.is_champion:
             star = " ".join(
                 f"{px + r * math.sin(k * math.pi / 5):.1f},{py - r * math.cos(k * math.pi / 5):.1f}"
@@ -274,7 +281,8 @@ def metric_chart_svg(rows: list[VersionRow], width: int = 760, height: int = 260
     svg.append(f"<text x='{(pad_l + width - pad_r) / 2:.0f}' y='{height - 6}' font-size='11' text-anchor='middle'>"
                "version (training date, oldest left)</text></svg>")
     legend = ("<p class='muted'>★ current champion · filled dot: promoted when trained · hollow: not promoted ·"
-              " dashed grey: subreddit-mean baseline on the same test slice</p>")
+              f" dashed grey (and the table's baseline column): the subreddit-mean baseline's {escape(metric)}"
+              " on the same test slice</p>")
     return "".join(svg) + legend
 
 
@@ -291,20 +299,24 @@ def models_page(rows: list[VersionRow], champion: dict[str, Any] | None, model_u
     if not rows:
         body.append("<div class='empty'>No model versions yet: train_model has not run.</div>")
         return _page("Model versions", "".join(body))
-    body.append(f"<h2>{PRIMARY_METRIC} over versions</h2>" + metric_chart_svg(rows))
-    head = ["version", "trained at", "run day", "data window", "status", PRIMARY_METRIC, "spearman", "mae",
-            "subreddit-mean baseline", "promoted", "why"]
+    metric = chart_metric(rows)
+    body.append(f"<h2>{escape(metric)} over versions</h2>")
+    if metric != PRIMARY_METRIC:
+        body.append(f"<p class='note'>No version has a {PRIMARY_METRIC} (too few test posts per subreddit):"
+                    f" the chart shows overall {metric}, which the promotion gate then judges on.</p>")
+    body.append(metric_chart_svg(rows, metric))
+    head = ["version", "trained at (UTC)", "run day", "data window", "status", "within-subreddit Spearman", "Spearman", "MAE",
+            "subreddit-mean baseline", "promotion decision"]
     table_rows = []
     for r in rows:
-        base = (r.baselines.get("baseline_subreddit_mean") or {}).get(PRIMARY_METRIC)
-        verdict = _badge(r.promoted, r.is_champion)
+        base = (r.baselines.get("baseline_subreddit_mean") or {}).get(metric)
         reason = r.reason if r.reason else (r.skipped_reason or "")
         table_rows.append(
             f"<tr{' class=champion-row' if r.is_champion else ''}><td><a href='{escape(model_url(r.version))}'>"
-            f"{escape(r.version)}</a></td><td>{fmt(when(r.created))}</td><td>{fmt(r.run_day)}</td>"
-            f"<td>{escape(_window_text(r.data_window))}</td><td>{fmt(r.status)}</td>{_cell(r.primary)}"
-            f"{_cell(r.metrics.get('spearman'))}{_cell(r.metrics.get('mae'))}{_cell(base)}<td>{verdict}</td>"
-            f"<td>{fmt(reason)}</td></tr>"
+            f"{escape(r.version)}</a></td><td>{fmt(when(r.created).removesuffix(' UTC'))}</td><td>{fmt(r.run_day)}</td>"
+            f"<td>{escape(_window_text(r.data_window)).replace(' → ', ' →<br>')}</td><td>{fmt(r.status)}</td>{_cell(r.primary)}"
+            f"{_cell(r.value('spearman'))}{_cell(r.value('mae'))}{_cell(base)}"
+            f"<td class='why'>{_badge(r.promoted, r.is_champion)}<br>{fmt(reason)}</td></tr>"
         )
     body.append("<h2>All versions (newest first)</h2><table id='versions'><thead><tr>"
                 + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr></thead><tbody>" + "".join(table_rows)
