@@ -56,6 +56,53 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """The whole feature + training + evaluation protocol on an archive dump; metrics.json as the last line."""
+    import logging
+    from datetime import datetime, timezone
+    from pathlib import Path
+
+    from smpp.evaluate import evaluate_archive
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    archive = Path(args.archive)
+    if not archive.is_file():
+        print(f"no such archive: {archive}", file=sys.stderr)
+        return 2
+    settings = get_settings()
+    if args.profile:
+        settings = settings.with_overrides(model_profile=args.profile)
+    out = Path(args.out) if args.out else Path("evaluations") / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    metrics = evaluate_archive(settings, archive, out)
+    print(f"wrote {out / 'metrics.json'}", file=sys.stderr)
+    print(json.dumps(metrics, sort_keys=True, allow_nan=False))
+    return 0 if not metrics.get("skipped_reason") else 1
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Score JSON-lines posts with the champion; one JSON line out per post (errors per line)."""
+    import logging
+
+    from smpp.predict import predict_lines
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    settings = get_settings()
+    if args.input in (None, "-"):
+        lines = sys.stdin.read().splitlines()
+    else:
+        with open(args.input, encoding="utf-8", errors="replace") as handle:
+            lines = handle.read().splitlines()
+    failed = 0
+    try:
+        for result in predict_lines(settings, lines, version=args.version):
+            failed += "error" in result
+            print(json.dumps(result, allow_nan=False), flush=True)
+    except (RuntimeError, FileNotFoundError, ValueError) as exc:
+        print(f"predict: {exc}", file=sys.stderr)
+        return 2
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="smpp", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -65,5 +112,14 @@ def main(argv: list[str] | None = None) -> int:
     summary = sub.add_parser("summary", help="print a day's run metrics and model")
     summary.add_argument("--day", required=True, help="data_interval_start date, YYYY-MM-DD")
     summary.set_defaults(func=cmd_summary)
+    evaluate = sub.add_parser("evaluate", help="train + evaluate the model and baselines on an archive dump")
+    evaluate.add_argument("archive", help="Pushshift-style NDJSON dump (.zst allowed)")
+    evaluate.add_argument("--out", help="output folder (default evaluations/<UTC time>)")
+    evaluate.add_argument("--profile", choices=["tiny", "offline", "production"], help="model profile override")
+    evaluate.set_defaults(func=cmd_evaluate)
+    predict = sub.add_parser("predict", help="score JSON-lines posts with the champion model")
+    predict.add_argument("input", nargs="?", help="JSON-lines file (default: stdin)")
+    predict.add_argument("--version", help="score with this registered version instead of the champion")
+    predict.set_defaults(func=cmd_predict)
     args = parser.parse_args(argv)
     return args.func(args)

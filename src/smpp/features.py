@@ -50,6 +50,25 @@ def metadata_features(posts: pd.DataFrame, authors: pd.DataFrame) -> pd.DataFram
     return out
 
 
+def normalise_domain(domain: object) -> str:
+    """Lower-case host without "www."; every "self.<subreddit>" is just "self" (the subreddit is its own input)."""
+    if not isinstance(domain, str) or not domain.strip():
+        return ""
+    host = domain.strip().lower().removeprefix("www.")
+    return "self" if host.startswith("self.") else host
+
+
+def extra_post_features(posts: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Posting-time features beyond META_COLUMNS: link domain (a category) and selftext length."""
+    n = len(posts)
+    domains = posts["domain"] if "domain" in posts else pd.Series([None] * n, index=posts.index)
+    selftext = pd.to_numeric(posts["selftext_len"], errors="coerce") if "selftext_len" in posts else pd.Series(np.nan, index=posts.index)
+    return {
+        "domain": np.array([normalise_domain(d) for d in domains], dtype=object),
+        "selftext_len_log": np.log1p(selftext.clip(lower=0)).astype("float32").to_numpy(),
+    }
+
+
 def _vectors_by_post(frame: pd.DataFrame | None, column: str) -> dict[str, np.ndarray]:
     if frame is None or frame.empty or column not in frame:
         return {}

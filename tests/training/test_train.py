@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from smpp import schema
-from smpp.training import evaluate_model_on, load_model, predict_frame, train_and_evaluate
+from smpp.training import evaluate_model_on, load_model, predict_frame, test_slice, train_and_evaluate
 from smpp.training.plots import PLOT_FILES
 from smpp.training.split import chronological_split
 
@@ -88,12 +88,13 @@ def test_split_is_chronological(trained, features):
 
 def test_saved_model_reproduces_its_metrics_on_raw_features(trained, features):
     settings, report = trained
-    split = chronological_split(features, settings.training.val_fraction, settings.training.test_fraction)
+    # the test rows as the pipeline re-scores them: history features derived from the whole table
+    test = test_slice(settings, features)
     first, second = load_model(report.version_dir), load_model(report.version_dir)
-    np.testing.assert_array_equal(predict_frame(first, split.test), predict_frame(second, split.test))
+    np.testing.assert_array_equal(predict_frame(first, test), predict_frame(second, test))
     layer_names = {layer.name for layer in first.layers}
-    assert {"tabular_norm", "title_emb_norm", "subreddit_lookup"} <= layer_names  # preprocessing inside the model
-    rescored = evaluate_model_on(settings, report.version_dir.name, split.test)
+    assert {"tabular_norm", "title_emb_norm", "subreddit_lookup", "subreddit_offset"} <= layer_names
+    rescored = evaluate_model_on(settings, report.version_dir.name, test)
     for key in ("mae", "rmse", "spearman", "spearman_within_subreddit"):
         assert rescored[key] == pytest.approx(report.metrics["model"][key], abs=1e-5), key
 

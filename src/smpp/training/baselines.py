@@ -13,8 +13,9 @@ from smpp.training.model import TABULAR_COLUMNS, embedding_dims, embedding_matri
 log = logging.getLogger(__name__)
 
 BASELINE_NAMES = ["baseline_subreddit_mean", "baseline_metadata_gbm", "baseline_text_ridge"]
-GBM_ROUNDS = 400
-GBM_EARLY_STOPPING = 30
+GBM_ROUNDS = 2000
+GBM_EARLY_STOPPING = 50
+GBM_DOMAIN_MIN_COUNT = 5  # rarer domains are one "other" category (as in the model)
 RIDGE_ALPHAS = np.logspace(-2, 3, 6)
 
 
@@ -29,26 +30,34 @@ def baseline_subreddit_mean(train: pd.DataFrame, test: pd.DataFrame) -> np.ndarr
     return test["subreddit"].map(means).fillna(global_mean).to_numpy(dtype=float)
 
 
-def _gbm_frame(frame: pd.DataFrame, categories: list[str]) -> pd.DataFrame:
+def _gbm_frame(frame: pd.DataFrame, columns: list[str], categories: dict[str, list[str]]) -> pd.DataFrame:
     out = pd.DataFrame(
-        {c: pd.to_numeric(frame[c], errors="coerce") if c in frame else np.nan for c in TABULAR_COLUMNS},
+        {c: pd.to_numeric(frame[c], errors="coerce") if c in frame else np.nan for c in columns},
         index=frame.index,
     ).astype("float32")
-    # Unseen subreddits become a missing category, which LightGBM routes like missing values.
-    out["subreddit"] = pd.Categorical(frame["subreddit"].astype(str), categories=categories)
+    # Unseen subreddits / rare domains become a missing category, which LightGBM routes like missing values.
+    for name, values in categories.items():
+        out[name] = pd.Categorical(frame[name].fillna("").astype(str), categories=values)
     return out
 
 
-def baseline_metadata_gbm(train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame, seed: int) -> np.ndarray:
-    """LightGBM on META + image features + subreddit as a category, early-stopped on the val slice."""
+def baseline_metadata_gbm(
+    train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame, seed: int, columns: list[str] | None = None
+) -> np.ndarray:
+    """LightGBM on the model's tabular metadata (posting time, title length, history...) + subreddit and
+    domain as categories, early-stopped on the val slice. No text: the yardstick for content models."""
     import lightgbm
 
-    categories = sorted(train["subreddit"].astype(str).unique())
+    columns = list(columns or TABULAR_COLUMNS)
+    categories = {"subreddit": sorted(train["subreddit"].astype(str).unique())}
+    if "domain" in train:
+        counts = train["domain"].fillna("").astype(str).value_counts()
+        categories["domain"] = sorted(counts[(counts >= GBM_DOMAIN_MIN_COUNT) & (counts.index != "")].index)
     model = lightgbm.LGBMRegressor(
         n_estimators=GBM_ROUNDS,
         learning_rate=0.05,
-        num_leaves=31,
-        min_child_samples=min(20, max(2, len(train) // 20)),
+        num_leaves=63,
+        min_child_samples=min(50, max(2, len(train) // 20)),
         subsample=0.8,
         subsample_freq=1,
         colsample_bytree=0.8,
@@ -60,12 +69,14 @@ def baseline_metadata_gbm(train: pd.DataFrame, val: pd.DataFrame, test: pd.DataF
     fit_kwargs = {}
     if len(val):
         fit_kwargs = {
-            "eval_X": (_gbm_frame(val, categories),),
+            "eval_X": (_gbm_frame(val, columns, categories),),
             "eval_y": (_labels(val),),
             "callbacks": [lightgbm.early_stopping(GBM_EARLY_STOPPING, verbose=False)],
         }
-    model.fit(_gbm_frame(train, categories), _labels(train), categorical_feature=["subreddit"], **fit_kwargs)
-    return np.asarray(model.predict(_gbm_frame(test, categories)), dtype=float)
+    model.fit(
+        _gbm_frame(train, columns, categories), _labels(train), categorical_feature=list(categories), **fit_kwargs
+    )
+    return np.asarray(model.predict(_gbm_frame(test, columns, categories)), dtype=float)
 
 
 def _ridge_matrix(frame: pd.DataFrame, dim: int | None, encoder) -> np.ndarray:
@@ -93,12 +104,12 @@ def baseline_text_ridge(train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
 
 
 def run_baselines(
-    train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame, seed: int
+    train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame, seed: int, columns: list[str] | None = None
 ) -> dict[str, np.ndarray]:
     """Test-slice predictions of every baseline, by name."""
     runners: dict[str, Callable[[], np.ndarray]] = {
         "baseline_subreddit_mean": lambda: baseline_subreddit_mean(train, test),
-        "baseline_metadata_gbm": lambda: baseline_metadata_gbm(train, val, test, seed),
+        "baseline_metadata_gbm": lambda: baseline_metadata_gbm(train, val, test, seed, columns),
         "baseline_text_ridge": lambda: baseline_text_ridge(train, test),
     }
     return {name: runners[name]() for name in BASELINE_NAMES}

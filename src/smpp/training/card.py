@@ -18,6 +18,11 @@ CARD_METRICS = [
     "mae",
     "rmse",
     "r2",
+    "pairwise_accuracy",
+    "tier_accuracy",
+    "tier_macro_f1",
+    "latency_ms_per_post",
+    "params",
     "n",
 ]
 
@@ -92,7 +97,12 @@ def render_model_card(metrics: dict[str, Any], history_summary: dict[str, Any] |
         "- Embedding towers (masked when missing): "
         + (", ".join(f"{c} ({dims.get(c)}-d)" for c in towers) if towers else "none")
     )
-    lines.append(f"- Tabular tower: {len(features.get('tabular_columns') or [])} metadata + image features, NaN masked")
+    lines.append(
+        f"- Tabular tower: {len(features.get('tabular_columns') or [])} metadata, image and leak-free history "
+        "features, NaN masked: " + ", ".join(features.get("tabular_columns") or [])
+    )
+    if features.get("domain"):
+        lines.append("- Link domain embedding (domains seen at least 5 times in train, one OOV bucket)")
     lines.append(
         f"- Subreddit embedding over {features.get('subreddit_vocabulary', 'n/a')} train subreddits, one OOV bucket"
     )
@@ -130,7 +140,9 @@ def render_model_card(metrics: dict[str, Any], history_summary: dict[str, Any] |
         "## Known limits",
         "",
         "- Overall Spearman is dominated by subreddit size; judge content signal by within-subreddit Spearman.",
-        "- Subreddits unseen in training share one out-of-vocabulary embedding.",
+        "- Subreddits unseen in training share one out-of-vocabulary embedding and the global mean as their offset.",
+        "- The network learns the residual after the train-slice subreddit mean; a subreddit whose level drifts "
+        "is followed only through the history features (recent subreddit mean), until the next retrain.",
         "- Scores are for posts that passed the pipeline filters; removed, NSFW (if dropped) and very short posts are out of scope.",
         "- Popularity also depends on things no feature sees (front-page luck, time-of-day competition, later edits).",
         "- Reddit's Data API terms restrict training models on user content without permission; check before any use beyond research.",

@@ -95,3 +95,68 @@ def regression_metrics(
             "per_subreddit": per_subreddit,
         }
     )
+
+
+PAIR_WINDOW_HOURS = 24.0
+TIER_NAMES = ["low", "medium", "high"]
+
+
+def pairwise_accuracy(
+    y_true: np.ndarray, y_pred: np.ndarray, subreddits: np.ndarray, created_utc: np.ndarray,
+    window_hours: float = PAIR_WINDOW_HOURS,
+) -> dict[str, Any]:
+    """Share of same-subreddit pairs posted close in time whose order the predictions get right.
+
+    Pairs are each post with the next post of its subreddit (by created time) when the two are at
+    most `window_hours` apart and their labels differ; prediction ties count half.
+    """
+    frame = pd.DataFrame(
+        {"y": np.asarray(y_true, float), "p": np.asarray(y_pred, float), "s": np.asarray(subreddits), "t": np.asarray(created_utc, float)}
+    ).sort_values(["s", "t"], kind="stable")
+    same = frame["s"].to_numpy()[1:] == frame["s"].to_numpy()[:-1]
+    close = np.diff(frame["t"].to_numpy()) <= window_hours * 3600
+    dy = np.diff(frame["y"].to_numpy())
+    dp = np.diff(frame["p"].to_numpy())
+    use = same & close & (dy != 0)
+    pairs = int(use.sum())
+    if not pairs:
+        return {"pairwise_accuracy": None, "pairs": 0, "pair_window_hours": window_hours}
+    right = (np.sign(dy[use]) == np.sign(dp[use])).sum() + 0.5 * (dp[use] == 0).sum()
+    return {"pairwise_accuracy": float(right / pairs), "pairs": pairs, "pair_window_hours": window_hours}
+
+
+def tier_thresholds(train_labels: np.ndarray) -> list[float]:
+    """Training-slice tertiles: low < t1 <= medium < t2 <= high."""
+    return [float(v) for v in np.quantile(np.asarray(train_labels, float), [1 / 3, 2 / 3])]
+
+
+def tier_metrics(y_true: np.ndarray, y_pred: np.ndarray, thresholds: list[float]) -> dict[str, Any]:
+    """Accuracy, macro F1 and confusion matrix (rows = true tier) of low / medium / high tiers."""
+    from sklearn.metrics import confusion_matrix, f1_score
+
+    true_tier = np.digitize(np.asarray(y_true, float), thresholds)
+    pred_tier = np.digitize(np.asarray(y_pred, float), thresholds)
+    labels = list(range(len(TIER_NAMES)))
+    if not len(true_tier):
+        return {"tier_accuracy": None, "tier_macro_f1": None, "tier_confusion": None, "tier_thresholds": thresholds}
+    return {
+        "tier_accuracy": float(np.mean(true_tier == pred_tier)),
+        "tier_macro_f1": float(f1_score(true_tier, pred_tier, labels=labels, average="macro", zero_division=0)),
+        "tier_confusion": confusion_matrix(true_tier, pred_tier, labels=labels).tolist(),
+        "tier_names": TIER_NAMES,
+        "tier_thresholds": thresholds,
+    }
+
+
+def full_metrics(
+    y_true: np.ndarray, y_pred: np.ndarray, subreddits: np.ndarray, created_utc: np.ndarray,
+    min_posts: int, thresholds: list[float],
+) -> dict[str, Any]:
+    """regression_metrics + within-subreddit pairwise accuracy + tiers."""
+    return json_safe(
+        {
+            **regression_metrics(y_true, y_pred, subreddits, min_posts),
+            **pairwise_accuracy(y_true, y_pred, subreddits, created_utc),
+            **tier_metrics(y_true, y_pred, thresholds),
+        }
+    )

@@ -1,9 +1,14 @@
 """The multimodal Keras regressor: feature frame -> named model inputs, build, fit, save, load, predict.
 
 Inputs per embedding column E present in training: `E` (zero-filled vectors) and `E_mask` (0/1);
-`tabular` (META + image features, NaN -> 0) with a per-feature `tabular_mask`; `subreddit` (raw
-string). Normalisation statistics and the subreddit vocabulary are layers inside the model, so a
-saved `.keras` file scores raw feature frames through `predict_frame` alone.
+`tabular` (META + image + history features, NaN -> 0) with a per-feature `tabular_mask`;
+`subreddit` and (when the table has it) `domain` as raw strings. Normalisation statistics, the
+vocabularies and the train-slice subreddit means are layers inside the model, so a saved `.keras`
+file scores raw feature frames through `predict_frame` alone.
+
+The network predicts the residual after the train-slice subreddit mean (a frozen per-subreddit
+offset added to its output): subreddit size dominates the raw label, and this leaves the layers
+to learn what ranks posts *within* a subreddit.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from smpp import schema
+from smpp.author_history import HISTORY_COLUMNS
 from smpp.settings import TrainingSettings
 
 log = logging.getLogger(__name__)
@@ -26,13 +32,20 @@ log = logging.getLogger(__name__)
 MODEL_FILE = "model.keras"
 INPUT_SPEC_FILE = "input_spec.json"
 TABULAR_COLUMNS = [*schema.META_COLUMNS, *schema.IMAGE_FEATURE_COLUMNS]
+# Used when the feature frame has them (archive evaluation, or tables built with history).
+OPTIONAL_TABULAR_COLUMNS = ["selftext_len_log", *HISTORY_COLUMNS]
 SUBREDDIT_INPUT = "subreddit"
+DOMAIN_INPUT = "domain"
 TABULAR_INPUT = "tabular"
-TOWER_UNITS = 64
-TOWER_OUTPUT = 32
-SUBREDDIT_EMBEDDING_DIM = 8
-DROPOUT = 0.1
-PREDICT_BATCH = 1024
+TOWER_UNITS = 256
+TOWER_OUTPUT = 64
+TABULAR_UNITS = 64
+SUBREDDIT_EMBEDDING_DIM = 16
+DOMAIN_EMBEDDING_DIM = 8
+DOMAIN_MIN_COUNT = 5  # rarer domains share the out-of-vocabulary slot
+DROPOUT = 0.2
+STRING_INPUTS = (SUBREDDIT_INPUT, DOMAIN_INPUT)
+PREDICT_BATCH = 2048
 
 
 def keras_module() -> ModuleType:
@@ -50,6 +63,17 @@ class InputSpec:
 
     embedding_dims: dict[str, int]
     tabular_columns: list[str]
+    use_domain: bool = False
+
+    @classmethod
+    def for_frame(cls, train: pd.DataFrame, dims: dict[str, int]) -> "InputSpec":
+        """Towers for the embedding dims given; optional tabular columns and domain if the train slice has them."""
+        optional = [
+            c for c in OPTIONAL_TABULAR_COLUMNS
+            if c in train and pd.to_numeric(train[c], errors="coerce").notna().any()
+        ]
+        use_domain = DOMAIN_INPUT in train and train[DOMAIN_INPUT].fillna("").astype(str).ne("").any()
+        return cls(embedding_dims=dims, tabular_columns=[*TABULAR_COLUMNS, *optional], use_domain=bool(use_domain))
 
     def save(self, version_dir: Path) -> None:
         from smpp.storage import atomic_write_json
@@ -59,7 +83,11 @@ class InputSpec:
     @classmethod
     def load(cls, version_dir: Path) -> "InputSpec":
         data = json.loads((version_dir / INPUT_SPEC_FILE).read_text())
-        return cls(embedding_dims=dict(data["embedding_dims"]), tabular_columns=list(data["tabular_columns"]))
+        return cls(
+            embedding_dims=dict(data["embedding_dims"]),
+            tabular_columns=list(data["tabular_columns"]),
+            use_domain=bool(data.get("use_domain", False)),
+        )
 
 
 def _is_missing(cell: Any) -> bool:
@@ -111,8 +139,14 @@ def tabular_matrix(frame: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray,
     return np.where(mask > 0, values, 0.0).astype(np.float32), mask
 
 
+def string_array(frame: pd.DataFrame, column: str) -> np.ndarray:
+    if column not in frame:
+        return np.full((len(frame), 1), "", dtype=object)
+    return frame[column].fillna("").astype(str).to_numpy().reshape(-1, 1)
+
+
 def subreddit_array(frame: pd.DataFrame) -> np.ndarray:
-    return frame[SUBREDDIT_INPUT].fillna("").astype(str).to_numpy().reshape(-1, 1)
+    return string_array(frame, SUBREDDIT_INPUT)
 
 
 def model_inputs(frame: pd.DataFrame, spec: InputSpec) -> dict[str, np.ndarray]:
@@ -122,6 +156,8 @@ def model_inputs(frame: pd.DataFrame, spec: InputSpec) -> dict[str, np.ndarray]:
         inputs[column], inputs[f"{column}_mask"] = embedding_matrix(cells, len(frame), dim, column)
     inputs[TABULAR_INPUT], inputs[f"{TABULAR_INPUT}_mask"] = tabular_matrix(frame, spec.tabular_columns)
     inputs[SUBREDDIT_INPUT] = subreddit_array(frame)
+    if spec.use_domain:
+        inputs[DOMAIN_INPUT] = string_array(frame, DOMAIN_INPUT)
     return inputs
 
 
@@ -129,7 +165,7 @@ def _dataset(inputs: dict[str, np.ndarray], labels: np.ndarray | None, batch_siz
     from smpp.compat import import_tensorflow
 
     tf = import_tensorflow()
-    tensors = {name: tf.constant(value.astype(str) if name == SUBREDDIT_INPUT else value) for name, value in inputs.items()}
+    tensors = {name: tf.constant(value.astype(str) if name in STRING_INPUTS else value) for name, value in inputs.items()}
     data = tensors if labels is None else (tensors, tf.constant(labels.astype(np.float32)))
     dataset = tf.data.Dataset.from_tensor_slices(data)
     if shuffle_seed is not None:
@@ -137,8 +173,13 @@ def _dataset(inputs: dict[str, np.ndarray], labels: np.ndarray | None, batch_siz
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
+def _frequent(values: np.ndarray, min_count: int) -> list[str]:
+    names, counts = np.unique(values[values != ""], return_counts=True)
+    return sorted(str(n) for n, c in zip(names, counts) if c >= min_count)
+
+
 def build_model(train_inputs: dict[str, np.ndarray], train_labels: np.ndarray, spec: InputSpec):
-    """Functional model whose normalisers and subreddit vocabulary are fitted on the train slice only."""
+    """Functional model whose normalisers, vocabularies and subreddit offsets are fitted on the train slice only."""
     keras = keras_module()
     layers = keras.layers
     model_inputs_: dict[str, Any] = {}
@@ -150,8 +191,9 @@ def build_model(train_inputs: dict[str, np.ndarray], train_labels: np.ndarray, s
         model_inputs_[column], model_inputs_[f"{column}_mask"] = vectors, mask
         normaliser = layers.Normalization(name=f"{column}_norm")
         present = train_inputs[f"{column}_mask"][:, 0] > 0
-        normaliser.adapt(train_inputs[column][present])
-        hidden = layers.Dense(TOWER_UNITS, activation="relu", name=f"{column}_dense1")(normaliser(vectors))
+        normaliser.adapt(train_inputs[column][present] if present.any() else np.zeros((1, dim), np.float32))
+        hidden = layers.Dropout(DROPOUT / 2, name=f"{column}_input_dropout")(normaliser(vectors))
+        hidden = layers.Dense(TOWER_UNITS, activation="relu", name=f"{column}_dense1")(hidden)
         hidden = layers.Dropout(DROPOUT, name=f"{column}_dropout")(hidden)
         hidden = layers.Dense(TOWER_OUTPUT, activation="relu", name=f"{column}_dense2")(hidden)
         # Missing modality: the tower contributes exactly zero; the mask itself is a feature.
@@ -171,25 +213,44 @@ def build_model(train_inputs: dict[str, np.ndarray], train_labels: np.ndarray, s
     tab_normaliser.adapt(np.where(tab_present > 0, tab_values, column_means).astype(np.float32))
     tab_hidden = layers.Multiply(name="tabular_masked")([tab_normaliser(tab), tab_mask])
     tab_hidden = layers.Concatenate(name="tabular_with_mask")([tab_hidden, tab_mask])
-    tab_hidden = layers.Dense(TOWER_OUTPUT, activation="relu", name="tabular_dense")(tab_hidden)
+    tab_hidden = layers.Dense(TABULAR_UNITS, activation="relu", name="tabular_dense")(tab_hidden)
     fused.append(tab_hidden)
 
     subreddit = keras.Input(shape=(1,), dtype="string", name=SUBREDDIT_INPUT)
     model_inputs_[SUBREDDIT_INPUT] = subreddit
-    vocabulary = sorted({s for s in train_inputs[SUBREDDIT_INPUT][:, 0] if s})
+    names = train_inputs[SUBREDDIT_INPUT][:, 0].astype(str)
+    vocabulary = sorted({s for s in names if s})
     lookup = layers.StringLookup(vocabulary=vocabulary, num_oov_indices=1, name="subreddit_lookup")
+    sub_index = lookup(subreddit)
     sub_embedding = layers.Embedding(len(vocabulary) + 1, SUBREDDIT_EMBEDDING_DIM, name="subreddit_embedding")
-    fused.append(layers.Flatten(name="subreddit_flat")(sub_embedding(lookup(subreddit))))
+    fused.append(layers.Flatten(name="subreddit_flat")(sub_embedding(sub_index)))
+
+    if spec.use_domain:
+        domain = keras.Input(shape=(1,), dtype="string", name=DOMAIN_INPUT)
+        model_inputs_[DOMAIN_INPUT] = domain
+        seen = train_inputs[DOMAIN_INPUT][:, 0].astype(str)
+        domains = _frequent(seen, DOMAIN_MIN_COUNT) or _frequent(seen, 1)
+        domain_lookup = layers.StringLookup(vocabulary=domains, num_oov_indices=1, name="domain_lookup")
+        domain_embedding = layers.Embedding(len(domains) + 1, DOMAIN_EMBEDDING_DIM, name="domain_embedding")
+        fused.append(layers.Flatten(name="domain_flat")(domain_embedding(domain_lookup(domain))))
 
     hidden = layers.Concatenate(name="fusion")(fused)
     hidden = layers.Dense(TOWER_UNITS, activation="relu", name="fusion_dense1")(hidden)
     hidden = layers.Dropout(DROPOUT, name="fusion_dropout")(hidden)
     hidden = layers.Dense(TOWER_OUTPUT, activation="relu", name="fusion_dense2")(hidden)
-    # Starting at the train mean saves the first epochs from learning the intercept.
-    output = layers.Dense(
-        1, name="popularity", bias_initializer=keras.initializers.Constant(float(np.mean(train_labels)))
-    )(hidden)
-    return keras.Model(inputs=model_inputs_, outputs=output, name="smpp_popularity")
+    residual = layers.Dense(1, name="residual")(hidden)
+
+    # Frozen train-slice mean label per subreddit (index 0 = unseen subreddit -> global mean).
+    global_mean = float(np.mean(train_labels)) if len(train_labels) else 0.0
+    sums = pd.Series(np.asarray(train_labels, float)).groupby(names).mean()
+    offsets = np.array([[global_mean], *([float(sums.get(v, global_mean))] for v in vocabulary)], dtype=np.float32)
+    offset_layer = layers.Embedding(len(vocabulary) + 1, 1, trainable=False, name="subreddit_offset")
+    offset = layers.Flatten(name="subreddit_offset_flat")(offset_layer(sub_index))
+    output = layers.Add(name="popularity")([offset, residual])
+    model = keras.Model(inputs=model_inputs_, outputs=output, name="smpp_popularity")
+    offset_layer.set_weights([offsets])  # weights, not an initializer: saved inside the .keras file
+    model.smpp_input_spec = spec
+    return model
 
 
 def fit_model(
@@ -200,10 +261,24 @@ def fit_model(
     val_labels: np.ndarray,
     training: TrainingSettings,
 ) -> dict[str, Any]:
-    """Adam + ReduceLROnPlateau, early stopping on validation loss (best weights restored)."""
+    """Fit on in-memory slices (see fit_datasets)."""
+    return fit_datasets(
+        model,
+        _dataset(train_inputs, train_labels, training.batch_size, shuffle_seed=training.seed),
+        _dataset(val_inputs, val_labels, PREDICT_BATCH),
+        training,
+    )
+
+
+def fit_datasets(model, train_data, val_data, training: TrainingSettings) -> dict[str, Any]:
+    """Adam + ReduceLROnPlateau, early stopping on validation loss (best weights restored).
+
+    `train_data` / `val_data`: tf.data datasets of (inputs dict, label) batches, in memory or
+    streamed from Parquet partitions (smpp.training.stream).
+    """
     keras = keras_module()
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=training.learning_rate),
+        optimizer=keras.optimizers.Adam(learning_rate=training.learning_rate, clipnorm=1.0),
         loss="mse",
         metrics=[keras.metrics.MeanAbsoluteError(name="mae")],
     )
@@ -217,11 +292,10 @@ def fit_model(
         ),
     ]
     history = model.fit(
-        _dataset(train_inputs, train_labels, training.batch_size, shuffle_seed=training.seed),
-        validation_data=_dataset(val_inputs, val_labels, PREDICT_BATCH),
+        train_data,
+        validation_data=val_data,
         epochs=training.epochs,
         callbacks=callbacks,
-        shuffle=False,  # the dataset reshuffles itself each epoch, seeded
         verbose=0,
     )
     curves = {key: [float(v) for v in values] for key, values in history.history.items()}

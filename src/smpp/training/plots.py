@@ -13,6 +13,7 @@ PLOT_FILES = {
     "learning_curves": "plot_learning_curves.png",
     "model_vs_baselines": "plot_model_vs_baselines.png",
     "within_subreddit_spearman": "plot_within_subreddit_spearman.png",
+    "confusion_matrix": "plot_confusion_matrix.png",
 }
 MAX_SUBREDDITS_PLOTTED = 40
 
@@ -111,6 +112,23 @@ def plot_within_subreddit_spearman(results: dict[str, dict[str, Any]], path: Pat
     return _save(figure, path)
 
 
+def plot_confusion_matrix(model_metrics: dict[str, Any], path: Path) -> Path:
+    """The model's low / medium / high tier confusion matrix (rows: true tier)."""
+    figure = _figure(4.8, 4.2)
+    ax = figure.subplots()
+    matrix = np.asarray(model_metrics.get("tier_confusion") or np.zeros((3, 3)), dtype=float)
+    names = model_metrics.get("tier_names") or ["low", "medium", "high"]
+    ax.imshow(matrix, cmap="Blues")
+    for (i, j), value in np.ndenumerate(matrix):
+        ax.text(j, i, f"{int(value)}", ha="center", va="center", fontsize="small")
+    ax.set_xticks(range(len(names)), names)
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("predicted tier")
+    ax.set_ylabel("true tier")
+    ax.set_title("tiers by training-slice tertiles")
+    return _save(figure, path)
+
+
 def write_plots(
     version_dir: Path,
     y_true: np.ndarray,
@@ -124,4 +142,5 @@ def write_plots(
     plot_learning_curves(history, version_dir / PLOT_FILES["learning_curves"])
     plot_model_vs_baselines(results, version_dir / PLOT_FILES["model_vs_baselines"])
     plot_within_subreddit_spearman(results, version_dir / PLOT_FILES["within_subreddit_spearman"])
+    plot_confusion_matrix(results.get("model") or {}, version_dir / PLOT_FILES["confusion_matrix"])
     return dict(PLOT_FILES)

@@ -19,9 +19,8 @@ from smpp.settings import Settings
 from smpp.storage import atomic_write_json, atomic_write_text
 from smpp.training.baselines import BASELINE_NAMES, run_baselines
 from smpp.training.card import random_encoder_warnings, render_model_card
-from smpp.training.metrics import json_safe, regression_metrics
+from smpp.training.metrics import full_metrics, json_safe, regression_metrics, tier_thresholds
 from smpp.training.model import (
-    TABULAR_COLUMNS,
     InputSpec,
     build_model,
     embedding_dims,
@@ -144,8 +143,21 @@ def _latency_ms_per_post(model, test: pd.DataFrame) -> tuple[np.ndarray, float]:
     return predictions, 1000.0 * elapsed / max(1, len(test))
 
 
+def with_history(settings: Settings, features: pd.DataFrame) -> pd.DataFrame:
+    """`features` with the leak-free author/subreddit history columns, computed from its own rows if absent.
+
+    Every row (labelled or not) counts as a prior post; labels count only once matured.
+    """
+    from smpp.author_history import HISTORY_COLUMNS, add_history_features
+
+    if features.empty or "author" not in features or all(c in features for c in HISTORY_COLUMNS):
+        return features
+    return add_history_features(features, label_age_hours=settings.label_age_hours)
+
+
 def split_for_training(settings: Settings, features: pd.DataFrame) -> ChronoSplit:
     """The split train_and_evaluate uses: labelled rows, training window, chronological cuts."""
+    features = with_history(settings, features)
     in_window = within_window(labelled_rows(features), settings.training.train_window_days)
     return chronological_split(in_window, settings.training.val_fraction, settings.training.test_fraction)
 
@@ -192,6 +204,7 @@ def train_and_evaluate(
 ) -> TrainReport:
     """Chronological split, fit, baselines, metrics, plots and card into `version_dir`."""
     _validate_columns(features)
+    features = with_history(settings, features)
     version_dir = Path(version_dir)
     training = settings.training
     _write_common(settings, version_dir, lineage)
@@ -231,7 +244,7 @@ def train_and_evaluate(
     unused = sorted(set(all_dims) - set(tower_dims))
     if unused:
         metrics["warnings"].append(f"no train-slice vectors for {', '.join(unused)}: no tower built for them")
-    spec = InputSpec(embedding_dims=tower_dims, tabular_columns=list(TABULAR_COLUMNS))
+    spec = InputSpec.for_frame(split.train, tower_dims)
     y_train = split.train["label"].to_numpy(np.float32)
     y_val = split.val["label"].to_numpy(np.float32)
     y_test = split.test["label"].to_numpy(float)
@@ -247,19 +260,24 @@ def train_and_evaluate(
     predictions, latency_ms = _latency_ms_per_post(saved, split.test)
     min_posts = training.within_subreddit_min_posts
     subreddits = split.test["subreddit"].to_numpy()
+    created = split.test["created_utc"].to_numpy()
+    tiers = tier_thresholds(y_train)
     metrics["model"] = {
-        **regression_metrics(y_test, predictions, subreddits, min_posts),
+        **full_metrics(y_test, predictions, subreddits, created, min_posts, tiers),
         "latency_ms_per_post": latency_ms,
         "params": int(saved.count_params()),
         "epochs_run": fit["epochs_run"],
         "best_epoch": fit["best_epoch"],
     }
-    for name, baseline_predictions in run_baselines(split.train, split.val, split.test, training.seed).items():
-        metrics[name] = regression_metrics(y_test, baseline_predictions, subreddits, min_posts)
+    for name, baseline_predictions in run_baselines(
+        split.train, split.val, split.test, training.seed, spec.tabular_columns
+    ).items():
+        metrics[name] = full_metrics(y_test, baseline_predictions, subreddits, created, min_posts, tiers)
     metrics["champion"] = _champion_on_test(settings, version_dir.name, split.test)
     metrics["features"] = {
         "embedding_towers": list(tower_dims),
-        "tabular_columns": list(TABULAR_COLUMNS),
+        "tabular_columns": list(spec.tabular_columns),
+        "domain": spec.use_domain,
         "subreddit_vocabulary": int(split.train["subreddit"].nunique()),
     }
 

@@ -1,0 +1,161 @@
+"""Leak-free history features: what was knowable about a post's author and subreddit when it was posted.
+
+A post's *existence* is visible from its creation time; its *label* only once it matured
+(`label_matured_utc`, i.e. created + label age). So, for a post created at t:
+- counts and "time since previous post" use history posts created strictly before t;
+- label statistics (mean / max / relative to the subreddit) use only labels matured at or before t.
+The post itself never counts (its own label matures after t). Author identity is never a feature,
+only these aggregates; a post without an author gets missing (NaN) author features, which the
+model masks.
+
+Everything is vectorised: groups and times are packed into one sortable int64 key, so a whole
+frame is featurised with sorts and `searchsorted` instead of a Python loop per author.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+AUTHOR_HISTORY_COLUMNS = [
+    "author_prior_posts_log",
+    "author_days_since_prev_log",
+    "author_prior_mean_label",
+    "author_prior_max_label",
+    "author_prior_rel_label",
+]
+SUBREDDIT_HISTORY_COLUMNS = [
+    "subreddit_prior_posts_log",
+    "subreddit_posts_30d_log",
+    "subreddit_recent_mean_label",
+]
+HISTORY_COLUMNS = [*AUTHOR_HISTORY_COLUMNS, *SUBREDDIT_HISTORY_COLUMNS]
+RECENT_LABELS = 100  # "recent" subreddit mean: the last N matured labels (adapts to growth, stays stable)
+_TIME_BITS = 34  # created_utc < 2**34 (year 2514); group codes use the bits above
+
+
+def _keys(codes: np.ndarray, times: np.ndarray) -> np.ndarray:
+    return (codes.astype(np.int64) << _TIME_BITS) + times.astype(np.int64)
+
+
+def _codes(history_groups: pd.Series, query_groups: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Shared integer codes for the two series' groups; -1 for missing."""
+    def names(groups: pd.Series) -> np.ndarray:
+        values = groups.astype(object)
+        return np.where(values.notna(), values.astype(str), None)
+
+    hist, query = names(history_groups), names(query_groups)
+    categories = pd.Index(pd.unique(np.concatenate([hist[hist != None], query[query != None]])))  # noqa: E711
+    return categories.get_indexer(hist), categories.get_indexer(query)
+
+
+class _Events:
+    """Per-group sorted event times with running sums, for 'how many / what sum before time t' queries."""
+
+    def __init__(self, codes: np.ndarray, times: np.ndarray, values: np.ndarray | None = None) -> None:
+        keep = codes >= 0
+        order = np.lexsort((times[keep], codes[keep]))
+        self.codes = codes[keep][order]
+        self.times = times[keep][order].astype(np.int64)
+        self.keys = _keys(self.codes, self.times)
+        self.values = None if values is None else values[keep][order].astype(np.float64)
+        self.cumsum = None if self.values is None else np.concatenate([[0.0], np.cumsum(self.values)])
+        if self.values is not None:
+            # running max within each group (events sorted by group, then time)
+            self.cummax = pd.Series(self.values).groupby(self.codes).cummax().to_numpy()
+        # index of each group's first event (for counts restricted to one group)
+        self.group_codes, self.group_start = np.unique(self.codes, return_index=True)
+
+    def start_of(self, codes: np.ndarray) -> np.ndarray:
+        """Index of the first event of each query's group (or the insertion point if the group has none)."""
+        return np.searchsorted(self.keys, _keys(codes, np.zeros_like(codes)), side="left")
+
+    def before(self, codes: np.ndarray, times: np.ndarray, inclusive: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(start, end) indices: events of the query's group with time < t (or <= t if inclusive)."""
+        end = np.searchsorted(self.keys, _keys(codes, times), side="right" if inclusive else "left")
+        return self.start_of(codes), end
+
+
+def history_features(
+    frame: pd.DataFrame, history: pd.DataFrame | None = None, label_age_hours: float = 24.0
+) -> pd.DataFrame:
+    """HISTORY_COLUMNS for each row of `frame` (same index), from `history` (default: `frame` itself).
+
+    `frame` needs author, subreddit, created_utc. `history` needs the same plus `label` (NaN while
+    immature) and optionally `label_matured_utc` (default created_utc + label age).
+    """
+    history = frame if history is None else history
+    out = pd.DataFrame(index=frame.index, columns=HISTORY_COLUMNS, dtype=np.float32)
+    if frame.empty:
+        return out
+    q_time = pd.to_numeric(frame["created_utc"], errors="coerce").fillna(0).to_numpy(np.int64)
+    h_time = pd.to_numeric(history["created_utc"], errors="coerce").fillna(0).to_numpy(np.int64)
+    h_label = pd.to_numeric(history.get("label", pd.Series(np.nan, index=history.index)), errors="coerce").to_numpy(float)
+    if "label_matured_utc" in history:
+        matured = pd.to_numeric(history["label_matured_utc"], errors="coerce").to_numpy(float)
+        matured = np.where(np.isfinite(matured), matured, h_time + label_age_hours * 3600)
+    else:
+        matured = h_time + label_age_hours * 3600
+    # a label is never visible before its post existed (guards against bad matured stamps)
+    matured = np.maximum(matured, h_time + 1).astype(np.int64)
+    has_label = np.isfinite(h_label)
+
+    # ---- subreddit: activity and recent level (also the reference for "relative" author scores)
+    h_sub, q_sub = _codes(history["subreddit"], frame["subreddit"])
+    posts = _Events(h_sub, h_time)
+    start, end = posts.before(q_sub, q_time, inclusive=False)
+    out["subreddit_prior_posts_log"] = np.log1p(np.maximum(end - start, 0))
+    _, end_30 = posts.before(q_sub, q_time - 30 * 86400, inclusive=False)
+    out["subreddit_posts_30d_log"] = np.log1p(np.maximum(end - np.maximum(end_30, start), 0))
+    labels = _Events(np.where(has_label, h_sub, -1), matured, np.where(has_label, h_label, 0.0))
+    start, end = labels.before(q_sub, q_time, inclusive=True)
+    low = np.maximum(start, end - RECENT_LABELS)
+    n = end - low
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recent = (labels.cumsum[end] - labels.cumsum[low]) / n
+    out["subreddit_recent_mean_label"] = np.where(n > 0, recent, np.nan)
+
+    # the subreddit level each history post was judged against, at its own creation time
+    h_start, h_end = labels.before(h_sub, h_time, inclusive=True)
+    h_low = np.maximum(h_start, h_end - RECENT_LABELS)
+    h_n = h_end - h_low
+    with np.errstate(invalid="ignore", divide="ignore"):
+        h_level = (labels.cumsum[h_end] - labels.cumsum[h_low]) / h_n
+    relative = np.where(has_label & (h_n > 0), h_label - h_level, np.nan)
+
+    # ---- author
+    authors = history["author"] if "author" in history else pd.Series(None, index=history.index, dtype=object)
+    h_auth, q_auth = _codes(authors, frame["author"])
+    posts = _Events(h_auth, h_time)
+    start, end = posts.before(q_auth, q_time, inclusive=False)
+    count = np.maximum(end - start, 0)
+    has_author = q_auth >= 0
+    out["author_prior_posts_log"] = np.where(has_author, np.log1p(count), np.nan)
+    previous = posts.times[np.clip(end - 1, 0, max(len(posts.times) - 1, 0))] if len(posts.times) else np.zeros(len(q_time))
+    gap_days = (q_time - previous) / 86400.0
+    out["author_days_since_prev_log"] = np.where(has_author & (count > 0), np.log1p(np.maximum(gap_days, 0)), np.nan)
+
+    labels = _Events(np.where(has_label, h_auth, -1), matured, np.where(has_label, h_label, 0.0))
+    start, end = labels.before(q_auth, q_time, inclusive=True)
+    n = np.maximum(end - start, 0)
+    seen = has_author & (n > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["author_prior_mean_label"] = np.where(seen, (labels.cumsum[end] - labels.cumsum[start]) / n, np.nan)
+    last = np.clip(end - 1, 0, max(len(labels.values) - 1, 0))
+    out["author_prior_max_label"] = np.where(seen, labels.cummax[last] if len(labels.values) else np.nan, np.nan)
+
+    rel_ok = np.isfinite(relative)
+    rel = _Events(np.where(rel_ok, h_auth, -1), matured, np.where(rel_ok, relative, 0.0))
+    start, end = rel.before(q_auth, q_time, inclusive=True)
+    n = np.maximum(end - start, 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["author_prior_rel_label"] = np.where(has_author & (n > 0), (rel.cumsum[end] - rel.cumsum[start]) / n, np.nan)
+    return out.astype(np.float32)
+
+
+def add_history_features(
+    frame: pd.DataFrame, history: pd.DataFrame | None = None, label_age_hours: float = 24.0
+) -> pd.DataFrame:
+    """`frame` with HISTORY_COLUMNS (re)computed from `history` (default: itself)."""
+    features = history_features(frame, history, label_age_hours)
+    return frame.drop(columns=[c for c in HISTORY_COLUMNS if c in frame]).join(features)
