@@ -141,3 +141,31 @@ def test_reprocess_completed_changes_nothing(cluster):
     assert second["counts"] == first["counts"]
     for key, frame in first["frames"].items():
         pd.testing.assert_frame_equal(second["frames"][key], frame, obj=str(key))
+
+
+def test_scoring_dag_scores_with_a_trained_version(cluster, monkeypatch):
+    """The consumer DAG's task, fed the event a promotion would emit, on a model this backfill trained."""
+    from types import SimpleNamespace
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    from smpp.settings import get_settings
+
+    sys.path.insert(0, str(REPO / "dags"))
+    from smpp_assets import CHAMPION
+
+    train = json.loads((cluster["data"] / "runs" / f"ds={DAYS[2]}" / "train_model.json").read_text())
+    assert train["skipped_reason"] is None
+    monkeypatch.setenv("SMPP_DATA_DIR", str(cluster["data"]))
+    monkeypatch.setenv("SMPP_MODEL_PROFILE", "tiny")
+    monkeypatch.delenv("SMPP_DATABASE_URL", raising=False)
+    get_settings.cache_clear()
+    try:
+        task = DagBag(dag_folder=str(REPO / "dags")).dags["smpp_score_champion"].get_task("score_with_champion")
+        event = SimpleNamespace(extra={"version": train["version"], "promoted": True, "day": DAYS[2]})
+        result = task.python_callable(triggering_asset_events={CHAMPION: [event]})
+    finally:
+        get_settings.cache_clear()
+    scores = pd.read_parquet(result["partition"])
+    assert len(scores) == len(cluster["first"]["frames"][("features", DAYS[2])]) == result["rows"] > 0
+    assert scores["predicted_log1p_score"].notna().all() and set(scores["model_version"]) == {train["version"]}
