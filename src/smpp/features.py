@@ -100,6 +100,9 @@ def build_feature_table(
     meta["has_image"] = posts["id"].isin(ok_ids).astype("float32").to_numpy()
     for col in schema.META_COLUMNS:
         table[col] = pa.array(meta[col].to_numpy(np.float32), pa.float32())
+    extra = extra_post_features(posts)
+    table["domain"] = pa.array(extra["domain"].tolist(), pa.string())
+    table["selftext_len_log"] = pa.array(extra["selftext_len_log"], pa.float32(), from_pandas=True)
     imgf = posts[["id"]].merge(image_features, left_on="id", right_on="post_id", how="left")
     for col in schema.IMAGE_FEATURE_COLUMNS:
         values = imgf[col].to_numpy(np.float32) if col in imgf else np.full(len(posts), np.nan, np.float32)

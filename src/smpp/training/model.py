@@ -116,16 +116,23 @@ def embedding_matrix(cells: pd.Series | None, n_rows: int, dim: int, column: str
     mask = np.zeros((n_rows, 1), dtype=np.float32)
     if cells is None:
         return values, mask
-    for i, cell in enumerate(cells):
-        if _is_missing(cell):
-            continue
-        vector = np.asarray(cell, dtype=np.float32)
-        if vector.shape != (dim,):
-            raise ValueError(f"{column} row {i} has shape {vector.shape}; the model expects ({dim},)")
-        if not np.isfinite(vector).all():
-            continue  # a broken vector counts as a missing modality
-        values[i] = vector
-        mask[i, 0] = 1.0
+    array = cells.to_numpy(dtype=object)
+    present = np.fromiter((not _is_missing(cell) for cell in array), dtype=bool, count=len(array))
+    if not present.any():
+        return values, mask
+    try:
+        stacked = np.stack([np.asarray(cell, dtype=np.float32) for cell in array[present]])
+    except ValueError:
+        stacked = None  # ragged: find the offending row below
+    if stacked is None or stacked.shape[1:] != (dim,):
+        for i, cell in zip(np.flatnonzero(present), array[present]):
+            shape = np.shape(cell)
+            if shape != (dim,):
+                raise ValueError(f"{column} row {i} has shape {shape}; the model expects ({dim},)")
+    finite = np.isfinite(stacked).all(axis=1)  # a broken vector counts as a missing modality
+    rows = np.flatnonzero(present)[finite]
+    values[rows] = stacked[finite]
+    mask[rows, 0] = 1.0
     return values, mask
 
 
@@ -296,6 +303,7 @@ def fit_datasets(model, train_data, val_data, training: TrainingSettings) -> dic
         validation_data=val_data,
         epochs=training.epochs,
         callbacks=callbacks,
+        shuffle=False,  # datasets shuffle themselves (seeded) where wanted
         verbose=0,
     )
     curves = {key: [float(v) for v in values] for key, values in history.history.items()}

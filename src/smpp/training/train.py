@@ -262,8 +262,13 @@ def train_and_evaluate(
     subreddits = split.test["subreddit"].to_numpy()
     created = split.test["created_utc"].to_numpy()
     tiers = tier_thresholds(y_train)
+    val_metrics = regression_metrics(
+        y_val.astype(float), predict_frame(saved, split.val), split.val["subreddit"].to_numpy(), min_posts
+    )
     metrics["model"] = {
         **full_metrics(y_test, predictions, subreddits, created, min_posts, tiers),
+        # what model selection may look at (the test numbers above must not steer tuning)
+        "validation": {k: v for k, v in val_metrics.items() if k != "per_subreddit"},
         "latency_ms_per_post": latency_ms,
         "params": int(saved.count_params()),
         "epochs_run": fit["epochs_run"],
