@@ -88,7 +88,7 @@ class EncoderSettings(BaseModel):
 class TrainingSettings(BaseModel):
     seed: int = 1234
     epochs: int = 40
-    batch_size: int = 64
+    batch_size: int = 256  # archive evaluations train on ~10^5 rows; small days simply take few steps
     learning_rate: float = 1e-3
     patience: int = 6
     train_window_days: int | None = None  # None = all history
@@ -98,6 +98,9 @@ class TrainingSettings(BaseModel):
     promotion_margin: float = 0.01  # on within-subreddit Spearman
     mae_tolerance: float = 0.05
     within_subreddit_min_posts: int = 20  # subreddits with fewer test posts are not scored
+    # Weight each training post by 1 / (its subreddit's train-slice label variance), so every subreddit
+    # counts about equally in the loss, as in the mean within-subreddit Spearman the gate reads.
+    balance_subreddits: bool = False
 
 
 class Settings(BaseSettings):

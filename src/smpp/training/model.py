@@ -168,12 +168,28 @@ def model_inputs(frame: pd.DataFrame, spec: InputSpec) -> dict[str, np.ndarray]:
     return inputs
 
 
-def _dataset(inputs: dict[str, np.ndarray], labels: np.ndarray | None, batch_size: int, shuffle_seed: int | None = None):
+def subreddit_balance_weights(subreddits: np.ndarray, labels: np.ndarray, reference: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """1 / (train-slice label variance of the post's subreddit), normalised to mean 1 and clipped to [0.2, 5]."""
+    ref_subs, ref_labels = reference
+    variances = pd.Series(np.asarray(ref_labels, float)).groupby(np.asarray(ref_subs).reshape(-1)).var()
+    default = float(np.nanmedian(variances)) if len(variances) else 1.0
+    per_post = pd.Series(np.asarray(subreddits).reshape(-1)).map(variances).fillna(default).to_numpy(float)
+    weights = 1.0 / np.maximum(per_post, 1e-3)
+    weights /= weights.mean() if len(weights) else 1.0
+    return np.clip(weights, 0.2, 5.0).astype(np.float32)
+
+
+def _dataset(
+    inputs: dict[str, np.ndarray], labels: np.ndarray | None, batch_size: int, shuffle_seed: int | None = None,
+    weights: np.ndarray | None = None,
+):
     from smpp.compat import import_tensorflow
 
     tf = import_tensorflow()
     tensors = {name: tf.constant(value.astype(str) if name in STRING_INPUTS else value) for name, value in inputs.items()}
     data = tensors if labels is None else (tensors, tf.constant(labels.astype(np.float32)))
+    if labels is not None and weights is not None:
+        data = (*data, tf.constant(weights.astype(np.float32)))
     dataset = tf.data.Dataset.from_tensor_slices(data)
     if shuffle_seed is not None:
         dataset = dataset.shuffle(len(next(iter(inputs.values()))), seed=shuffle_seed, reshuffle_each_iteration=True)
@@ -268,11 +284,16 @@ def fit_model(
     val_labels: np.ndarray,
     training: TrainingSettings,
 ) -> dict[str, Any]:
-    """Fit on in-memory slices (see fit_datasets)."""
+    """Fit on in-memory slices (see fit_datasets); optionally subreddit-balanced (settings)."""
+    train_weights = val_weights = None
+    if training.balance_subreddits:
+        reference = (train_inputs[SUBREDDIT_INPUT], train_labels)
+        train_weights = subreddit_balance_weights(train_inputs[SUBREDDIT_INPUT], train_labels, reference)
+        val_weights = subreddit_balance_weights(val_inputs[SUBREDDIT_INPUT], val_labels, reference)
     return fit_datasets(
         model,
-        _dataset(train_inputs, train_labels, training.batch_size, shuffle_seed=training.seed),
-        _dataset(val_inputs, val_labels, PREDICT_BATCH),
+        _dataset(train_inputs, train_labels, training.batch_size, shuffle_seed=training.seed, weights=train_weights),
+        _dataset(val_inputs, val_labels, PREDICT_BATCH, weights=val_weights),
         training,
     )
 
