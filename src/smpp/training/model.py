@@ -45,6 +45,10 @@ DOMAIN_EMBEDDING_DIM = 8
 DOMAIN_MIN_COUNT = 5  # rarer domains share the out-of-vocabulary slot
 DROPOUT = 0.2
 STRING_INPUTS = (SUBREDDIT_INPUT, DOMAIN_INPUT)
+# With level_offset, the offset is the subreddit's recent matured-label mean (a leak-free history
+# column) where known, instead of the frozen train-slice mean: it follows a subreddit's drift.
+LEVEL_COLUMN = "subreddit_recent_mean_label"
+LEVEL_INPUT = "level"
 PREDICT_BATCH = 2048
 
 
@@ -64,16 +68,21 @@ class InputSpec:
     embedding_dims: dict[str, int]
     tabular_columns: list[str]
     use_domain: bool = False
+    level_offset: bool = False
 
     @classmethod
-    def for_frame(cls, train: pd.DataFrame, dims: dict[str, int]) -> "InputSpec":
+    def for_frame(cls, train: pd.DataFrame, dims: dict[str, int], level_offset: bool = False) -> "InputSpec":
         """Towers for the embedding dims given; optional tabular columns and domain if the train slice has them."""
         optional = [
             c for c in OPTIONAL_TABULAR_COLUMNS
             if c in train and pd.to_numeric(train[c], errors="coerce").notna().any()
         ]
         use_domain = DOMAIN_INPUT in train and train[DOMAIN_INPUT].fillna("").astype(str).ne("").any()
-        return cls(embedding_dims=dims, tabular_columns=[*TABULAR_COLUMNS, *optional], use_domain=bool(use_domain))
+        level = level_offset and LEVEL_COLUMN in optional
+        return cls(
+            embedding_dims=dims, tabular_columns=[*TABULAR_COLUMNS, *optional], use_domain=bool(use_domain),
+            level_offset=bool(level),
+        )
 
     def save(self, version_dir: Path) -> None:
         from smpp.storage import atomic_write_json
@@ -87,6 +96,7 @@ class InputSpec:
             embedding_dims=dict(data["embedding_dims"]),
             tabular_columns=list(data["tabular_columns"]),
             use_domain=bool(data.get("use_domain", False)),
+            level_offset=bool(data.get("level_offset", False)),
         )
 
 
@@ -165,6 +175,8 @@ def model_inputs(frame: pd.DataFrame, spec: InputSpec) -> dict[str, np.ndarray]:
     inputs[SUBREDDIT_INPUT] = subreddit_array(frame)
     if spec.use_domain:
         inputs[DOMAIN_INPUT] = string_array(frame, DOMAIN_INPUT)
+    if spec.level_offset:
+        inputs[LEVEL_INPUT], inputs[f"{LEVEL_INPUT}_mask"] = tabular_matrix(frame, [LEVEL_COLUMN])
     return inputs
 
 
@@ -269,9 +281,23 @@ def build_model(train_inputs: dict[str, np.ndarray], train_labels: np.ndarray, s
     offsets = np.array([[global_mean], *([float(sums.get(v, global_mean))] for v in vocabulary)], dtype=np.float32)
     offset_layer = layers.Embedding(len(vocabulary) + 1, 1, trainable=False, name="subreddit_offset")
     offset = layers.Flatten(name="subreddit_offset_flat")(offset_layer(sub_index))
+    frozen = []
+    if spec.level_offset:
+        level = keras.Input(shape=(1,), name=LEVEL_INPUT)
+        level_mask = keras.Input(shape=(1,), name=f"{LEVEL_INPUT}_mask")
+        model_inputs_[LEVEL_INPUT], model_inputs_[f"{LEVEL_INPUT}_mask"] = level, level_mask
+        # offset = mask * recent level + (1 - mask) * train-slice mean; "1 - mask" as a frozen Dense
+        not_known = layers.Dense(1, trainable=False, name="level_unknown")
+        frozen.append((not_known, [np.array([[-1.0]], np.float32), np.array([1.0], np.float32)]))
+        offset = layers.Add(name="level_offset")(
+            [layers.Multiply(name="level_known")([level, level_mask]),
+             layers.Multiply(name="mean_if_unknown")([offset, not_known(level_mask)])]
+        )
     output = layers.Add(name="popularity")([offset, residual])
     model = keras.Model(inputs=model_inputs_, outputs=output, name="smpp_popularity")
     offset_layer.set_weights([offsets])  # weights, not an initializer: saved inside the .keras file
+    for layer, weights in frozen:
+        layer.set_weights(weights)
     model.smpp_input_spec = spec
     return model
 

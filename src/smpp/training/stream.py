@@ -89,19 +89,27 @@ def adapt_sample(paths: Sequence[Path], spec: InputSpec, label: str = "label", r
     """(inputs, labels) of a uniform random sample of at most `rows` labelled rows, for the preprocessing layers.
 
     Bottom-k sampling: every row draws a random key and the `rows` smallest keys are kept, so the
-    sample is uniform over the whole stream while memory stays bounded.
+    sample is uniform over the whole stream while memory stays bounded. Rows are copied into dense
+    arrays batch by batch: a kept pandas cell would pin its whole Arrow record batch in memory.
     """
     rng = np.random.default_rng(seed)
-    kept = pd.DataFrame()
+    kept: dict[str, np.ndarray] | None = None
     for frame in iter_frames([Path(p) for p in paths], _columns(spec, label)):
-        frame = frame.loc[pd.to_numeric(frame[label], errors="coerce").notna()].copy()
-        frame["_key"] = rng.random(len(frame))
-        kept = pd.concat([kept, frame], ignore_index=True) if len(kept) else frame
-        if len(kept) > 2 * rows:
-            kept = kept.nsmallest(rows, "_key")
-    if len(kept) > rows:
-        kept = kept.nsmallest(rows, "_key")
-    if kept.empty:
+        labels = pd.to_numeric(frame[label], errors="coerce").to_numpy(np.float32)
+        keep = np.isfinite(labels)
+        if not keep.any():
+            continue
+        batch = model_inputs(frame.loc[keep].reset_index(drop=True), spec)
+        batch["_label"], batch["_key"] = labels[keep], rng.random(int(keep.sum()))
+        kept = batch if kept is None else {k: np.concatenate([kept[k], batch[k]]) for k in kept}
+        if len(kept["_key"]) > 2 * rows:
+            chosen = np.argpartition(kept["_key"], rows)[:rows]
+            kept = {k: v[chosen] for k, v in kept.items()}
+    if kept is None:
         raise ValueError("no labelled rows in the partitions")
-    kept = kept.drop(columns="_key").reset_index(drop=True)
-    return model_inputs(kept, spec), pd.to_numeric(kept[label]).to_numpy(np.float32)
+    if len(kept["_key"]) > rows:
+        chosen = np.argpartition(kept["_key"], rows)[:rows]
+        kept = {k: v[chosen] for k, v in kept.items()}
+    labels = kept.pop("_label")
+    kept.pop("_key")
+    return kept, labels

@@ -244,7 +244,7 @@ def train_and_evaluate(
     unused = sorted(set(all_dims) - set(tower_dims))
     if unused:
         metrics["warnings"].append(f"no train-slice vectors for {', '.join(unused)}: no tower built for them")
-    spec = InputSpec.for_frame(split.train, tower_dims)
+    spec = InputSpec.for_frame(split.train, tower_dims, level_offset=training.level_offset)
     y_train = split.train["label"].to_numpy(np.float32)
     y_val = split.val["label"].to_numpy(np.float32)
     y_test = split.test["label"].to_numpy(float)
