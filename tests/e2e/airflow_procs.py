@@ -7,6 +7,7 @@ AIRFLOW_HOME is the test's own: other people run Airflow on this machine at the 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -14,6 +15,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -159,3 +162,30 @@ def prepare_models(env: dict) -> None:
     # built once up front: otherwise the first mapped tasks of a day race to build them
     subprocess.run([sys.executable, "-m", "smpp", "prepare-models"], env=env, check=True,
                    capture_output=True, timeout=600)
+
+
+@contextmanager
+def airflow_cluster(env: dict, logs: Path) -> Iterator[tuple[Components, sa.Engine]]:
+    """A migrated metadata DB with the Reddit pool and the models, and api-server, dag-processor and
+    scheduler running; yields once smpp_pipeline is serialized and unpaused (backfills wait otherwise)."""
+    airflow_cli(env, "db", "migrate")
+    airflow_cli(env, "pools", "set", "reddit_api", "1", "one slot per Reddit OAuth client")
+    prepare_models(env)
+    components = Components(env, logs)
+    engine = metadata_engine(env)
+    try:
+        for name in ("api-server", "dag-processor", "scheduler"):
+            components.start(name, name)
+        wait_for("smpp_pipeline serialized", lambda: dag_serialized(engine, "smpp_pipeline"), components, 240)
+        airflow_cli(env, "dags", "unpause", "smpp_pipeline")
+        yield components, engine
+    finally:
+        components.stop()
+        engine.dispose()
+
+
+def backfill(env: dict, archive: Path, start: str, end: str, *extra: str) -> None:
+    """The README's backfill command: archive source, one run at a time."""
+    airflow_cli(env, "backfill", "create", "--dag-id", "smpp_pipeline", "--from-date", start, "--to-date", end,
+                "--max-active-runs", "1",
+                "--dag-run-conf", json.dumps({"source": "archive", "archive_path": str(archive)}), *extra)

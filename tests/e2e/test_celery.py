@@ -20,9 +20,7 @@ import pandas as pd
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from airflow_procs import (  # noqa: E402
-    Components, airflow_cli, base_env, dag_serialized, free_port, metadata_engine, prepare_models, query, wait_for,
-)
+from airflow_procs import airflow_cluster, backfill, base_env, free_port, query, wait_for  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 
@@ -85,41 +83,30 @@ def cluster(databases, tmp_path_factory):
         "SMPP_DATABASE_URL": databases["warehouse"],
         "SMPP_MODEL_QUEUE": "gpu",  # what the compose file's GPU profile sets
     })
-    airflow_cli(env, "db", "migrate")
-    airflow_cli(env, "pools", "set", "reddit_api", "1", "one slot per Reddit OAuth client")
-    prepare_models(env)
-    components = Components(env, root / "logs")
-    engine = metadata_engine(env)
     try:
-        components.start("api-server", "api-server")
-        components.start("dag-processor", "dag-processor")
-        components.start("scheduler", "scheduler")
-        for queue, concurrency in (("default", "2"), ("gpu", "1")):
-            worker_env = {**env, "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-                          "AIRFLOW__CELERY__WORKER_LOG_SERVER_PORT": str(free_port())}
-            components.start(f"worker-{queue}", "celery", "worker", "--queues", queue, "--concurrency", concurrency,
-                             "--celery-hostname", f"{queue}-{uuid.uuid4().hex[:6]}@%h",
-                             "--pid", str(home / f"worker-{queue}.pid"), env=worker_env)
-        wait_for("smpp_pipeline serialized", lambda: dag_serialized(engine, "smpp_pipeline"), components, 240)
-        airflow_cli(env, "dags", "unpause", "smpp_pipeline")
-        # one day as a backfill: `airflow dags trigger -l X` on 3.3.2 infers the data interval from
-        # the current time, not from X, so it cannot aim at a historical day
-        airflow_cli(env, "backfill", "create", "--dag-id", "smpp_pipeline", "--from-date", DAY, "--to-date", DAY,
-                    "--max-active-runs", "1",
-                    "--dag-run-conf", json.dumps({"source": "archive", "archive_path": str(SAMPLE)}))
+        with airflow_cluster(env, root / "logs") as (components, engine):
+            for queue, concurrency in (("default", "2"), ("gpu", "1")):
+                worker_env = {**env, "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+                              "AIRFLOW__CELERY__WORKER_LOG_SERVER_PORT": str(free_port())}
+                components.start(f"worker-{queue}", "celery", "worker", "--queues", queue,
+                                 "--concurrency", concurrency, "--celery-hostname", f"{queue}-{uuid.uuid4().hex[:6]}@%h",
+                                 "--pid", str(home / f"worker-{queue}.pid"), env=worker_env)
+            # one day as a backfill: `airflow dags trigger -l X` on 3.3.2 infers the data interval from
+            # the current time, not from X, so it cannot aim at a historical day
+            backfill(env, SAMPLE, DAY, DAY)
 
-        def finished():
-            rows = query(engine, "select state from dag_run where dag_id = 'smpp_pipeline'")
-            return rows and rows[0].state in ("success", "failed") and rows[0].state
+            def finished():
+                rows = query(engine, "select state from dag_run where dag_id = 'smpp_pipeline'")
+                return rows and rows[0].state in ("success", "failed") and rows[0].state
 
-        state = wait_for("the Celery run", finished, components, 1200, interval=5)
-        run = query(engine, "select run_id, state, data_interval_start from dag_run where dag_id = 'smpp_pipeline'")[0]
-        tis = query(engine, "select task_id, map_index, state, queue, hostname from task_instance "
-                            "where dag_id = 'smpp_pipeline'")
-        yield {"state": state, "run": run, "tis": tis, "data": data, "logs": root / "logs", "components": components}
+            state = wait_for("the Celery run", finished, components, 1200, interval=5)
+            run = query(engine, "select run_id, state, data_interval_start from dag_run "
+                                "where dag_id = 'smpp_pipeline'")[0]
+            tis = query(engine, "select task_id, map_index, state, queue, hostname from task_instance "
+                                "where dag_id = 'smpp_pipeline'")
+            yield {"state": state, "run": run, "tis": tis, "data": data, "logs": root / "logs",
+                   "components": components}
     finally:
-        components.stop()
-        engine.dispose()
         _drop_redis_keys(redis_db, prefix)
 
 

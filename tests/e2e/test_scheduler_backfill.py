@@ -18,9 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).parent))
-from airflow_procs import (  # noqa: E402
-    Components, airflow_cli, base_env, dag_serialized, metadata_engine, prepare_models, query, wait_for,
-)
+from airflow_procs import airflow_cluster, backfill, base_env, query, wait_for  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 
@@ -30,12 +28,6 @@ DAYS = ["2013-07-24", "2013-07-25", "2013-07-26"]
 POSTS_PER_DAY = {"2013-07-24": 236, "2013-07-25": 247, "2013-07-26": 215}
 DATA_STAGES = ["posts", "filtered", "images", "captions", "text_embeddings", "image_embeddings",
                "joint_embeddings", "features"]
-CONF = {"source": "archive", "archive_path": str(DUMP)}
-
-
-def backfill(env: dict, start: str, end: str, *extra: str) -> None:
-    airflow_cli(env, "backfill", "create", "--dag-id", "smpp_pipeline", "--from-date", start, "--to-date", end,
-                "--max-active-runs", "1", "--dag-run-conf", json.dumps(CONF), *extra)
 
 
 def backfill_done(engine: sa.Engine, count: int) -> bool:
@@ -61,18 +53,8 @@ def cluster(tmp_path_factory):
     root = tmp_path_factory.mktemp("scheduler_backfill")
     home, data = root / "airflow", root / "data"
     env = base_env(home, data, "LocalExecutor", f"sqlite:///{home / 'airflow.db'}")
-    airflow_cli(env, "db", "migrate")
-    airflow_cli(env, "pools", "set", "reddit_api", "1", "one slot per Reddit OAuth client")
-    prepare_models(env)
-    components = Components(env, root / "logs")
-    engine = metadata_engine(env)
-    try:
-        components.start("api-server", "api-server")
-        components.start("dag-processor", "dag-processor")
-        components.start("scheduler", "scheduler")
-        wait_for("smpp_pipeline serialized", lambda: dag_serialized(engine, "smpp_pipeline"), components, 240)
-        airflow_cli(env, "dags", "unpause", "smpp_pipeline")  # backfill runs stay queued while paused
-        backfill(env, DAYS[0], DAYS[-1])
+    with airflow_cluster(env, root / "logs") as (components, engine):
+        backfill(env, DUMP, DAYS[0], DAYS[-1])
         wait_for("the 3-day backfill", lambda: backfill_done(engine, 1), components, 1500, interval=5)
         first = data_snapshot(data)
         runs_first = query(engine, "select run_id, logical_date, state from dag_run where run_type = 'backfill' "
@@ -80,13 +62,10 @@ def cluster(tmp_path_factory):
         tis = query(engine, "select dr.logical_date, ti.task_id, ti.state, ti.start_date, ti.end_date, ti.try_number "
                             "from task_instance ti join dag_run dr on dr.dag_id = ti.dag_id and dr.run_id = ti.run_id "
                             "where dr.run_type = 'backfill'")
-        backfill(env, DAYS[1], DAYS[1], "--reprocess-behavior", "completed")
+        backfill(env, DUMP, DAYS[1], DAYS[1], "--reprocess-behavior", "completed")
         wait_for("the re-run of 2013-07-25", lambda: backfill_done(engine, 2), components, 900, interval=5)
         yield {"env": env, "engine": engine, "data": data, "first": first, "runs": runs_first, "tis": tis,
                "second": data_snapshot(data), "logs": root / "logs"}
-    finally:
-        components.stop()
-        engine.dispose()
 
 
 def test_backfill_created_one_successful_run_per_day(cluster):
