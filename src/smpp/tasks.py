@@ -445,26 +445,8 @@ def merge_embedding_chunks(ctx: RunContext) -> None:
         _finish(ctx, task_name, total)
 
 
-def _authors_frame(settings: Settings, names: list[str]) -> pd.DataFrame:
-    """Each author's first snapshot: what was known when we first saw them, never later karma."""
-    from smpp.warehouse import Author, AuthorSnapshot
-
-    columns = ["name", "created_utc", "link_karma", "comment_karma"]
-    names = [n for n in set(names) if n]
-    if not names:
-        return pd.DataFrame(columns=columns)
-    with _session(settings) as session:
-        rows = session.execute(
-            select(Author.name, Author.created_utc, AuthorSnapshot.link_karma, AuthorSnapshot.comment_karma, AuthorSnapshot.observed_at)
-            .outerjoin(AuthorSnapshot, AuthorSnapshot.name == Author.name)
-            .where(Author.name.in_(names))
-            .order_by(Author.name, AuthorSnapshot.observed_at)
-        ).all()
-    frame = pd.DataFrame(rows, columns=[*columns, "observed_at"]).drop_duplicates("name", keep="first")
-    return frame[columns]
-
-
 def build_features(interval_start, interval_end, params=None) -> dict[str, Any]:
+    from smpp.authors import first_snapshots
     from smpp.encoders import model_info
     from smpp.features import build_feature_table
     from smpp.images.features import image_features_frame
@@ -488,7 +470,7 @@ def build_features(interval_start, interval_end, params=None) -> dict[str, Any]:
     }
     dims = {col: int(model_info(settings, role)["dim"]) for col, role in EMBEDDING_COLUMNS.items()}
     table = build_feature_table(
-        ctx.day, kept, _authors_frame(settings, kept["author"].dropna().tolist()), images, image_feats, embeddings, dims
+        ctx.day, kept, first_snapshots(settings, kept["author"].dropna().tolist()), images, image_feats, embeddings, dims
     )
     meta = {f"{col}_dim": str(dim) for col, dim in dims.items()}
     meta.update({"model_profile": settings.model_profile})
