@@ -104,6 +104,12 @@ class TrainingSettings(BaseModel):
     # Offset = the subreddit's recent matured-label mean where known (follows drift: better MAE and
     # overall Spearman) instead of the train-slice mean; off: lower within-subreddit Spearman on validation.
     level_offset: bool = False
+    # Streamed training (day partitions read one record batch at a time; memory stays flat):
+    adapt_sample_rows: int = 50_000  # uniform train-slice sample the normalisers are adapted on
+    shuffle_buffer_rows: int = 16_384  # rows shuffled in memory (files are also visited in a new order each epoch)
+    # Baselines fit in memory on a uniform train-slice sample of at most this many rows (val likewise);
+    # large enough that the dev dump and ordinary windows use every row. The test slice is always scored whole.
+    baseline_max_rows: int = 250_000
 
 
 class Settings(BaseSettings):

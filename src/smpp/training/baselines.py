@@ -23,11 +23,18 @@ def _labels(frame: pd.DataFrame) -> np.ndarray:
     return frame["label"].to_numpy(dtype=float)
 
 
-def baseline_subreddit_mean(train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
+Predictor = Callable[[pd.DataFrame], np.ndarray]
+
+
+def fit_subreddit_mean(train: pd.DataFrame) -> Predictor:
     """Train-slice mean label per subreddit; the global train mean for unseen subreddits."""
     means = train.groupby("subreddit")["label"].mean()
     global_mean = float(train["label"].mean())
-    return test["subreddit"].map(means).fillna(global_mean).to_numpy(dtype=float)
+    return lambda test: test["subreddit"].map(means).fillna(global_mean).to_numpy(dtype=float)
+
+
+def baseline_subreddit_mean(train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
+    return fit_subreddit_mean(train)(test)
 
 
 def _gbm_frame(frame: pd.DataFrame, columns: list[str], categories: dict[str, list[str]]) -> pd.DataFrame:
@@ -41,9 +48,7 @@ def _gbm_frame(frame: pd.DataFrame, columns: list[str], categories: dict[str, li
     return out
 
 
-def baseline_metadata_gbm(
-    train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame, seed: int, columns: list[str] | None = None
-) -> np.ndarray:
+def fit_metadata_gbm(train: pd.DataFrame, val: pd.DataFrame, seed: int, columns: list[str] | None = None) -> Predictor:
     """LightGBM on the model's tabular metadata (posting time, title length, history...) + subreddit and
     domain as categories, early-stopped on the val slice. No text: the yardstick for content models."""
     import lightgbm
@@ -76,7 +81,13 @@ def baseline_metadata_gbm(
     model.fit(
         _gbm_frame(train, columns, categories), _labels(train), categorical_feature=list(categories), **fit_kwargs
     )
-    return np.asarray(model.predict(_gbm_frame(test, columns, categories)), dtype=float)
+    return lambda test: np.asarray(model.predict(_gbm_frame(test, columns, categories)), dtype=float)
+
+
+def baseline_metadata_gbm(
+    train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame, seed: int, columns: list[str] | None = None
+) -> np.ndarray:
+    return fit_metadata_gbm(train, val, seed, columns)(test)
 
 
 def _ridge_matrix(frame: pd.DataFrame, dim: int | None, encoder) -> np.ndarray:
@@ -88,7 +99,7 @@ def _ridge_matrix(frame: pd.DataFrame, dim: int | None, encoder) -> np.ndarray:
     return np.hstack(parts)
 
 
-def baseline_text_ridge(train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
+def fit_text_ridge(train: pd.DataFrame) -> Predictor:
     """Ridge (alpha by generalised cross-validation) on the title embedding + one-hot subreddit."""
     from sklearn.linear_model import RidgeCV
     from sklearn.preprocessing import OneHotEncoder
@@ -100,16 +111,25 @@ def baseline_text_ridge(train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
     encoder.fit(train[["subreddit"]].astype(str))
     model = RidgeCV(alphas=RIDGE_ALPHAS)
     model.fit(_ridge_matrix(train, dim, encoder), _labels(train))
-    return np.asarray(model.predict(_ridge_matrix(test, dim, encoder)), dtype=float)
+    return lambda test: np.asarray(model.predict(_ridge_matrix(test, dim, encoder)), dtype=float)
+
+
+def baseline_text_ridge(train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
+    return fit_text_ridge(train)(test)
+
+
+def fit_baselines(train: pd.DataFrame, val: pd.DataFrame, seed: int, columns: list[str] | None = None) -> dict[str, Predictor]:
+    """Every baseline fitted on (a sample of) the train slice, as predictors to run over the test slice in batches."""
+    return {
+        "baseline_subreddit_mean": fit_subreddit_mean(train),
+        "baseline_metadata_gbm": fit_metadata_gbm(train, val, seed, columns),
+        "baseline_text_ridge": fit_text_ridge(train),
+    }
 
 
 def run_baselines(
     train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame, seed: int, columns: list[str] | None = None
 ) -> dict[str, np.ndarray]:
     """Test-slice predictions of every baseline, by name."""
-    runners: dict[str, Callable[[], np.ndarray]] = {
-        "baseline_subreddit_mean": lambda: baseline_subreddit_mean(train, test),
-        "baseline_metadata_gbm": lambda: baseline_metadata_gbm(train, val, test, seed, columns),
-        "baseline_text_ridge": lambda: baseline_text_ridge(train, test),
-    }
-    return {name: runners[name]() for name in BASELINE_NAMES}
+    fitted = fit_baselines(train, val, seed, columns)
+    return {name: fitted[name](test) for name in BASELINE_NAMES}

@@ -6,16 +6,21 @@ normalisers and vocabularies are adapted on a bounded sample of the training sli
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from smpp import schema
 from smpp.training.model import (
     DOMAIN_INPUT,
+    OPTIONAL_TABULAR_COLUMNS,
     STRING_INPUTS,
+    LEVEL_INPUT,
     SUBREDDIT_INPUT,
     TABULAR_INPUT,
     InputSpec,
@@ -32,6 +37,11 @@ def _columns(spec: InputSpec, label: str | None) -> list[str]:
     if spec.use_domain:
         columns.append(DOMAIN_INPUT)
     return columns + ([label] if label else [])
+
+
+def input_columns(spec: InputSpec) -> list[str]:
+    """The feature columns the model reads (what the training passes load from each file)."""
+    return _columns(spec, None)
 
 
 def iter_frames(paths: Sequence[Path], columns: list[str], batch_rows: int = READ_BATCH_ROWS) -> Iterator[pd.DataFrame]:
@@ -56,6 +66,9 @@ def _signature(spec: InputSpec, tf) -> dict[str, Any]:
     signature[SUBREDDIT_INPUT] = tf.TensorSpec((None, 1), tf.string)
     if spec.use_domain:
         signature[DOMAIN_INPUT] = tf.TensorSpec((None, 1), tf.string)
+    if spec.level_offset:
+        signature[LEVEL_INPUT] = tf.TensorSpec((None, 1), tf.float32)
+        signature[f"{LEVEL_INPUT}_mask"] = tf.TensorSpec((None, 1), tf.float32)
     return signature
 
 
@@ -113,3 +126,232 @@ def adapt_sample(paths: Sequence[Path], spec: InputSpec, label: str = "label", r
     labels = kept.pop("_label")
     kept.pop("_key")
     return kept, labels
+
+
+# ---------------------------------------------------------------- the streamed trainer's passes
+#
+# Pass 1 (scan_index) reads narrow columns of every partition and keeps one small row per labelled
+# post (file, row, post id, subreddit, time, label, which modalities it has): enough to cut the
+# chronological split and to fit offsets, vocabularies and tiers. Later passes re-read the files one
+# record batch at a time and keep only the rows of one slice, located by (file, row position).
+
+INDEX_COLUMNS = ["post_id", "subreddit", "created_utc", "domain"]
+SLICE_CODES = {"train": 1, "val": 2, "test": 3}
+
+
+@dataclass
+class StreamIndex:
+    """One row per labelled feature row of the partitions (narrow columns only)."""
+
+    paths: list[Path]
+    rows: pd.DataFrame  # file, row, post_id, subreddit, created_utc, domain, label, has_<emb>, optional tabular
+    input_rows: int  # feature rows read (before dropping rows without a label)
+    dims: dict[str, int]  # embedding column -> dimension, from the vectors present
+    file_rows: list[int]
+    without_history: list[Path] = field(default_factory=list)
+
+
+def _vector_lengths(column) -> np.ndarray:
+    import pyarrow.compute as pc
+
+    return pc.fill_null(pc.list_value_length(column), -1).to_numpy(zero_copy_only=False)
+
+
+def scan_index(paths: Sequence[Path], labels: pd.DataFrame | None = None, batch_rows: int = READ_BATCH_ROWS) -> StreamIndex:
+    """Pass 1: the narrow index of the partitions' rows joined with their labels.
+
+    `labels` (post_id, label): labels from elsewhere (the warehouse), inner-joined; None: the files'
+    own `label` column, rows without a finite label dropped.
+    """
+    import pyarrow.parquet as pq
+
+    from smpp.author_history import HISTORY_COLUMNS
+
+    paths = [Path(p) for p in paths]
+    wanted = [*INDEX_COLUMNS, *OPTIONAL_TABULAR_COLUMNS, *schema.EMBEDDING_COLUMNS] + (["label"] if labels is None else [])
+    parts: list[pd.DataFrame] = []
+    lengths: dict[str, set[int]] = {}
+    file_rows: list[int] = []
+    without_history: list[Path] = []
+    for number, path in enumerate(paths):
+        handle = pq.ParquetFile(path)
+        names = handle.schema_arrow.names
+        if not all(c in names for c in HISTORY_COLUMNS):
+            without_history.append(path)
+        present = [c for c in wanted if c in names]
+        offset = 0
+        for batch in handle.iter_batches(batch_size=batch_rows, columns=present):
+            n = batch.num_rows
+            part = {"file": np.full(n, number, np.int32), "row": np.arange(offset, offset + n, dtype=np.int64)}
+            offset += n
+            for column in present:
+                array = batch.column(column)
+                if column in schema.EMBEDDING_COLUMNS:
+                    sizes = _vector_lengths(array)
+                    part[f"has_{column}"] = sizes >= 0
+                    lengths.setdefault(column, set()).update(int(s) for s in np.unique(sizes[sizes >= 0]))
+                elif column in OPTIONAL_TABULAR_COLUMNS:
+                    # only "has a value" matters here (InputSpec.for_frame picks columns with any)
+                    values = pd.to_numeric(array.to_pandas(), errors="coerce").to_numpy(np.float32, na_value=np.nan)
+                    part[column] = np.where(np.isfinite(values), np.float32(1), np.float32(np.nan))
+                else:
+                    part[column] = array.to_pandas().to_numpy()
+            parts.append(pd.DataFrame(part))
+        file_rows.append(offset)
+    for column, sizes in lengths.items():
+        if len(sizes) > 1:
+            raise ValueError(f"embedding column {column} mixes dimensions {sorted(sizes)}")
+    dims = {c: lengths[c].pop() for c in schema.EMBEDDING_COLUMNS if lengths.get(c)}
+    rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["file", "row", *INDEX_COLUMNS, "label"])
+    input_rows = len(rows)
+    if labels is not None:
+        rows = rows.drop(columns=["label"], errors="ignore").merge(labels[["post_id", "label"]], on="post_id", how="inner")
+        input_rows = len(rows)  # as before: only rows with a trainable label are read into training
+    labels_now = pd.to_numeric(rows["label"], errors="coerce").to_numpy(float, na_value=np.nan) if len(rows) else np.zeros(0)
+    rows = rows.loc[np.isfinite(labels_now)].reset_index(drop=True)
+    rows["label"] = pd.to_numeric(rows["label"], errors="coerce")
+    for column in schema.EMBEDDING_COLUMNS:
+        if f"has_{column}" in rows:
+            rows[f"has_{column}"] = rows[f"has_{column}"].fillna(False).astype(bool)
+    rows["post_id"] = rows["post_id"].astype(str)
+    rows["subreddit"] = rows["subreddit"].astype(str)
+    rows["created_utc"] = rows["created_utc"].astype("int64")
+    if "domain" not in rows:
+        rows["domain"] = ""
+    rows["domain"] = rows["domain"].fillna("").astype(str)
+    return StreamIndex(paths, rows, input_rows, dims, file_rows, without_history)
+
+
+def present_dims(index: StreamIndex, rows: pd.DataFrame) -> dict[str, int]:
+    """Embedding dims of the columns with at least one vector among `rows` (schema order)."""
+    return {c: d for c, d in index.dims.items() if f"has_{c}" in rows and bool(rows[f"has_{c}"].any())}
+
+
+class SlicePlan:
+    """Per file: which slice each row belongs to, its label and its loss weight."""
+
+    def __init__(self, index: StreamIndex, slices: dict[str, pd.DataFrame], weights: dict[str, np.ndarray] | None = None):
+        self.paths = index.paths
+        self.code = [np.zeros(n, np.int8) for n in index.file_rows]
+        self.label = [np.full(n, np.nan) for n in index.file_rows]
+        self.weight = [np.ones(n, np.float32) for n in index.file_rows]
+        self.files: dict[str, list[int]] = {}
+        for name, frame in slices.items():
+            files = frame["file"].to_numpy()
+            rows = frame["row"].to_numpy()
+            labels = frame["label"].to_numpy(float)
+            w = None if weights is None or name not in weights else weights[name]
+            for number in np.unique(files):
+                at = files == number
+                self.code[number][rows[at]] = SLICE_CODES[name]
+                self.label[number][rows[at]] = labels[at]
+                if w is not None:
+                    self.weight[number][rows[at]] = w[at]
+            self.files[name] = sorted(int(f) for f in np.unique(files))
+
+    def rows(self, name: str) -> int:
+        code = SLICE_CODES[name]
+        return int(sum(int((self.code[f] == code).sum()) for f in self.files.get(name, [])))
+
+    def _arrow_batches(
+        self, name: str, columns: list[str] | None, batch_rows: int, order: Sequence[int] | None
+    ) -> Iterator[tuple[Any, np.ndarray, np.ndarray]]:
+        import pyarrow.parquet as pq
+
+        code = SLICE_CODES[name]
+        for number in self.files.get(name, []) if order is None else order:
+            handle = pq.ParquetFile(self.paths[number])
+            present = None if columns is None else [c for c in columns if c in handle.schema_arrow.names]
+            offset = 0
+            for batch in handle.iter_batches(batch_size=batch_rows, columns=present):
+                n = batch.num_rows
+                chosen = np.flatnonzero(self.code[number][offset : offset + n] == code)
+                if len(chosen):
+                    # take() copies the rows: what is kept never pins the whole Arrow batch
+                    yield batch.take(chosen), self.label[number][offset + chosen], self.weight[number][offset + chosen]
+                offset += n
+
+    def batches(
+        self, name: str, columns: list[str] | None, batch_rows: int = READ_BATCH_ROWS, order: Sequence[int] | None = None
+    ) -> Iterator[tuple[pd.DataFrame, np.ndarray, np.ndarray]]:
+        """(rows of the slice as a small frame, their labels, their weights), one record batch at a time."""
+        for batch, labels, weights in self._arrow_batches(name, columns, batch_rows, order):
+            yield batch.to_pandas(), labels, weights
+
+    def frames(self, name: str, columns: list[str] | None, rows: int) -> Iterator[pd.DataFrame]:
+        """The slice's rows (with `label`) in file order, regrouped into frames of exactly `rows` rows (the last shorter)."""
+        pending: list[pd.DataFrame] = []
+        count = 0
+        for frame, labels, _ in self.batches(name, columns):
+            frame["label"] = labels
+            pending.append(frame)
+            count += len(frame)
+            while count >= rows:
+                merged = pd.concat(pending, ignore_index=True)
+                yield merged.iloc[:rows].reset_index(drop=True)
+                rest = merged.iloc[rows:].reset_index(drop=True)
+                pending, count = ([rest] if len(rest) else []), len(rest)
+        if count:
+            yield pd.concat(pending, ignore_index=True)
+
+    def sample(self, name: str, columns: list[str] | None, rows: int, seed: int) -> pd.DataFrame:
+        """A uniform sample of at most `rows` rows of the slice (bottom-k keys), in (created_utc, post_id) order.
+
+        Kept as an Arrow table re-taken (copied) whenever it doubles, so memory stays about 2-3x the sample.
+        """
+        import pyarrow as pa
+
+        rng = np.random.default_rng(seed)
+        kept = None
+        for batch, labels, _ in self._arrow_batches(name, columns, READ_BATCH_ROWS, None):
+            table = pa.Table.from_batches([batch]).replace_schema_metadata(None)
+            table = table.append_column("label", pa.array(labels, pa.float64()))
+            table = table.append_column("_key", pa.array(rng.random(len(labels))))
+            kept = table if kept is None else pa.concat_tables([kept, table], promote_options="default")
+            if kept.num_rows > 2 * rows:
+                kept = kept.take(np.argpartition(kept.column("_key").to_numpy(), rows)[:rows])
+        if kept is None:
+            return pd.DataFrame(columns=[*(columns or []), "label"])
+        if kept.num_rows > rows:
+            kept = kept.take(np.argpartition(kept.column("_key").to_numpy(), rows)[:rows])
+        frame = kept.to_pandas()
+        order = ["created_utc", "post_id"] if {"created_utc", "post_id"} <= set(frame) else ["_key"]
+        return frame.sort_values(order, kind="stable").drop(columns="_key").reset_index(drop=True)
+
+    def dataset(
+        self, name: str, spec: InputSpec, batch_size: int, *, weighted: bool, shuffle_seed: int | None = None,
+        shuffle_buffer: int = SHUFFLE_BUFFER,
+    ):
+        """tf.data of (inputs, label[, weight]) batches of one slice, streamed from the files.
+
+        With a seed, each epoch visits the files in a new random order and shuffles rows in a buffer
+        of `shuffle_buffer`: partitions are days, so file order alone would feed time-sorted batches.
+        """
+        from smpp.compat import import_tensorflow
+
+        tf = import_tensorflow()
+        columns = _columns(spec, None)
+        epochs = itertools.count()
+
+        def generate():
+            order = None
+            if shuffle_seed is not None:
+                rng = np.random.default_rng([shuffle_seed, next(epochs)])
+                order = [int(f) for f in rng.permutation(self.files.get(name, []))]
+            for frame, labels, weights in self.batches(name, columns, order=order):
+                inputs = model_inputs(frame, spec)
+                inputs = {k: (v.astype(str) if k in STRING_INPUTS else v) for k, v in inputs.items()}
+                if weighted:
+                    yield inputs, labels.astype(np.float32), weights
+                else:
+                    yield inputs, labels.astype(np.float32)
+
+        signature = (_signature(spec, tf), tf.TensorSpec((None,), tf.float32))
+        if weighted:
+            signature = (*signature, tf.TensorSpec((None,), tf.float32))
+        dataset = tf.data.Dataset.from_generator(generate, output_signature=signature).unbatch()
+        if shuffle_seed is not None:
+            dataset = dataset.shuffle(shuffle_buffer, seed=shuffle_seed, reshuffle_each_iteration=True)
+        # the slice's size is known from pass 1: Keras then sees whole epochs instead of a stream that "runs out"
+        steps = -(-self.rows(name) // batch_size)
+        return dataset.batch(batch_size).apply(tf.data.experimental.assert_cardinality(steps)).prefetch(2)

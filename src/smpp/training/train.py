@@ -17,22 +17,27 @@ import pandas as pd
 from smpp import schema
 from smpp.settings import Settings
 from smpp.storage import atomic_write_json, atomic_write_text
-from smpp.training.baselines import BASELINE_NAMES, run_baselines
+from smpp.training.baselines import BASELINE_NAMES, fit_baselines
 from smpp.training.card import random_encoder_warnings, render_model_card
 from smpp.training.metrics import full_metrics, json_safe, regression_metrics, tier_thresholds
 from smpp.training.model import (
+    DOMAIN_INPUT,
+    PREDICT_BATCH,
+    SUBREDDIT_INPUT,
     InputSpec,
     build_model,
     embedding_dims,
-    fit_model,
+    fit_datasets,
     keras_module,
     load_model,
     model_inputs,
     predict_frame,
     save_model,
+    subreddit_balance_weights,
 )
 from smpp.training.plots import write_plots
 from smpp.training.split import ChronoSplit, chronological_split, labelled_rows, within_window
+from smpp.training.stream import SlicePlan, input_columns, present_dims, scan_index
 
 log = logging.getLogger(__name__)
 
@@ -135,14 +140,6 @@ def _skip_reason(n_labelled: int, split: ChronoSplit | None, settings: Settings)
     return None
 
 
-def _latency_ms_per_post(model, test: pd.DataFrame) -> tuple[np.ndarray, float]:
-    predict_frame(model, test.head(8))  # first call traces the graph; not part of the steady-state cost
-    start = time.perf_counter()
-    predictions = predict_frame(model, test)
-    elapsed = time.perf_counter() - start
-    return predictions, 1000.0 * elapsed / max(1, len(test))
-
-
 def with_history(settings: Settings, features: pd.DataFrame) -> pd.DataFrame:
     """`features` with the leak-free author/subreddit history columns, computed from its own rows if absent.
 
@@ -185,40 +182,115 @@ def evaluate_model_on(settings: Settings, version: str, features_test: pd.DataFr
     return evaluate_frame(model, features_test, settings.training.within_subreddit_min_posts)
 
 
-def _champion_on_test(settings: Settings, version: str, test: pd.DataFrame) -> dict[str, Any] | None:
-    from smpp.registry import champion
+def write_day_partitions(features: pd.DataFrame, root: Path) -> list[Path]:
+    """`features` as one Parquet file per UTC day of created_utc (ds=YYYY-MM-DD/part-0.parquet), rows in time order.
 
-    current = champion(settings)
-    if current is None or current == version:
-        return None
-    try:
-        metrics = evaluate_model_on(settings, current, test)
-        return {"version": current, "metrics": metrics, "error": None, "same_test_slice": True}
-    except Exception as exc:  # noqa: BLE001 - an unscorable champion is reported, not fatal to training
-        log.warning("champion %s could not score the test slice: %s", current, exc)
-        return {"version": current, "metrics": None, "error": f"{type(exc).__name__}: {exc}", "same_test_slice": False}
+    Embedding cells become fixed-size float lists, as in the pipeline's feature partitions.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from smpp.storage import PART_FILE, vectors_to_arrow
+
+    dims = embedding_dims(features)
+    ordered = features.sort_values(["created_utc", "post_id"], kind="stable").reset_index(drop=True)
+    vectors = [c for c in schema.EMBEDDING_COLUMNS if c in ordered]
+    paths = []
+    days = pd.to_numeric(ordered["created_utc"]).to_numpy() // 86400
+    for day, part in ordered.groupby(days, sort=True):
+        table = pa.Table.from_pandas(part.drop(columns=vectors), preserve_index=False)
+        for column in vectors:
+            if column in dims:
+                cells = [None if not isinstance(c, (np.ndarray, list, tuple)) else c for c in part[column]]
+                table = table.append_column(column, vectors_to_arrow(cells, dims[column]))
+            else:  # no vector anywhere: an all-null column keeps the schema
+                table = table.append_column(column, pa.nulls(len(part), pa.list_(pa.float32())))
+        path = root / f"ds={datetime.fromtimestamp(int(day) * 86400, tz=timezone.utc).date().isoformat()}" / PART_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, path)
+        paths.append(path)
+    return paths
 
 
 def train_and_evaluate(
     settings: Settings, features: pd.DataFrame, version_dir: Path, *, lineage: dict | None = None
 ) -> TrainReport:
-    """Chronological split, fit, baselines, metrics, plots and card into `version_dir`."""
+    """Train from an in-memory feature frame through the same streamed trainer the DAG runs.
+
+    The frame (history columns added if absent) is written as day partitions into a temp dir and
+    `train_from_partitions` reads them back: `smpp evaluate` and the tests measure the DAG's code.
+    """
+    import tempfile
+
     _validate_columns(features)
     features = with_history(settings, features)
+    with tempfile.TemporaryDirectory(prefix="smpp-train-") as tmp:
+        paths = write_day_partitions(features, Path(tmp))
+        return train_from_partitions(settings, paths, version_dir, lineage=lineage)
+
+
+def _build(inputs: dict[str, np.ndarray], labels: np.ndarray, spec: InputSpec, training) -> Any:
+    import inspect
+
+    # model.build_model takes the training settings (ensemble, widths) where it knows them
+    if "training" in inspect.signature(build_model).parameters:
+        return build_model(inputs, labels, spec, training)
+    return build_model(inputs, labels, spec)
+
+
+def _champion_model(settings: Settings, version: str) -> tuple[str | None, Any]:
+    """(champion version, its loaded model or the exception that stopped loading it); (None, None) if none."""
+    from smpp.registry import champion, version_dir as champion_dir
+
+    current = champion(settings)
+    if current is None or current == version:
+        return None, None
+    try:
+        return current, load_model(champion_dir(settings, current))
+    except Exception as exc:  # noqa: BLE001 - an unloadable champion is reported, not fatal to training
+        return current, exc
+
+
+def _error(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def train_from_partitions(
+    settings: Settings,
+    paths: list[Path],
+    version_dir: Path,
+    *,
+    labels: pd.DataFrame | None = None,
+    lineage: dict | None = None,
+) -> TrainReport:
+    """Chronological split, fit, baselines, metrics, plots and card into `version_dir`, streaming `paths`.
+
+    `labels` (post_id, label) are joined to the partitions' rows (the warehouse's matured labels);
+    None reads each file's own `label` column. Memory: one record batch at a time, the tf.data
+    shuffle buffer, a bounded adapt sample, a bounded baseline sample, and a narrow index row per post.
+    """
     version_dir = Path(version_dir)
     training = settings.training
     _write_common(settings, version_dir, lineage)
 
-    labelled = labelled_rows(features)
+    index = scan_index(paths, labels)
+    if index.without_history:
+        log.warning(
+            "%d of %d feature partitions predate the history columns (e.g. %s): those rows train with them missing",
+            len(index.without_history), len(index.paths), index.without_history[0],
+        )
+    labelled = index.rows
     in_window = within_window(labelled, training.train_window_days)
-    split = split_for_training(settings, features) if len(in_window) else None
+    split = (
+        chronological_split(in_window, training.val_fraction, training.test_fraction) if len(in_window) else None
+    )
     rows = {
-        "input": len(features),
+        "input": index.input_rows,
         "labelled": len(labelled),
         "in_window": len(in_window),
         **(split.rows if split is not None else {"train": 0, "val": 0, "test": 0}),
     }
-    all_dims = embedding_dims(in_window)
+    all_dims = present_dims(index, in_window)
     metrics: dict[str, Any] = {
         "version": version_dir.name,
         "created_utc": datetime.now(timezone.utc).isoformat(),
@@ -240,45 +312,91 @@ def train_and_evaluate(
         return TrainReport(version_dir, _finish(version_dir, metrics, None), rows, reason)
     assert split is not None
 
-    tower_dims = embedding_dims(split.train)
+    tower_dims = present_dims(index, split.train)
     unused = sorted(set(all_dims) - set(tower_dims))
     if unused:
         metrics["warnings"].append(f"no train-slice vectors for {', '.join(unused)}: no tower built for them")
+    if index.without_history:
+        metrics["warnings"].append(f"{len(index.without_history)} partitions without history columns (treated as missing)")
     spec = InputSpec.for_frame(split.train, tower_dims, level_offset=training.level_offset)
     y_train = split.train["label"].to_numpy(np.float32)
-    y_val = split.val["label"].to_numpy(np.float32)
-    y_test = split.test["label"].to_numpy(float)
+    weights = None
+    if training.balance_subreddits:
+        reference = (split.train["subreddit"].to_numpy(), y_train)
+        weights = {
+            name: subreddit_balance_weights(
+                getattr(split, name)["subreddit"].to_numpy(), getattr(split, name)["label"].to_numpy(np.float32), reference
+            )
+            for name in ("train", "val")
+        }
+    plan = SlicePlan(index, {"train": split.train, "val": split.val, "test": split.test}, weights)
 
     keras = keras_module()
     keras.utils.set_random_seed(training.seed)
-    train_inputs = model_inputs(split.train, spec)
-    model = build_model(train_inputs, y_train, spec)
-    fit = fit_model(model, train_inputs, y_train, model_inputs(split.val, spec), y_val, training)
-    save_model(model, spec, version_dir)
-
-    saved = load_model(version_dir)  # evaluate the artefact that will be served, not the in-memory object
-    predictions, latency_ms = _latency_ms_per_post(saved, split.test)
-    min_posts = training.within_subreddit_min_posts
-    subreddits = split.test["subreddit"].to_numpy()
-    created = split.test["created_utc"].to_numpy()
-    tiers = tier_thresholds(y_train)
-    val_metrics = regression_metrics(
-        y_val.astype(float), predict_frame(saved, split.val), split.val["subreddit"].to_numpy(), min_posts
+    columns = input_columns(spec)
+    sample = plan.sample("train", [*columns, "created_utc", "post_id"], training.adapt_sample_rows, training.seed)
+    build_inputs = model_inputs(sample, spec)  # the normalisers adapt on the bounded sample
+    # vocabularies and subreddit offsets come from the whole train slice's narrow columns
+    build_inputs[SUBREDDIT_INPUT] = split.train["subreddit"].to_numpy(object).reshape(-1, 1)
+    if spec.use_domain:
+        build_inputs[DOMAIN_INPUT] = split.train["domain"].to_numpy(object).reshape(-1, 1)
+    model = _build(build_inputs, y_train, spec, training)
+    del sample, build_inputs
+    weighted = weights is not None
+    fit = fit_datasets(
+        model,
+        plan.dataset(
+            "train", spec, training.batch_size, weighted=weighted, shuffle_seed=training.seed,
+            shuffle_buffer=training.shuffle_buffer_rows,
+        ),
+        plan.dataset("val", spec, PREDICT_BATCH, weighted=weighted),
+        training,
     )
+    save_model(model, spec, version_dir)
+    saved = load_model(version_dir)  # evaluate the artefact that will be served, not the in-memory object
+
+    baseline_columns = ["post_id", "created_utc", "subreddit", "domain", "title_emb", *spec.tabular_columns]
+    cap = training.baseline_max_rows
+    if len(split.train) > cap or len(split.val) > cap:
+        metrics["warnings"].append(
+            f"baselines fit on a uniform sample of at most {cap} rows per slice "
+            f"(train {len(split.train)}, val {len(split.val)}); scored on the whole test slice"
+        )
+    baselines = fit_baselines(
+        plan.sample("train", baseline_columns, cap, training.seed),
+        plan.sample("val", baseline_columns, cap, training.seed),
+        training.seed,
+        spec.tabular_columns,
+    )
+    champion_version, champion_model = _champion_model(settings, version_dir.name)
+    test = _score_test_slice(plan, saved, baselines, champion_model)
+
+    min_posts = training.within_subreddit_min_posts
+    tiers = tier_thresholds(y_train)
+    y_val, val_predictions, val_subreddits = _predict_slice(plan, "val", saved, [*columns, "subreddit"])
+    val_metrics = regression_metrics(y_val, val_predictions, val_subreddits, min_posts)
+    y_test, predictions, subreddits, created = test["label"], test["model"], test["subreddit"], test["created_utc"]
     metrics["model"] = {
         **full_metrics(y_test, predictions, subreddits, created, min_posts, tiers),
         # what model selection may look at (the test numbers above must not steer tuning)
         "validation": {k: v for k, v in val_metrics.items() if k != "per_subreddit"},
-        "latency_ms_per_post": latency_ms,
+        "latency_ms_per_post": test["latency_ms"],
         "params": int(saved.count_params()),
         "epochs_run": fit["epochs_run"],
         "best_epoch": fit["best_epoch"],
     }
-    for name, baseline_predictions in run_baselines(
-        split.train, split.val, split.test, training.seed, spec.tabular_columns
-    ).items():
-        metrics[name] = full_metrics(y_test, baseline_predictions, subreddits, created, min_posts, tiers)
-    metrics["champion"] = _champion_on_test(settings, version_dir.name, split.test)
+    for name in BASELINE_NAMES:
+        metrics[name] = full_metrics(y_test, test[name], subreddits, created, min_posts, tiers)
+    if champion_version is not None:
+        error = test["champion_error"] or (_error(champion_model) if isinstance(champion_model, Exception) else None)
+        if error:
+            log.warning("champion %s could not score the test slice: %s", champion_version, error)
+        metrics["champion"] = {
+            "version": champion_version,
+            "metrics": None if error else regression_metrics(y_test, test["champion"], subreddits, min_posts),
+            "error": error,
+            "same_test_slice": error is None,
+        }
     metrics["features"] = {
         "embedding_towers": list(tower_dims),
         "tabular_columns": list(spec.tabular_columns),
@@ -298,3 +416,64 @@ def train_and_evaluate(
         rows,
     )
     return TrainReport(version_dir, metrics, rows, None)
+
+
+def _predict_slice(plan: SlicePlan, name: str, model, columns: list[str] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(labels, predictions, subreddits) of one slice, predicted in PREDICT_BATCH frames as predict_frame would."""
+    labels, predictions, subreddits = [np.zeros(0)], [np.zeros(0, np.float32)], [np.zeros(0, object)]
+    for frame in plan.frames(name, columns, PREDICT_BATCH):
+        labels.append(frame["label"].to_numpy(float))
+        predictions.append(predict_frame(model, frame))
+        subreddits.append(frame["subreddit"].astype(str).to_numpy(object))
+    return np.concatenate(labels), np.concatenate(predictions), np.concatenate(subreddits)
+
+
+def _score_test_slice(plan: SlicePlan, model, baselines: dict, champion) -> dict[str, Any]:
+    """One streamed pass over the test slice: labels, subreddit, created time and every predictor's output."""
+    out: dict[str, list] = {k: [] for k in ("label", "subreddit", "created_utc", "model", "champion", *baselines)}
+    champion_error = None
+    champion = None if isinstance(champion, Exception) else champion
+    predict_s, warmed = 0.0, False
+    for frame in plan.frames("test", None, PREDICT_BATCH):
+        if not warmed:  # the first call traces the graph: not part of the steady-state cost
+            predict_frame(model, frame.head(8))
+            warmed = True
+        started = time.perf_counter()
+        out["model"].append(predict_frame(model, frame))
+        predict_s += time.perf_counter() - started
+        out["label"].append(frame["label"].to_numpy(float))
+        out["subreddit"].append(frame["subreddit"].astype(str).to_numpy(object))
+        out["created_utc"].append(frame["created_utc"].to_numpy(np.int64))
+        for name, predictor in baselines.items():
+            out[name].append(np.asarray(predictor(frame), dtype=float))
+        if champion is not None:
+            try:
+                out["champion"].append(predict_frame(champion, frame))
+            except Exception as exc:  # noqa: BLE001 - an unscorable champion is reported, not fatal to training
+                champion_error, champion = _error(exc), None
+    result: dict[str, Any] = {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in out.items()}
+    result["latency_ms"] = 1000.0 * predict_s / max(1, len(result["label"]))
+    result["champion_error"] = champion_error
+    return result
+
+
+def score_version_on_test(
+    settings: Settings, version: str, paths: list[Path], labels: pd.DataFrame | None = None
+) -> dict | None:
+    """Metrics of a registered version (e.g. the champion) on the test slice a training on `paths` holds out.
+
+    Streams the test rows only; None when the window has no test rows.
+    """
+    from smpp.registry import version_dir as registered_dir
+
+    training = settings.training
+    index = scan_index(paths, labels)
+    in_window = within_window(index.rows, training.train_window_days)
+    if in_window.empty:
+        return None
+    split = chronological_split(in_window, training.val_fraction, training.test_fraction)
+    if split.test.empty:
+        return None
+    model = load_model(registered_dir(settings, version))
+    y, predictions, subreddits = _predict_slice(SlicePlan(index, {"test": split.test}), "test", model, None)
+    return regression_metrics(y, predictions, subreddits, training.within_subreddit_min_posts)
