@@ -110,6 +110,13 @@ class TrainingSettings(BaseModel):
     # Baselines fit in memory on a uniform train-slice sample of at most this many rows (val likewise);
     # large enough that the dev dump and ordinary windows use every row. The test slice is always scored whole.
     baseline_max_rows: int = 250_000
+    # Model shape and regularisation (issue 5: chosen on validation slices of both subreddit halves).
+    ensemble_size: int = Field(1, ge=1, le=8)  # sub-networks averaged inside the one saved model
+    rank_loss_weight: float = Field(0.0, ge=0.0)  # weight of the within-subreddit pairwise ranking term
+    rank_group_size: int = Field(32, ge=2)  # posts of one subreddit per run in a training batch (rank loss)
+    tower_units: int = Field(256, ge=8)  # width of the embedding towers' and fusion head's first layer
+    dropout: float = Field(0.2, ge=0.0, lt=1.0)  # towers and fusion head (half of it on the input vectors)
+    l2: float = Field(0.0, ge=0.0)  # L2 penalty on the Dense kernels
 
 
 class Settings(BaseSettings):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -37,13 +38,11 @@ OPTIONAL_TABULAR_COLUMNS = ["selftext_len_log", *HISTORY_COLUMNS]
 SUBREDDIT_INPUT = "subreddit"
 DOMAIN_INPUT = "domain"
 TABULAR_INPUT = "tabular"
-TOWER_UNITS = 256
 TOWER_OUTPUT = 64
 TABULAR_UNITS = 64
 SUBREDDIT_EMBEDDING_DIM = 16
 DOMAIN_EMBEDDING_DIM = 8
 DOMAIN_MIN_COUNT = 5  # rarer domains share the out-of-vocabulary slot
-DROPOUT = 0.2
 STRING_INPUTS = (SUBREDDIT_INPUT, DOMAIN_INPUT)
 # With level_offset, the offset is the subreddit's recent matured-label mean (a leak-free history
 # column) where known, instead of the frozen train-slice mean: it follows a subreddit's drift.
@@ -213,12 +212,23 @@ def _frequent(values: np.ndarray, min_count: int) -> list[str]:
     return sorted(str(n) for n, c in zip(names, counts) if c >= min_count)
 
 
-def build_model(train_inputs: dict[str, np.ndarray], train_labels: np.ndarray, spec: InputSpec):
-    """Functional model whose normalisers, vocabularies and subreddit offsets are fitted on the train slice only."""
+def build_model(
+    train_inputs: dict[str, np.ndarray], train_labels: np.ndarray, spec: InputSpec,
+    training: TrainingSettings | None = None,
+):
+    """Functional model whose normalisers, vocabularies and subreddit offsets are fitted on the train slice only.
+
+    With `training.ensemble_size` K > 1 the preprocessing is shared and K sub-networks (towers +
+    fusion head, different initialisations) each predict the residual; the returned (served) model
+    adds their mean to the offset. `model.smpp_train_model` shares its layers and outputs the K
+    members' predictions side by side, so each member is fitted on its own loss (a true ensemble,
+    not one wide network), while the saved `.keras` file stays a single model that scores raw features.
+    """
+    training = training or TrainingSettings()
     keras = keras_module()
     layers = keras.layers
     model_inputs_: dict[str, Any] = {}
-    fused = []
+    shared: dict[str, Any] = {}  # preprocessed inputs every member reads
 
     for column, dim in spec.embedding_dims.items():
         vectors = keras.Input(shape=(dim,), name=column)
@@ -227,12 +237,7 @@ def build_model(train_inputs: dict[str, np.ndarray], train_labels: np.ndarray, s
         normaliser = layers.Normalization(name=f"{column}_norm")
         present = train_inputs[f"{column}_mask"][:, 0] > 0
         normaliser.adapt(train_inputs[column][present] if present.any() else np.zeros((1, dim), np.float32))
-        hidden = layers.Dropout(DROPOUT / 2, name=f"{column}_input_dropout")(normaliser(vectors))
-        hidden = layers.Dense(TOWER_UNITS, activation="relu", name=f"{column}_dense1")(hidden)
-        hidden = layers.Dropout(DROPOUT, name=f"{column}_dropout")(hidden)
-        hidden = layers.Dense(TOWER_OUTPUT, activation="relu", name=f"{column}_dense2")(hidden)
-        # Missing modality: the tower contributes exactly zero; the mask itself is a feature.
-        fused += [layers.Multiply(name=f"{column}_masked")([hidden, mask]), mask]
+        shared[column] = (normaliser(vectors), mask)
 
     n_tab = len(spec.tabular_columns)
     tab = keras.Input(shape=(n_tab,), name=TABULAR_INPUT)
@@ -247,9 +252,7 @@ def build_model(train_inputs: dict[str, np.ndarray], train_labels: np.ndarray, s
     tab_normaliser = layers.Normalization(name="tabular_norm")
     tab_normaliser.adapt(np.where(tab_present > 0, tab_values, column_means).astype(np.float32))
     tab_hidden = layers.Multiply(name="tabular_masked")([tab_normaliser(tab), tab_mask])
-    tab_hidden = layers.Concatenate(name="tabular_with_mask")([tab_hidden, tab_mask])
-    tab_hidden = layers.Dense(TABULAR_UNITS, activation="relu", name="tabular_dense")(tab_hidden)
-    fused.append(tab_hidden)
+    shared[TABULAR_INPUT] = layers.Concatenate(name="tabular_with_mask")([tab_hidden, tab_mask])
 
     subreddit = keras.Input(shape=(1,), dtype="string", name=SUBREDDIT_INPUT)
     model_inputs_[SUBREDDIT_INPUT] = subreddit
@@ -257,8 +260,7 @@ def build_model(train_inputs: dict[str, np.ndarray], train_labels: np.ndarray, s
     vocabulary = sorted({s for s in names if s})
     lookup = layers.StringLookup(vocabulary=vocabulary, num_oov_indices=1, name="subreddit_lookup")
     sub_index = lookup(subreddit)
-    sub_embedding = layers.Embedding(len(vocabulary) + 1, SUBREDDIT_EMBEDDING_DIM, name="subreddit_embedding")
-    fused.append(layers.Flatten(name="subreddit_flat")(sub_embedding(sub_index)))
+    shared[SUBREDDIT_INPUT] = (sub_index, len(vocabulary) + 1)
 
     if spec.use_domain:
         domain = keras.Input(shape=(1,), dtype="string", name=DOMAIN_INPUT)
@@ -266,14 +268,10 @@ def build_model(train_inputs: dict[str, np.ndarray], train_labels: np.ndarray, s
         seen = train_inputs[DOMAIN_INPUT][:, 0].astype(str)
         domains = _frequent(seen, DOMAIN_MIN_COUNT) or _frequent(seen, 1)
         domain_lookup = layers.StringLookup(vocabulary=domains, num_oov_indices=1, name="domain_lookup")
-        domain_embedding = layers.Embedding(len(domains) + 1, DOMAIN_EMBEDDING_DIM, name="domain_embedding")
-        fused.append(layers.Flatten(name="domain_flat")(domain_embedding(domain_lookup(domain))))
+        shared[DOMAIN_INPUT] = (domain_lookup(domain), len(domains) + 1)
 
-    hidden = layers.Concatenate(name="fusion")(fused)
-    hidden = layers.Dense(TOWER_UNITS, activation="relu", name="fusion_dense1")(hidden)
-    hidden = layers.Dropout(DROPOUT, name="fusion_dropout")(hidden)
-    hidden = layers.Dense(TOWER_OUTPUT, activation="relu", name="fusion_dense2")(hidden)
-    residual = layers.Dense(1, name="residual")(hidden)
+    members = max(1, int(training.ensemble_size))
+    residuals = [_member_residual(layers, spec, shared, training, f"_m{k}" if k else "") for k in range(members)]
 
     # Frozen train-slice mean label per subreddit (index 0 = unseen subreddit -> global mean).
     global_mean = float(np.mean(train_labels)) if len(train_labels) else 0.0
@@ -293,13 +291,55 @@ def build_model(train_inputs: dict[str, np.ndarray], train_labels: np.ndarray, s
             [layers.Multiply(name="level_known")([level, level_mask]),
              layers.Multiply(name="mean_if_unknown")([offset, not_known(level_mask)])]
         )
-    output = layers.Add(name="popularity")([offset, residual])
+    mean_residual = residuals[0] if members == 1 else layers.Average(name="ensemble_mean")(residuals)
+    output = layers.Add(name="popularity")([offset, mean_residual])
     model = keras.Model(inputs=model_inputs_, outputs=output, name="smpp_popularity")
+    member_outputs = [layers.Add(name=f"member_popularity_{k}")([offset, r]) for k, r in enumerate(residuals)]
+    stacked = member_outputs[0] if members == 1 else layers.Concatenate(name="members")(member_outputs)
+    # Never saved: it only carries the per-member training loss (the served model is never compiled).
+    model.smpp_train_model = keras.Model(inputs=model_inputs_, outputs=stacked, name="smpp_popularity_members")
     offset_layer.set_weights([offsets])  # weights, not an initializer: saved inside the .keras file
     for layer, weights in frozen:
         layer.set_weights(weights)
     model.smpp_input_spec = spec
     return model
+
+
+def _member_residual(layers, spec: InputSpec, shared: dict[str, Any], training: TrainingSettings, suffix: str):
+    """One sub-network: towers, tabular and categorical embeddings, fusion head -> residual (batch, 1).
+
+    Member 0 keeps the historical layer names (suffix ""); the others are suffixed `_m<k>`.
+    """
+    units, dropout = int(training.tower_units), float(training.dropout)
+    regularizer = _l2(training.l2)
+    fused = []
+    for column in spec.embedding_dims:
+        normalised, mask = shared[column]
+        hidden = layers.Dropout(dropout / 2, name=f"{column}_input_dropout{suffix}")(normalised)
+        hidden = layers.Dense(units, activation="relu", kernel_regularizer=regularizer, name=f"{column}_dense1{suffix}")(hidden)
+        hidden = layers.Dropout(dropout, name=f"{column}_dropout{suffix}")(hidden)
+        hidden = layers.Dense(TOWER_OUTPUT, activation="relu", kernel_regularizer=regularizer, name=f"{column}_dense2{suffix}")(hidden)
+        # Missing modality: the tower contributes exactly zero; the mask itself is a feature.
+        fused += [layers.Multiply(name=f"{column}_masked{suffix}")([hidden, mask]), mask]
+    tab = layers.Dense(TABULAR_UNITS, activation="relu", kernel_regularizer=regularizer, name=f"tabular_dense{suffix}")
+    fused.append(tab(shared[TABULAR_INPUT]))
+    for name, dim in ((SUBREDDIT_INPUT, SUBREDDIT_EMBEDDING_DIM), (DOMAIN_INPUT, DOMAIN_EMBEDDING_DIM)):
+        if name not in shared:
+            continue
+        index, size = shared[name]
+        embedding = layers.Embedding(size, dim, name=f"{name}_embedding{suffix}")
+        fused.append(layers.Flatten(name=f"{name}_flat{suffix}")(embedding(index)))
+    hidden = layers.Concatenate(name=f"fusion{suffix}")(fused)
+    hidden = layers.Dense(units, activation="relu", kernel_regularizer=regularizer, name=f"fusion_dense1{suffix}")(hidden)
+    hidden = layers.Dropout(dropout, name=f"fusion_dropout{suffix}")(hidden)
+    hidden = layers.Dense(TOWER_OUTPUT, activation="relu", kernel_regularizer=regularizer, name=f"fusion_dense2{suffix}")(hidden)
+    return layers.Dense(1, name=f"residual{suffix}")(hidden)
+
+
+def _l2(weight: float):
+    if weight <= 0:
+        return None
+    return keras_module().regularizers.L2(float(weight))
 
 
 def fit_model(
@@ -327,14 +367,21 @@ def fit_model(
 def fit_datasets(model, train_data, val_data, training: TrainingSettings) -> dict[str, Any]:
     """Adam + ReduceLROnPlateau, early stopping on validation loss (best weights restored).
 
-    `train_data` / `val_data`: tf.data datasets of (inputs dict, label) batches, in memory or
-    streamed from Parquet partitions (smpp.training.stream).
+    `train_data` / `val_data`: tf.data datasets of (inputs dict, label[, weight]) batches, in memory
+    or streamed from Parquet partitions (smpp.training.stream). The loss is MemberLoss: each
+    ensemble member's squared error, plus (training.rank_loss_weight > 0) a pairwise ranking term
+    over posts of the same subreddit, for which training batches are regrouped by subreddit.
     """
     keras = keras_module()
-    model.compile(
+    # The served model is never compiled (nothing training-only is saved with it); its members are.
+    fitted = getattr(model, "smpp_train_model", model)
+    rank = float(training.rank_loss_weight)
+    if rank > 0:
+        train_data = _grouped_by_subreddit(train_data, training.rank_group_size, training.batch_size)
+        val_data = val_data.map(_with_group_id)
+    fitted.compile(
         optimizer=keras.optimizers.Adam(learning_rate=training.learning_rate, clipnorm=1.0),
-        loss="mse",
-        metrics=[keras.metrics.MeanAbsoluteError(name="mae")],
+        loss=MemberLoss(rank_weight=rank),
     )
     early_stopping = keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=training.patience, restore_best_weights=True
@@ -345,7 +392,7 @@ def fit_datasets(model, train_data, val_data, training: TrainingSettings) -> dic
             monitor="val_loss", factor=0.5, patience=max(1, training.patience // 2), min_lr=1e-5
         ),
     ]
-    history = model.fit(
+    history = fitted.fit(
         train_data,
         validation_data=val_data,
         epochs=training.epochs,
@@ -360,6 +407,86 @@ def fit_datasets(model, train_data, val_data, training: TrainingSettings) -> dic
         "best_epoch": int(early_stopping.best_epoch) + 1,
         "best_val_loss": float(early_stopping.best) if np.isfinite(early_stopping.best) else None,
     }
+
+
+GROUP_BUCKETS = 2**23  # subreddit hash buckets: exact in float32, collisions (pairing two subreddits) rare
+
+
+def _group_id(subreddit):
+    """Float32 id of each row's subreddit (hash bucket of the string), shape (batch,)."""
+    from smpp.compat import import_tensorflow
+
+    tf = import_tensorflow()
+    return tf.cast(tf.strings.to_hash_bucket_fast(tf.reshape(subreddit, [-1]), GROUP_BUCKETS), tf.float32)
+
+
+def _with_group_id(inputs, labels, *weights):
+    """(inputs, [label, subreddit id], weights...): the ranking loss reads the pairs' subreddit from y_true."""
+    from smpp.compat import import_tensorflow
+
+    tf = import_tensorflow()
+    target = tf.stack([tf.reshape(tf.cast(labels, tf.float32), [-1]), _group_id(inputs[SUBREDDIT_INPUT])], axis=1)
+    return (inputs, target, *weights)
+
+
+def _grouped_by_subreddit(dataset, group_size: int, batch_size: int):
+    """Rebatch so each batch holds runs of up to `group_size` posts of one subreddit (else few pairs share one)."""
+    from smpp.compat import import_tensorflow
+
+    tf = import_tensorflow()
+
+    def key(inputs, *_):
+        return tf.strings.to_hash_bucket_fast(tf.reshape(inputs[SUBREDDIT_INPUT], [-1])[0], GROUP_BUCKETS)
+
+    grouped = dataset.unbatch().group_by_window(
+        key_func=key, reduce_func=lambda _, window: window.batch(group_size), window_size=group_size
+    )
+    return grouped.unbatch().batch(batch_size).map(_with_group_id).prefetch(tf.data.AUTOTUNE)
+
+
+@lru_cache(maxsize=1)
+def _member_loss_class():
+    keras = keras_module()
+    ops = keras.ops
+
+    class MemberLoss(keras.losses.Loss):
+        """Per post: mean over ensemble members of the squared error, + rank_weight * a RankNet term.
+
+        y_true: (batch,) labels, or (batch, 2) [label, subreddit id] when rank_weight > 0; y_pred:
+        (batch, members). The ranking term of post i averages softplus(-sign(y_i - y_j) (p_i - p_j))
+        over the posts j of the same subreddit in the batch with a different label: it asks the
+        residual to order posts within a subreddit, which is what the within-subreddit Spearman reads.
+        """
+
+        def __init__(self, rank_weight: float = 0.0, name: str = "member_loss", **kwargs):
+            super().__init__(name=name, **kwargs)
+            self.rank_weight = float(rank_weight)
+
+        def call(self, y_true, y_pred):
+            y_true = ops.cast(y_true, "float32")
+            y_true = ops.reshape(y_true, (ops.shape(y_true)[0], -1))
+            y_pred = ops.reshape(ops.cast(y_pred, "float32"), (ops.shape(y_true)[0], -1))
+            label = y_true[:, :1]
+            loss = ops.mean(ops.square(y_pred - label), axis=1)
+            if self.rank_weight <= 0:
+                return loss
+            group = y_true[:, 1]
+            same = ops.cast(ops.equal(group[:, None], group[None, :]), "float32")
+            dy = label - ops.transpose(label)  # (batch, batch)
+            pairs = same * ops.cast(ops.not_equal(dy, 0.0), "float32")
+            dp = y_pred[:, None, :] - y_pred[None, :, :]  # (batch, batch, members)
+            wrong = ops.mean(ops.softplus(-ops.sign(dy)[:, :, None] * dp), axis=2)
+            rank = ops.sum(pairs * wrong, axis=1) / ops.maximum(ops.sum(pairs, axis=1), 1.0)
+            return loss + self.rank_weight * rank
+
+        def get_config(self):
+            return {**super().get_config(), "rank_weight": self.rank_weight}
+
+    return MemberLoss
+
+
+def MemberLoss(rank_weight: float = 0.0):  # noqa: N802 - reads as the class it builds (keras is imported lazily)
+    return _member_loss_class()(rank_weight=rank_weight)
 
 
 def save_model(model, spec: InputSpec, version_dir: Path) -> Path:

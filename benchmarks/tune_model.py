@@ -1,0 +1,121 @@
+"""Tuning harness for the Keras model (issue 5): score candidate TrainingSettings on VALIDATION only.
+
+Builds the dev dump's feature frame once (cached as a pickle), splits it exactly like
+train_and_evaluate (chronological, test = newest 20 %, train_window_days = None), and for each
+candidate fits the model on train, early-stops on val and prints the mean within-subreddit Spearman
+on the val slice: of the whole dump and of each half of its subreddits (zlib.crc32(name.lower()) % 2).
+Test slices are never scored here.
+
+    PYTHONPATH=src .venv/bin/python benchmarks/tune_model.py --build-frame
+    PYTHONPATH=src .venv/bin/python benchmarks/tune_model.py --scope half0 half1 \
+        --candidate base '{}' --candidate ens3 '{"ensemble_size": 3}'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+DUMP = Path(__file__).resolve().parents[2] / "shared" / "data" / "reddit_top_dev.ndjson.zst"
+CACHE = Path("/work/evals/frame_cache/dev_frame.pkl")
+
+
+def subreddit_half(name: str) -> int:
+    """The stable half of a subreddit (also used by benchmarks/heldout_subreddits.py)."""
+    return zlib.crc32(str(name).lower().encode("utf-8")) % 2
+
+
+def evaluation_settings(**training):
+    from smpp.settings import Settings
+
+    base = Settings()
+    merged = {**base.training.model_dump(), "test_fraction": 0.2, "train_window_days": None, **training}
+    return base.with_overrides(training=merged)
+
+
+def build_frame(dump: Path, cache: Path) -> pd.DataFrame:
+    from smpp.evaluate import archive_feature_frame, read_archive
+
+    started = time.perf_counter()
+    posts, scan = read_archive(dump)
+    frame = archive_feature_frame(evaluation_settings(), posts)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_pickle(cache)
+    print(f"frame {frame.shape} in {time.perf_counter() - started:.0f}s; scan {scan}", flush=True)
+    return frame
+
+
+def scope_frame(frame: pd.DataFrame, scope: str) -> pd.DataFrame:
+    if scope == "all":
+        return frame
+    half = int(scope.removeprefix("half"))
+    keep = frame["subreddit"].map(subreddit_half) == half
+    return frame.loc[keep].reset_index(drop=True)
+
+
+def score_candidate(frame: pd.DataFrame, overrides: dict) -> dict:
+    """Fit on train, early-stop on val, return validation metrics (model + subreddit-mean + GBM baselines)."""
+    from smpp.training.metrics import regression_metrics
+    from smpp.training.model import InputSpec, build_model, embedding_dims, fit_model, keras_module, model_inputs, predict_frame
+    from smpp.training.split import labelled_rows
+    from smpp.training.train import split_for_training
+
+    settings = evaluation_settings(**overrides)
+    training = settings.training
+    split = split_for_training(settings, labelled_rows(frame))
+    spec = InputSpec.for_frame(split.train, embedding_dims(split.train), level_offset=training.level_offset)
+    y_train = split.train["label"].to_numpy(np.float32)
+    y_val = split.val["label"].to_numpy(np.float32)
+    keras = keras_module()
+    keras.utils.set_random_seed(training.seed)
+    started = time.perf_counter()
+    train_inputs = model_inputs(split.train, spec)
+    model = build_model(train_inputs, y_train, spec, training=training)
+    fit = fit_model(model, train_inputs, y_train, model_inputs(split.val, spec), y_val, training)
+    predictions = predict_frame(model, split.val)
+    metrics = regression_metrics(y_val.astype(float), predictions, split.val["subreddit"].to_numpy(), training.within_subreddit_min_posts)
+    return {
+        "val_within": metrics["spearman_within_subreddit"],
+        "val_spearman": metrics["spearman"],
+        "val_mae": metrics["mae"],
+        "epochs": fit["epochs_run"],
+        "best_epoch": fit["best_epoch"],
+        "params": int(model.count_params()),
+        "fit_s": round(time.perf_counter() - started, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--build-frame", action="store_true")
+    parser.add_argument("--dump", type=Path, default=DUMP)
+    parser.add_argument("--cache", type=Path, default=CACHE)
+    parser.add_argument("--scope", nargs="+", default=["half0", "half1"], help="all, half0, half1")
+    parser.add_argument("--candidate", nargs=2, action="append", metavar=("NAME", "JSON"), default=[])
+    parser.add_argument("--log", type=Path, default=Path("/work/evals/tune.jsonl"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.build_frame or not args.cache.is_file():
+        frame = build_frame(args.dump, args.cache)
+    else:
+        frame = pd.read_pickle(args.cache)
+    for name, raw in args.candidate:
+        overrides = json.loads(raw)
+        for scope in args.scope:
+            result = {"name": name, "scope": scope, "overrides": overrides, **score_candidate(scope_frame(frame, scope), overrides)}
+            print(json.dumps(result), flush=True)
+            with args.log.open("a") as handle:
+                handle.write(json.dumps(result) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
