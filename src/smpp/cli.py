@@ -81,6 +81,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """Score JSON-lines posts with the champion; one JSON line out per post (errors per line)."""
+    import contextlib
     import logging
 
     from smpp.predict import predict_lines
@@ -92,15 +93,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
     else:
         with open(args.input, encoding="utf-8", errors="replace") as handle:
             lines = handle.read().splitlines()
-    failed = 0
     try:
-        for result in predict_lines(settings, lines, version=args.version):
-            failed += "error" in result
-            print(json.dumps(result, allow_nan=False), flush=True)
+        # stdout carries only the JSON lines: encoder libraries print progress there (FlagEmbedding's
+        # "Loading from local path."), so anything printed while scoring goes to stderr
+        with contextlib.redirect_stdout(sys.stderr):
+            results = list(predict_lines(settings, lines, version=args.version, fetch_authors=args.fetch_authors))
     except (RuntimeError, FileNotFoundError, ValueError) as exc:
         print(f"predict: {exc}", file=sys.stderr)
         return 2
-    return 1 if failed else 0
+    for result in results:
+        print(json.dumps(result, allow_nan=False), flush=True)
+    return 1 if any("error" in result for result in results) else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     predict = sub.add_parser("predict", help="score JSON-lines posts with the champion model")
     predict.add_argument("input", nargs="?", help="JSON-lines file (default: stdin)")
     predict.add_argument("--version", help="score with this registered version instead of the champion")
+    predict.add_argument(
+        "--fetch-authors", action="store_true",
+        help="fetch karma/account age from Reddit (needs credentials) for authors neither in the input nor the warehouse",
+    )
     predict.set_defaults(func=cmd_predict)
     args = parser.parse_args(argv)
     return args.func(args)

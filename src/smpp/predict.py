@@ -5,6 +5,17 @@ ISO-8601 `created` / `created_time`), optional `author`, `id`, `is_self`, `over_
 `selftext_len`, and an optional image as `image` / `image_path` (a local file) or `image_url`.
 One JSON line comes out per input line, in order: the prediction, or `{"line": n, "error": ...}`.
 
+Author facts (account age, link and comment karma) come, per post, from the first source that has
+any: the input's `author_link_karma`, `author_comment_karma` (numbers) and `author_created_utc`
+(the account's creation, epoch seconds or ISO-8601); else the warehouse's first snapshot of the
+author (as the pipeline's features use); else, with `fetch_authors`, Reddit now, through the
+pipeline's PRAW author code (100 per request, same pacing and 429 retries; it needs the author's
+t2_ id: the input's `author_fullname` or one the warehouse has seen); else unknown (masked, as
+the model saw unknown authors in training). The output's `author_source` says which
+("input" | "warehouse" | "reddit" | "unknown"). Karma from the input or Reddit is as of now,
+later than the first-sight snapshot the model trained on: right for a post being scored now,
+not for re-scoring old posts.
+
 Features are built exactly as in the pipeline: `metadata_features` + `extra_post_features`,
 leak-free history from the pipeline's feature partitions and labels when there are any, title
 embeddings through the configured model profile (cached), and for an image the stored JPEG,
@@ -16,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -36,11 +48,20 @@ class BadPost(ValueError):
     """An input line that cannot be scored (the message says why)."""
 
 
+AUTHOR_SOURCES = ("input", "warehouse", "reddit", "unknown")
+# input key -> column of the authors frame metadata_features takes
+AUTHOR_KARMA_FIELDS = {"author_link_karma": "link_karma", "author_comment_karma": "comment_karma"}
+AUTHOR_FACT_COLUMNS = ["created_utc", "link_karma", "comment_karma"]
+_FULLNAME = re.compile(r"^(t2_)?[0-9a-z]{1,16}$")
+
+
 @dataclass
 class ParsedPost:
     line: int
     post: dict[str, Any]
     image: str | None
+    author_facts: dict[str, float] | None = None  # explicit input facts, AUTHOR_FACT_COLUMNS keys
+    author_fullname: str | None = None  # t2_ id, for fetching the author from Reddit
 
 
 def _created(data: dict[str, Any]) -> int:
@@ -49,8 +70,13 @@ def _created(data: dict[str, Any]) -> int:
         value = data.get("created", data.get("created_time"))
     if value is None:
         raise BadPost("missing created_utc (epoch seconds) or created/created_time (ISO-8601)")
+    return _epoch(value, "created time")
+
+
+def _epoch(value: Any, what: str) -> int:
+    """Epoch seconds from a number, a numeric string or an ISO-8601 string (naive = UTC)."""
     if isinstance(value, bool):
-        raise BadPost(f"created time must be a number or an ISO-8601 string, not {value!r}")
+        raise BadPost(f"{what} must be a number or an ISO-8601 string, not {value!r}")
     if isinstance(value, (int, float)):
         seconds = float(value)
     else:
@@ -61,13 +87,37 @@ def _created(data: dict[str, Any]) -> int:
             try:
                 parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
             except ValueError as exc:
-                raise BadPost(f"created time {text!r:.40} is neither epoch seconds nor ISO-8601") from exc
+                raise BadPost(f"{what} {text!r:.40} is neither epoch seconds nor ISO-8601") from exc
             if parsed.tzinfo is None:
                 parsed = parsed.replace(tzinfo=timezone.utc)
             seconds = parsed.timestamp()
     if not math.isfinite(seconds) or seconds <= 0:
-        raise BadPost(f"created time {value!r:.40} is not a positive finite time")
+        raise BadPost(f"{what} {value!r:.40} is not a positive finite time")
     return int(seconds)
+
+
+def _author_facts(data: dict[str, Any]) -> dict[str, float] | None:
+    """The author facts the input states (null = not stated); None when it states none."""
+    facts: dict[str, float] = {}
+    for field, column in AUTHOR_KARMA_FIELDS.items():
+        value = data.get(field)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise BadPost(f"{field} must be a finite number, not {value!r:.40}")
+        facts[column] = float(value)
+    if data.get("author_created_utc") is not None:
+        facts["created_utc"] = float(_epoch(data["author_created_utc"], "author_created_utc"))
+    return facts or None
+
+
+def _author_fullname(data: dict[str, Any]) -> str | None:
+    value = data.get("author_fullname")
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not _FULLNAME.match(value.strip().lower()):
+        raise BadPost(f"author_fullname must be a Reddit account id like t2_abc123, not {value!r:.40}")
+    return "t2_" + value.strip().lower().removeprefix("t2_")
 
 
 def _flag(data: dict[str, Any], name: str) -> bool:
@@ -113,7 +163,7 @@ def parse_post(line_number: int, line: str) -> ParsedPost:
         "domain": data.get("domain") if isinstance(data.get("domain"), str) else None,
         "selftext_len": int(selftext_len),
     }
-    return ParsedPost(line_number, post, image.strip() if image else None)
+    return ParsedPost(line_number, post, image.strip() if image else None, _author_facts(data), _author_fullname(data))
 
 
 def read_lines(lines: Iterable[str]) -> tuple[list[ParsedPost], dict[int, str]]:
@@ -177,17 +227,118 @@ def history_frame(settings: Settings) -> pd.DataFrame | None:
     return frame if not frame.empty else None
 
 
+@dataclass
+class AuthorFacts:
+    """Per post, in input order: the facts (AUTHOR_FACT_COLUMNS, NaN = unknown), their source, a note."""
+
+    frame: pd.DataFrame
+    sources: list[str]
+    notes: list[str | None]
+
+
+def _known(row: Any) -> bool:
+    return any(pd.notna(row[c]) for c in AUTHOR_FACT_COLUMNS)
+
+
+def resolve_authors(settings: Settings, posts: list[ParsedPost], fetch: bool = False) -> AuthorFacts:
+    """Author facts per post: input, else the warehouse's first snapshot, else (fetch) Reddit now, else unknown.
+
+    Raises RedditConfigError / RedditAuthError when `fetch` is asked for without usable credentials.
+    """
+    from smpp.authors import fetch_current, known_fullnames, warehouse_authors
+
+    frame = pd.DataFrame(np.nan, index=range(len(posts)), columns=AUTHOR_FACT_COLUMNS)
+    sources = ["unknown"] * len(posts)
+    notes: list[str | None] = [None] * len(posts)
+    for i, parsed in enumerate(posts):
+        if parsed.author_facts:
+            for column, value in parsed.author_facts.items():
+                frame.at[i, column] = value
+            sources[i] = "input"
+
+    pending = [i for i in range(len(posts)) if sources[i] == "unknown" and posts[i].post["author"]]
+    if pending:
+        try:
+            stored = warehouse_authors(settings, [posts[i].post["author"] for i in pending])
+        except Exception as exc:  # noqa: BLE001 - scoring without the warehouse is allowed
+            log.warning("warehouse authors unavailable, author facts unknown: %s", exc)
+            stored = pd.DataFrame(columns=["name", *AUTHOR_FACT_COLUMNS])
+        by_name = {row.name: row for row in stored.itertuples(index=False) if _known(row._asdict())}
+        for i in pending:
+            row = by_name.get(posts[i].post["author"])
+            if row is not None:
+                for column in AUTHOR_FACT_COLUMNS:
+                    frame.at[i, column] = getattr(row, column)
+                sources[i] = "warehouse"
+
+    pending = [i for i in range(len(posts)) if sources[i] == "unknown" and (posts[i].post["author"] or posts[i].author_fullname)]
+    if fetch and pending:
+        _fetch_into(settings, posts, pending, frame, sources, notes, fetch_current, known_fullnames)
+    return AuthorFacts(frame, sources, notes)
+
+
+def _fetch_into(
+    settings: Settings, posts: list[ParsedPost], pending: list[int], frame: pd.DataFrame, sources: list[str],
+    notes: list[str | None], fetch_current: Any, known_fullnames: Any,
+) -> None:
+    """Fill `pending` posts' facts from Reddit (by t2_ id: the input's, else the warehouse's)."""
+    import prawcore
+
+    from smpp.sources.reddit import MalformedResponse
+
+    try:
+        stored = known_fullnames(settings, [posts[i].post["author"] for i in pending if not posts[i].author_fullname])
+    except Exception as exc:  # noqa: BLE001 - without the warehouse only input ids can be fetched
+        log.warning("warehouse author ids unavailable: %s", exc)
+        stored = {}
+    ids = {i: posts[i].author_fullname or stored.get(posts[i].post["author"]) for i in pending}
+    for i, fullname in ids.items():
+        if fullname is None:
+            notes[i] = "author not fetched: no author_fullname (t2_ id) in the input or the warehouse"
+    wanted = [f for f in ids.values() if f]
+    if not wanted:
+        return
+    try:
+        fetched, _missing = fetch_current(settings, wanted)
+    except (prawcore.PrawcoreException, MalformedResponse) as exc:
+        # an exhausted 429 budget: score with unknown authors rather than fail every line
+        log.warning("fetching authors from Reddit failed, author facts unknown: %s", exc)
+        for i, fullname in ids.items():
+            if fullname:
+                notes[i] = f"author fetch failed ({type(exc).__name__})"
+        return
+    by_id = {row["fullname"]: row for row in fetched.to_dict("records")}
+    for i, fullname in ids.items():
+        if not fullname:
+            continue
+        row = by_id.get(fullname)
+        if row is None or not _known(row):
+            notes[i] = f"Reddit did not return author {fullname} (deleted, suspended or unknown)"
+            continue
+        for column in AUTHOR_FACT_COLUMNS:
+            frame.at[i, column] = row[column]
+        sources[i] = "reddit"
+
+
 def feature_frame(
-    settings: Settings, posts: list[ParsedPost], embedding_dims: dict[str, int], history: pd.DataFrame | None
+    settings: Settings, posts: list[ParsedPost], embedding_dims: dict[str, int], history: pd.DataFrame | None,
+    authors: AuthorFacts | None = None,
 ) -> tuple[pd.DataFrame, dict[str, str]]:
-    """The feature rows for `posts` (as the pipeline builds them) and per-post image notes."""
+    """The feature rows for `posts` (as the pipeline builds them) and per-post image notes.
+
+    `authors`: resolve_authors' facts per post (None: every author unknown).
+    """
     from smpp import schema
     from smpp.author_history import HISTORY_COLUMNS, history_features
     from smpp.features import extra_post_features, metadata_features
 
     raw = pd.DataFrame([p.post for p in posts])
-    authors = pd.DataFrame(columns=["name", "created_utc", "link_karma", "comment_karma"])
-    meta = metadata_features(raw, authors)
+    # metadata_features joins authors on the name; a per-post key lets two posts by one author
+    # carry different input facts (and gives facts to posts without a name)
+    keys = [f"post:{i}" for i in range(len(posts))]
+    facts = authors.frame if authors is not None else pd.DataFrame(np.nan, index=range(len(posts)), columns=AUTHOR_FACT_COLUMNS)
+    author_rows = facts[AUTHOR_FACT_COLUMNS].astype("float64").assign(name=keys)
+    meta = metadata_features(raw.assign(author=keys), author_rows)
     frame = raw[["id", "subreddit", "author", "created_utc"]].rename(columns={"id": "post_id"})
     for column in schema.META_COLUMNS:
         if column in meta:
@@ -263,8 +414,14 @@ def _embed(
             notes[frame.at[i, "post_id"]] = f"image embeddings failed ({type(exc).__name__}); scored without them"
 
 
-def predict_lines(settings: Settings, lines: Iterable[str], version: str | None = None) -> Iterator[dict[str, Any]]:
-    """One result dict per non-blank input line, in input order."""
+def predict_lines(
+    settings: Settings, lines: Iterable[str], version: str | None = None, fetch_authors: bool = False
+) -> Iterator[dict[str, Any]]:
+    """One result dict per non-blank input line, in input order.
+
+    fetch_authors: look up authors that are neither in the input nor in the warehouse on Reddit
+    (needs Reddit credentials in settings.reddit).
+    """
     from smpp.registry import champion, version_dir
     from smpp.training.model import load_model, predict_frame
 
@@ -278,9 +435,10 @@ def predict_lines(settings: Settings, lines: Iterable[str], version: str | None 
     dims = dict(spec.embedding_dims) if spec is not None else {}
     by_line: dict[int, dict[str, Any]] = {n: {"line": n, "error": e} for n, e in errors.items()}
     if posts:
-        frame, notes = feature_frame(settings, posts, dims, history_frame(settings))
+        authors = resolve_authors(settings, posts, fetch=fetch_authors)
+        frame, notes = feature_frame(settings, posts, dims, history_frame(settings), authors)
         predictions = predict_frame(model, frame)
-        for parsed, value in zip(posts, predictions):
+        for index, (parsed, value) in enumerate(zip(posts, predictions)):
             pid = parsed.post["id"]
             result = {
                 "line": parsed.line,
@@ -289,9 +447,11 @@ def predict_lines(settings: Settings, lines: Iterable[str], version: str | None 
                 "predicted_label": float(value),
                 "predicted_score": float(np.expm1(max(float(value), 0.0))),
                 "model_version": chosen,
+                "author_source": authors.sources[index],
             }
-            if pid in notes:
-                result["warning"] = notes[pid]
+            warnings = [w for w in (notes.get(pid), authors.notes[index]) if w]
+            if warnings:
+                result["warning"] = "; ".join(warnings)
             by_line[parsed.line] = result
     for number in sorted(by_line):
         yield by_line[number]
