@@ -445,6 +445,34 @@ def merge_embedding_chunks(ctx: RunContext) -> None:
         _finish(ctx, task_name, total)
 
 
+def _with_history_columns(ctx: RunContext, kept: pd.DataFrame, table):
+    """The day's table plus the leak-free author/subreddit history columns, as point-in-time facts.
+
+    History is every warehouse post created before the interval's end that shares an author or a
+    subreddit with the day's posts (the day's own posts included: an earlier post of the same day is
+    history for a later one), so training streams partitions without recomputing it from the window.
+    """
+    import numpy as np
+    import pyarrow as pa
+
+    from smpp.author_history import HISTORY_COLUMNS
+    from smpp.history_store import history_columns
+
+    posts = pd.DataFrame(
+        {
+            "author": kept["author"].astype(object).to_numpy() if len(kept) else [],
+            "subreddit": kept["subreddit"].astype(object).to_numpy() if len(kept) else [],
+            "created_utc": pd.to_numeric(kept["created_utc"]).astype("int64").to_numpy() if len(kept) else [],
+        }
+    )
+    with _session(ctx.settings) as session:
+        history = history_columns(session, posts, ctx.end_utc, ctx.settings.label_age_hours)
+    for column in HISTORY_COLUMNS:
+        values = history[column].to_numpy(np.float32) if len(history) else np.zeros(0, np.float32)
+        table = table.append_column(column, pa.array(values, pa.float32(), from_pandas=True))
+    return table
+
+
 def build_features(interval_start, interval_end, params=None) -> dict[str, Any]:
     from smpp.authors import first_snapshots
     from smpp.encoders import model_info
@@ -472,6 +500,7 @@ def build_features(interval_start, interval_end, params=None) -> dict[str, Any]:
     table = build_feature_table(
         ctx.day, kept, first_snapshots(settings, kept["author"].dropna().tolist()), images, image_feats, embeddings, dims
     )
+    table = _with_history_columns(ctx, kept, table)
     meta = {f"{col}_dim": str(dim) for col, dim in dims.items()}
     meta.update({"model_profile": settings.model_profile})
     table = table.replace_schema_metadata({k.encode(): v.encode() for k, v in meta.items()})
@@ -495,44 +524,73 @@ def code_version() -> str:
     return f"{__version__}+{sha}"
 
 
-def training_frame(settings: Settings, day: date, end_utc: int) -> tuple[pd.DataFrame, list[str]]:
-    """Feature rows of the window whose label matured by the end of the run's interval."""
-    from smpp.labels import TRAINABLE_STATUSES
-    from smpp.warehouse import Label, Post
-
+def training_partitions(settings: Settings, day: date) -> list[Path]:
+    """Feature partitions of the training window ending with `day` (train_window_days; None = all history)."""
     days = [d for d in storage.list_partition_days(settings, "features") if d <= day]
     window = settings.training.train_window_days
     if window is not None:
         days = [d for d in days if d > day - timedelta(days=window)]
-    features = storage.read_partitions(settings, "features", days)
-    read = [str(storage.partition_path(settings, "features", d)) for d in days]
+    return [storage.partition_path(settings, "features", d) for d in days]
+
+
+def training_labels(settings: Settings, end_utc: int, created_from_utc: int | None = None) -> pd.DataFrame:
+    """Trainable labels matured by `end_utc` of posts not removed (narrow: one row per post)."""
+    import numpy as np
+
+    from smpp.labels import TRAINABLE_STATUSES
+    from smpp.warehouse import Label, Post
+
+    columns = ["post_id", "label_score", "label_age_hours", "label_status", "label_matured_utc"]
+    query = (
+        select(Label.post_id, Label.score, Label.age_hours, Label.status, Label.matured_utc)
+        .join(Post, Post.id == Label.post_id)
+        .where(Label.status.in_(TRAINABLE_STATUSES), Label.matured_utc <= end_utc, Post.removed.is_(False))
+    )
+    if created_from_utc is not None:
+        query = query.where(Post.created_utc >= created_from_utc)
+    with _session(settings) as session:
+        # fetched in parts: a million Row objects at once would cost more than the frame they become
+        result = session.execute(query.execution_options(yield_per=50_000))
+        parts = [pd.DataFrame(part, columns=columns) for part in result.partitions()]
+    labels = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+    labels["label"] = np.log1p(pd.to_numeric(labels["label_score"]).clip(lower=0)).astype("float32")
+    return labels
+
+
+def _window_start_utc(settings: Settings, paths: list[Path]) -> int | None:
+    if settings.training.train_window_days is None or not paths:
+        return None
+    first = storage.as_day(paths[0].parent.name.removeprefix("ds="))
+    return int(datetime(first.year, first.month, first.day, tzinfo=timezone.utc).timestamp())
+
+
+def training_frame(settings: Settings, day: date, end_utc: int) -> tuple[pd.DataFrame, list[str]]:
+    """Feature rows of the window whose label matured by the end of the run's interval, in one frame.
+
+    Training streams the partitions instead (train_model); this whole-window frame is for callers
+    that want history rows in memory (smpp predict).
+    """
+    paths = training_partitions(settings, day)
+    features = storage.read_partitions(settings, "features", [storage.as_day(p.parent.name[3:]) for p in paths])
+    read = [str(p) for p in paths]
     if features.empty:  # no history yet: training says so instead of failing
         from smpp.schema import KEY_COLUMNS, LABEL_COLUMNS
 
         return pd.DataFrame(columns=[*KEY_COLUMNS, *LABEL_COLUMNS]), read
-    with _session(settings) as session:
-        labels = pd.DataFrame(
-            session.execute(
-                select(Label.post_id, Label.score, Label.age_hours, Label.status, Label.matured_utc)
-                .join(Post, Post.id == Label.post_id)
-                .where(Label.status.in_(TRAINABLE_STATUSES), Label.matured_utc <= end_utc, Post.removed.is_(False))
-            ).all(),
-            columns=["post_id", "label_score", "label_age_hours", "label_status", "label_matured_utc"],
-        )
+    labels = training_labels(settings, end_utc)
     frame = features.merge(labels, on="post_id", how="inner")
-    import numpy as np
-
-    frame["label"] = np.log1p(frame["label_score"].clip(lower=0)).astype("float32")
     return frame.sort_values(["created_utc", "post_id"]).reset_index(drop=True), read
 
 
 def train_model(interval_start, interval_end, params=None) -> dict[str, Any]:
+    """Train from the window's feature partitions, streamed (memory stays flat as history grows)."""
     from smpp.registry import new_version_id, version_dir
-    from smpp.training import train_and_evaluate
+    from smpp.training.train import train_from_partitions
 
     ctx = run_context(interval_start, interval_end, params)
     settings = ctx.settings
-    frame, read = training_frame(settings, ctx.day, ctx.end_utc)
+    paths = training_partitions(settings, ctx.day)
+    labels = training_labels(settings, ctx.end_utc, _window_start_utc(settings, paths)) if paths else None
     # days ingested but not yet featurised (e.g. a backfill running days in parallel)
     featurised = set(storage.list_partition_days(settings, "features"))
     incomplete = [d.isoformat() for d in storage.list_partition_days(settings, "posts") if d < ctx.day and d not in featurised]
@@ -543,12 +601,15 @@ def train_model(interval_start, interval_end, params=None) -> dict[str, Any]:
     lineage = {
         "run_day": ctx.day.isoformat(),
         "interval": [ctx.start_utc, ctx.end_utc],
-        "partitions_read": read,
+        "partitions_read": [str(p) for p in paths],
         "days_without_features": incomplete,
         "code_version": code_version(),
         "label_rule": f"score at first snapshot >= {settings.label_age_hours}h, matured by interval end",
     }
-    report = train_and_evaluate(settings, frame, out, lineage=lineage)
+    report = train_from_partitions(
+        settings, paths, out, labels=labels if labels is not None else pd.DataFrame(columns=["post_id", "label"]),
+        lineage=lineage,
+    )
     return _finish(
         ctx,
         "train_model",
@@ -566,11 +627,13 @@ def evaluate_and_publish(interval_start, interval_end, version: str, params=None
     current = champion(settings)
     champion_metrics = None
     if current and current != version:
-        from smpp.training import evaluate_model_on, test_slice
+        from smpp.training.train import score_version_on_test
 
-        test = test_slice(settings, training_frame(settings, ctx.day, ctx.end_utc)[0])
-        if not test.empty:
-            champion_metrics = evaluate_model_on(settings, current, test)
+        # the challenger's test slice, streamed from the same partitions and labels
+        paths = training_partitions(settings, ctx.day)
+        if paths:
+            labels = training_labels(settings, ctx.end_utc, _window_start_utc(settings, paths))
+            champion_metrics = score_version_on_test(settings, current, paths, labels)
     decision = decide_and_publish(settings, version, champion_metrics)
     metrics_file = version_dir(settings, version) / "metrics.json"
     return _finish(
