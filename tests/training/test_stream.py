@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -40,3 +41,44 @@ def test_stream_reads_every_labelled_row_and_trains(tmp_path, make_settings):
     model = build_model(inputs, sample_labels, spec)
     fit = fit_datasets(model, parquet_dataset(paths[:2], spec, 64, shuffle_seed=0), parquet_dataset(paths[2:], spec, 256), settings.training)
     assert fit["epochs_run"] == 2 and np.isfinite(fit["history"]["val_loss"]).all()
+
+
+def test_streamed_split_equals_chronological_split_on_the_same_rows(tmp_path, make_features):
+    from smpp.training.split import chronological_split, labelled_rows
+    from smpp.training.stream import SlicePlan, scan_index
+    from smpp.training.train import write_day_partitions
+
+    frame = make_features(n_rows=400, seed=3)
+    frame.loc[frame.index % 9 == 0, "label"] = np.nan  # immature rows are in the files but not in any slice
+    frame.loc[5:20, "created_utc"] = frame.loc[5, "created_utc"]  # ties must stay in one slice
+    paths = write_day_partitions(frame, tmp_path)
+    assert len(paths) > 20
+    index = scan_index(paths)
+    assert index.input_rows == 400 and len(index.rows) == int(frame["label"].notna().sum())
+    assert index.dims == {"title_emb": 32, "caption_emb": 32, "image_emb": 16}  # joint_emb: never present
+
+    streamed = chronological_split(index.rows, 0.15, 0.2)
+    expected = chronological_split(labelled_rows(frame), 0.15, 0.2)
+    plan = SlicePlan(index, {"train": streamed.train, "val": streamed.val, "test": streamed.test})
+    for name in ("train", "val", "test"):
+        want = getattr(expected, name)
+        assert getattr(streamed, name)["post_id"].tolist() == want["post_id"].tolist(), name
+        # the rows a pass streams for a slice are exactly that slice's rows, with their labels
+        rows = pd.concat(list(plan.frames(name, ["post_id", "created_utc"], 64)), ignore_index=True)
+        assert sorted(rows["post_id"]) == sorted(want["post_id"])
+        by_id = want.set_index("post_id")["label"]
+        np.testing.assert_array_equal(rows["label"].to_numpy(), by_id.loc[rows["post_id"]].to_numpy())
+    sample = plan.sample("train", ["post_id", "created_utc"], 50, seed=0)
+    assert len(sample) == 50 and set(sample["post_id"]) <= set(expected.train["post_id"])
+    assert sample["created_utc"].is_monotonic_increasing
+
+
+def test_labels_from_elsewhere_are_inner_joined(tmp_path, make_features):
+    from smpp.training.stream import scan_index
+    from smpp.training.train import write_day_partitions
+
+    frame = make_features(n_rows=100)
+    paths = write_day_partitions(frame.drop(columns=["label"]), tmp_path)
+    labels = pd.DataFrame({"post_id": frame["post_id"][:60], "label": frame["label"][:60].astype("float32")})
+    index = scan_index(paths, labels)
+    assert index.input_rows == 60 and sorted(index.rows["post_id"]) == sorted(labels["post_id"])
