@@ -179,7 +179,7 @@ def _fake_posts() -> list[dict]:
     ]
 
 
-def test_fetch_authors_from_reddit_through_praw(settings, trained_version, tmp_path, capsys, model_frames, reddit_env):
+def test_fetch_authors_from_reddit_through_praw(settings, trained_version, tmp_path, capsys, model_frames, reddit_env, monkeypatch):
     from smpp.authors import fetch_current
     from smpp.devtools.fake_reddit import FakeRedditServer, author_fullname_for
     from smpp.ingest import ingest_posts
@@ -224,6 +224,14 @@ def test_fetch_authors_from_reddit_through_praw(settings, trained_version, tmp_p
         model_frames.clear()
         code, out = _run(tmp_path, capsys, posts[:2], "--version", trained_version)
         assert [o["author_source"] for o in out] == ["unknown", "unknown"] and len(server.requests_log) == before
+
+        # Reddit's rate limit outlasting the retries: the posts are still scored, authors unknown
+        monkeypatch.setenv("SMPP_REDDIT__MAX_429_RETRIES", "0")
+        reddit_env(server)
+        server.fail_next(429, count=5, retry_after=0)
+        code, out = _run(tmp_path, capsys, posts[:1], "--version", trained_version, "--fetch-authors")
+        assert code == 0 and out[0]["author_source"] == "unknown" and "author fetch failed" in out[0]["warning"]
+        assert math.isfinite(out[0]["predicted_label"])
 
 
 def test_fetch_authors_without_credentials_says_so(settings, trained_version, tmp_path, capsys):

@@ -6,7 +6,6 @@ Shared by the pipeline (build_features: the warehouse's first snapshot of each a
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -14,8 +13,6 @@ import pandas as pd
 from sqlalchemy import select
 
 from smpp.settings import Settings
-
-log = logging.getLogger(__name__)
 
 AUTHOR_COLUMNS = ["name", "created_utc", "link_karma", "comment_karma"]
 

@@ -245,7 +245,7 @@ def resolve_authors(settings: Settings, posts: list[ParsedPost], fetch: bool = F
 
     Raises RedditConfigError / RedditAuthError when `fetch` is asked for without usable credentials.
     """
-    from smpp.authors import fetch_current, known_fullnames, warehouse_authors
+    from smpp.authors import warehouse_authors
 
     frame = pd.DataFrame(np.nan, index=range(len(posts)), columns=AUTHOR_FACT_COLUMNS)
     sources = ["unknown"] * len(posts)
@@ -273,17 +273,18 @@ def resolve_authors(settings: Settings, posts: list[ParsedPost], fetch: bool = F
 
     pending = [i for i in range(len(posts)) if sources[i] == "unknown" and (posts[i].post["author"] or posts[i].author_fullname)]
     if fetch and pending:
-        _fetch_into(settings, posts, pending, frame, sources, notes, fetch_current, known_fullnames)
+        _fetch_into(settings, posts, pending, frame, sources, notes)
     return AuthorFacts(frame, sources, notes)
 
 
 def _fetch_into(
     settings: Settings, posts: list[ParsedPost], pending: list[int], frame: pd.DataFrame, sources: list[str],
-    notes: list[str | None], fetch_current: Any, known_fullnames: Any,
+    notes: list[str | None],
 ) -> None:
     """Fill `pending` posts' facts from Reddit (by t2_ id: the input's, else the warehouse's)."""
     import prawcore
 
+    from smpp.authors import fetch_current, known_fullnames
     from smpp.sources.reddit import MalformedResponse
 
     try:
