@@ -4,6 +4,8 @@ The dump is read once (streamed), turned into the pipeline's feature table shape
 feature code (metadata, leak-free history, title embeddings through the configured model
 profile, cached on disk), split by created time (oldest 80 % train + validation, newest 20 %
 test) and handed to `train_and_evaluate`, which writes the model, metrics, plots and card.
+That goes through the DAG's own streamed trainer: the frame is written as day partitions into a
+temp dir and `train_from_partitions` streams them, so these numbers are the code the DAG runs.
 Images are not fetched (dump links are usually dead, and evaluation must run offline): the image
 modalities are simply absent, which the model handles with its masks.
 """
