@@ -134,11 +134,13 @@ def test_input_author_facts_win_and_bad_ones_fail_per_line(settings, trained_ver
         {**base, "id": "bad4", "author_fullname": 12345},
         {**base, "id": "bad5", "author_link_karma": 1e400},  # JSON Infinity
         {**base, "id": "anon", "author": None, "author_link_karma": 300},
+        {**base, "id": "in1", "author_link_karma": 2},
     ]
     code, out = _run(tmp_path, capsys, posts, "--version", trained_version)
     assert code == 1
     errors = {o["line"]: o["error"] for o in out if "error" in o}
-    assert set(errors) == {4, 5, 6, 7, 8}
+    assert set(errors) == {4, 5, 6, 7, 8, 10}
+    assert "duplicate id" in errors[10] and "line 1" in errors[10]
     assert "author_link_karma" in errors[4] and "author_comment_karma" in errors[5]
     assert "author_created_utc" in errors[6] and "author_fullname" in errors[7] and "author_link_karma" in errors[8]
     scored = {o["id"]: o for o in out if "error" not in o}

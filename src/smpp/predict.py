@@ -3,7 +3,8 @@
 Each input line is one JSON object: `title`, `subreddit`, `created_utc` (epoch seconds, or an
 ISO-8601 `created` / `created_time`), optional `author`, `id`, `is_self`, `over_18`, `domain`,
 `selftext_len`, and an optional image as `image` / `image_path` (a local file) or `image_url`.
-One JSON line comes out per input line, in order: the prediction, or `{"line": n, "error": ...}`.
+One JSON line comes out per input line, in order: the prediction, or `{"line": n, "error": ...}`
+(also for an `id` repeated from an earlier line).
 
 Author facts (account age, link and comment karma) come, per post, from the first source that has
 any: the input's `author_link_karma`, `author_comment_karma` (numbers) and `author_created_utc`
@@ -170,13 +171,22 @@ def read_lines(lines: Iterable[str]) -> tuple[list[ParsedPost], dict[int, str]]:
     """Parsed posts and {line number: error} for the bad ones (blank lines are skipped)."""
     posts: list[ParsedPost] = []
     errors: dict[int, str] = {}
+    first_line: dict[str, int] = {}
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            posts.append(parse_post(number, line))
+            parsed = parse_post(number, line)
         except BadPost as exc:
             errors[number] = str(exc)
+            continue
+        # images and notes are keyed by id: a repeated id would mix two posts up
+        pid = parsed.post["id"]
+        if pid in first_line:
+            errors[number] = f"duplicate id {pid!r:.40} (first on line {first_line[pid]})"
+            continue
+        first_line[pid] = number
+        posts.append(parsed)
     return posts, errors
 
 
