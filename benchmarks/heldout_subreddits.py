@@ -9,6 +9,7 @@ asserts nothing. Tuning must never look at these numbers (benchmarks/tune_model.
 validation slices only).
 
     PYTHONPATH=src .venv/bin/python benchmarks/heldout_subreddits.py [--dump PATH] [--out DIR] [--scope half0 half1 all]
+        [--max-posts N]
 """
 
 from __future__ import annotations
@@ -85,12 +86,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dump", type=Path, default=DUMP)
     parser.add_argument("--out", type=Path, default=None, help="version folders + summary.json (default: a temp dir)")
     parser.add_argument("--scope", nargs="+", default=["half0", "half1"], choices=["half0", "half1", "all"])
+    parser.add_argument("--max-posts", type=int, default=None,
+                        help="the dump's oldest N posts only (e.g. the part whose title vectors are cached)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     from smpp.evaluate import read_archive
 
     out = args.out or Path(tempfile.mkdtemp(prefix="heldout-"))
     posts, scan = read_archive(args.dump)
+    if args.max_posts:
+        posts = posts.sort_values("created_utc", kind="stable").head(args.max_posts).reset_index(drop=True)
     halves = posts["subreddit"].map(subreddit_half)
     print(f"dump {args.dump}: {len(posts)} posts, {posts['subreddit'].nunique()} subreddits; "
           f"half sizes {halves.value_counts().sort_index().to_dict()} (posts); out {out}", flush=True)

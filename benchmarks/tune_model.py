@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 DUMP = Path(__file__).resolve().parents[2] / "shared" / "data" / "reddit_top_dev.ndjson.zst"
-CACHE = Path("/work/evals/frame_cache/dev_frame.pkl")
+CACHE = Path("/work/evals/frame_cache/dev_frame_proxy.pkl")
 
 
 def subreddit_half(name: str) -> int:
@@ -41,12 +41,37 @@ def evaluation_settings(**training):
     return base.with_overrides(training=merged)
 
 
-def build_frame(dump: Path, cache: Path) -> pd.DataFrame:
+PROXY_DIM = 384
+
+
+def proxy_title_vectors(titles: pd.Series, seed: int = 0) -> list[np.ndarray]:
+    """Unit-norm TF-IDF -> truncated SVD title vectors: a cheap stand-in for the MiniLM vectors.
+
+    Used only to screen model settings when the sentence-encoder cache is cold (embedding the dump
+    costs hours on a loaded 2-core machine); label-free, so fitting it on every title leaks nothing.
+    """
+    from sklearn.decomposition import TruncatedSVD
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    tfidf = TfidfVectorizer(min_df=3, max_features=200_000, ngram_range=(1, 2), sublinear_tf=True, dtype=np.float32)
+    matrix = tfidf.fit_transform(titles.fillna("").astype(str))
+    vectors = TruncatedSVD(PROXY_DIM, n_iter=3, random_state=seed).fit_transform(matrix).astype(np.float32)
+    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-6)
+    return list(vectors)
+
+
+def build_frame(dump: Path, cache: Path, proxy_text: bool = False, max_posts: int | None = None) -> pd.DataFrame:
+    """The archive feature frame; `max_posts` keeps the dump's oldest posts (it is in time order)."""
     from smpp.evaluate import archive_feature_frame, read_archive
 
     started = time.perf_counter()
     posts, scan = read_archive(dump)
-    frame = archive_feature_frame(evaluation_settings(), posts)
+    if max_posts:
+        posts = posts.sort_values("created_utc", kind="stable").head(max_posts).reset_index(drop=True)
+    frame = archive_feature_frame(evaluation_settings(), posts, embed_titles=not proxy_text)
+    if proxy_text:
+        order = dict(zip(posts["id"].astype(str), proxy_title_vectors(posts["title"])))
+        frame["title_emb"] = frame["post_id"].map(order)
     cache.parent.mkdir(parents=True, exist_ok=True)
     frame.to_pickle(cache)
     print(f"frame {frame.shape} in {time.perf_counter() - started:.0f}s; scan {scan}", flush=True)
@@ -100,17 +125,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=CACHE)
     parser.add_argument("--scope", nargs="+", default=["half0", "half1"], help="all, half0, half1")
     parser.add_argument("--candidate", nargs=2, action="append", metavar=("NAME", "JSON"), default=[])
+    parser.add_argument("--proxy-text", action="store_true", help="TF-IDF/SVD title vectors instead of the encoder")
+    parser.add_argument("--max-posts", type=int, default=None, help="oldest N posts only (encoder cache warm for them)")
     parser.add_argument("--log", type=Path, default=Path("/work/evals/tune.jsonl"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.build_frame or not args.cache.is_file():
-        frame = build_frame(args.dump, args.cache)
+        frame = build_frame(args.dump, args.cache, args.proxy_text, args.max_posts)
     else:
         frame = pd.read_pickle(args.cache)
     for name, raw in args.candidate:
         overrides = json.loads(raw)
         for scope in args.scope:
-            result = {"name": name, "scope": scope, "overrides": overrides, **score_candidate(scope_frame(frame, scope), overrides)}
+            result = {"name": name, "frame": args.cache.name, "scope": scope, "overrides": overrides, **score_candidate(scope_frame(frame, scope), overrides)}
             print(json.dumps(result), flush=True)
             with args.log.open("a") as handle:
                 handle.write(json.dumps(result) + "\n")
