@@ -533,16 +533,21 @@ def training_partitions(settings: Settings, day: date) -> list[Path]:
     return [storage.partition_path(settings, "features", d) for d in days]
 
 
-def training_labels(settings: Settings, end_utc: int, created_from_utc: int | None = None) -> pd.DataFrame:
-    """Trainable labels matured by `end_utc` of posts not removed (narrow: one row per post)."""
+def training_labels(
+    settings: Settings, end_utc: int, created_from_utc: int | None = None, narrow: bool = False
+) -> pd.DataFrame:
+    """Trainable labels matured by `end_utc` of posts not removed, one row per post (narrow: post_id, label_score, label)."""
     import numpy as np
 
     from smpp.labels import TRAINABLE_STATUSES
     from smpp.warehouse import Label, Post
 
-    columns = ["post_id", "label_score", "label_age_hours", "label_status", "label_matured_utc"]
+    fields = {"post_id": Label.post_id, "label_score": Label.score}
+    if not narrow:
+        fields.update(label_age_hours=Label.age_hours, label_status=Label.status, label_matured_utc=Label.matured_utc)
+    columns = list(fields)
     query = (
-        select(Label.post_id, Label.score, Label.age_hours, Label.status, Label.matured_utc)
+        select(*fields.values())
         .join(Post, Post.id == Label.post_id)
         .where(Label.status.in_(TRAINABLE_STATUSES), Label.matured_utc <= end_utc, Post.removed.is_(False))
     )
@@ -590,7 +595,7 @@ def train_model(interval_start, interval_end, params=None) -> dict[str, Any]:
     ctx = run_context(interval_start, interval_end, params)
     settings = ctx.settings
     paths = training_partitions(settings, ctx.day)
-    labels = training_labels(settings, ctx.end_utc, _window_start_utc(settings, paths)) if paths else None
+    labels = training_labels(settings, ctx.end_utc, _window_start_utc(settings, paths), narrow=True) if paths else None
     # days ingested but not yet featurised (e.g. a backfill running days in parallel)
     featurised = set(storage.list_partition_days(settings, "features"))
     incomplete = [d.isoformat() for d in storage.list_partition_days(settings, "posts") if d < ctx.day and d not in featurised]
@@ -632,7 +637,7 @@ def evaluate_and_publish(interval_start, interval_end, version: str, params=None
         # the challenger's test slice, streamed from the same partitions and labels
         paths = training_partitions(settings, ctx.day)
         if paths:
-            labels = training_labels(settings, ctx.end_utc, _window_start_utc(settings, paths))
+            labels = training_labels(settings, ctx.end_utc, _window_start_utc(settings, paths), narrow=True)
             champion_metrics = score_version_on_test(settings, current, paths, labels)
     decision = decide_and_publish(settings, version, champion_metrics)
     metrics_file = version_dir(settings, version) / "metrics.json"

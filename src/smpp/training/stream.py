@@ -214,11 +214,12 @@ def scan_index(paths: Sequence[Path], labels: pd.DataFrame | None = None, batch_
         if f"has_{column}" in rows:
             rows[f"has_{column}"] = rows[f"has_{column}"].fillna(False).astype(bool)
     rows["post_id"] = rows["post_id"].astype(str)
-    rows["subreddit"] = rows["subreddit"].astype(str)
     rows["created_utc"] = rows["created_utc"].astype("int64")
     if "domain" not in rows:
         rows["domain"] = ""
-    rows["domain"] = rows["domain"].fillna("").astype(str)
+    # few distinct values per row: categories keep the index at a few bytes a row
+    rows["subreddit"] = rows["subreddit"].astype(str).astype("category")
+    rows["domain"] = rows["domain"].fillna("").astype(str).astype("category")
     return StreamIndex(paths, rows, input_rows, dims, file_rows, without_history)
 
 
