@@ -34,8 +34,8 @@ def test_offsets_are_train_means_or_the_recent_level():
         spec = InputSpec.for_frame(train, {}, level_offset=level_offset)
         assert spec.level_offset is level_offset
         model = build_model(model_inputs(train, spec), train["label"].to_numpy(np.float32), spec)
-        head = model.get_layer("residual")
-        head.set_weights([np.zeros_like(w) for w in head.get_weights()])  # isolate the offset
+        for head in (layer for layer in model.layers if layer.name.startswith("residual")):  # every ensemble member
+            head.set_weights([np.zeros_like(w) for w in head.get_weights()])  # isolate the offset
         new = pd.DataFrame(
             {"subreddit": ["a", "b", "zzz", "a"], "title_chars": [0.0] * 4,
              "subreddit_recent_mean_label": [np.nan, np.nan, np.nan, 9.0]}
