@@ -107,6 +107,9 @@ def train_model_run(root: Path, epochs: int, batch_size: int) -> dict:
     """Runs in its own process: the DAG's train_model over the partitions and warehouse under `root`."""
     os.environ.update({"SMPP_DATA_DIR": str(root), "SMPP_MODEL_PROFILE": "offline", "SMPP_TRAINING__EPOCHS": str(epochs),
                        "SMPP_TRAINING__BATCH_SIZE": str(batch_size), "SMPP_TRAINING__PATIENCE": str(epochs + 1)})
+    import logging
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
     from smpp import tasks
 
     days = sorted(p.parent.name[3:] for p in (root / "partitions" / "features").glob("ds=*/part-0.parquet"))
@@ -211,6 +214,9 @@ def main() -> None:
             print(out.stderr[-3000:], file=sys.stderr)
             raise SystemExit(f"training run for {rows} rows failed")
         result = {"rows": rows, "write_s": round(write_s, 1), **json.loads(out.stdout.strip().splitlines()[-1])}
+        phases = [line.split("training ", 1)[1] for line in out.stderr.splitlines() if "peak RSS so far" in line]
+        if phases:
+            result["peak_rss_by_phase"] = phases
         results.append(result)
         print(json.dumps(result), flush=True)
         if not args.keep:

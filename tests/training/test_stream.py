@@ -82,3 +82,20 @@ def test_labels_from_elsewhere_are_inner_joined(tmp_path, make_features):
     labels = pd.DataFrame({"post_id": frame["post_id"][:60], "label": frame["label"][:60].astype("float32")})
     index = scan_index(paths, labels)
     assert index.input_rows == 60 and sorted(index.rows["post_id"]) == sorted(labels["post_id"])
+
+
+def test_partitions_written_before_the_history_columns_still_train(tmp_path, make_features, make_settings, caplog):
+    from smpp.author_history import HISTORY_COLUMNS, add_history_features
+    from smpp.training.train import train_from_partitions, write_day_partitions
+
+    frame = add_history_features(make_features(n_rows=300, seed=4))
+    old = frame["created_utc"] < frame["created_utc"].quantile(0.3)
+    paths = write_day_partitions(frame[old].drop(columns=HISTORY_COLUMNS), tmp_path / "parts")
+    paths += write_day_partitions(frame[~old], tmp_path / "parts")
+    settings = make_settings(tmp_path / "data", epochs=2)
+    with caplog.at_level("WARNING"):
+        report = train_from_partitions(settings, sorted(paths), tmp_path / "v1")
+    assert report.skipped_reason is None and (tmp_path / "v1" / "model.keras").is_file()
+    assert "predate the history columns" in caplog.text
+    assert any("without history columns" in w for w in report.metrics["warnings"])
+    assert "author_prior_posts_log" in report.metrics["features"]["tabular_columns"]  # masked where missing

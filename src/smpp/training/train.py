@@ -251,6 +251,13 @@ def _champion_model(settings: Settings, version: str) -> tuple[str | None, Any]:
         return current, exc
 
 
+def _log_peak_rss(phase: str) -> None:
+    """Peak resident memory so far (Linux: ru_maxrss in KiB), to see which phase sets it."""
+    import resource
+
+    log.info("training %s: peak RSS so far %.0f MB", phase, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
 def _error(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
@@ -330,6 +337,7 @@ def train_from_partitions(
             for name in ("train", "val")
         }
     plan = SlicePlan(index, {"train": split.train, "val": split.val, "test": split.test}, weights)
+    _log_peak_rss("index and split")
 
     keras = keras_module()
     keras.utils.set_random_seed(training.seed)
@@ -353,6 +361,7 @@ def train_from_partitions(
         training,
     )
     save_model(model, spec, version_dir)
+    _log_peak_rss("fit")
     saved = load_model(version_dir)  # evaluate the artefact that will be served, not the in-memory object
 
     baseline_columns = ["post_id", "created_utc", "subreddit", "domain", "title_emb", *spec.tabular_columns]
@@ -368,8 +377,10 @@ def train_from_partitions(
         training.seed,
         spec.tabular_columns,
     )
+    _log_peak_rss("baselines")
     champion_version, champion_model = _champion_model(settings, version_dir.name)
     test = _score_test_slice(plan, saved, baselines, champion_model)
+    _log_peak_rss("test slice")
 
     min_posts = training.within_subreddit_min_posts
     tiers = tier_thresholds(y_train)
