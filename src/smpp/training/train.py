@@ -229,15 +229,6 @@ def train_and_evaluate(
         return train_from_partitions(settings, paths, version_dir, lineage=lineage)
 
 
-def _build(inputs: dict[str, np.ndarray], labels: np.ndarray, spec: InputSpec, training) -> Any:
-    import inspect
-
-    # model.build_model takes the training settings (ensemble, widths) where it knows them
-    if "training" in inspect.signature(build_model).parameters:
-        return build_model(inputs, labels, spec, training)
-    return build_model(inputs, labels, spec)
-
-
 def _champion_model(settings: Settings, version: str) -> tuple[str | None, Any]:
     """(champion version, its loaded model or the exception that stopped loading it); (None, None) if none."""
     from smpp.registry import champion, version_dir as champion_dir
@@ -348,7 +339,7 @@ def train_from_partitions(
     build_inputs[SUBREDDIT_INPUT] = split.train["subreddit"].to_numpy(object).reshape(-1, 1)
     if spec.use_domain:
         build_inputs[DOMAIN_INPUT] = split.train["domain"].to_numpy(object).reshape(-1, 1)
-    model = _build(build_inputs, y_train, spec, training)
+    model = build_model(build_inputs, y_train, spec, training)
     del sample, build_inputs
     weighted = weights is not None
     fit = fit_datasets(
