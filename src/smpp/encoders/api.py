@@ -118,6 +118,9 @@ def _embed_cached(
     # With sparse on, a key is a hit only when both outputs are cached (one pass computes both).
     cached_before = {key for key in found if sparse_cache is None or key in found_sparse}
     missing = [key for key in unique_keys if key not in cached_before]
+    if missing and isinstance(item_by_key[missing[0]], str):
+        # texts of similar length share a batch: padding to a batch's longest title dominated CPU time
+        missing.sort(key=lambda key: len(item_by_key[key]))
     if missing:
         encoder = get_encoder(settings, role, spec)
         batch_size = settings.encoders.batch_size
