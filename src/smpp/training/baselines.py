@@ -33,10 +33,6 @@ def fit_subreddit_mean(train: pd.DataFrame) -> Predictor:
     return lambda test: test["subreddit"].map(means).fillna(global_mean).to_numpy(dtype=float)
 
 
-def baseline_subreddit_mean(train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
-    return fit_subreddit_mean(train)(test)
-
-
 def _gbm_frame(frame: pd.DataFrame, columns: list[str], categories: dict[str, list[str]]) -> pd.DataFrame:
     out = pd.DataFrame(
         {c: pd.to_numeric(frame[c], errors="coerce") if c in frame else np.nan for c in columns},
@@ -82,12 +78,6 @@ def fit_metadata_gbm(train: pd.DataFrame, val: pd.DataFrame, seed: int, columns:
         _gbm_frame(train, columns, categories), _labels(train), categorical_feature=list(categories), **fit_kwargs
     )
     return lambda test: np.asarray(model.predict(_gbm_frame(test, columns, categories)), dtype=float)
-
-
-def baseline_metadata_gbm(
-    train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame, seed: int, columns: list[str] | None = None
-) -> np.ndarray:
-    return fit_metadata_gbm(train, val, seed, columns)(test)
 
 
 def _ridge_matrix(frame: pd.DataFrame, dim: int | None, encoder) -> np.ndarray:
@@ -163,10 +153,6 @@ def fit_text_ridge(train: pd.DataFrame) -> Predictor:
     return predict
 
 
-def baseline_text_ridge(train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
-    return fit_text_ridge(train)(test)
-
-
 def fit_baselines(train: pd.DataFrame, val: pd.DataFrame, seed: int, columns: list[str] | None = None) -> dict[str, Predictor]:
     """Every baseline fitted on (a sample of) the train slice, as predictors to run over the test slice in batches."""
     return {
@@ -174,11 +160,3 @@ def fit_baselines(train: pd.DataFrame, val: pd.DataFrame, seed: int, columns: li
         "baseline_metadata_gbm": fit_metadata_gbm(train, val, seed, columns),
         "baseline_text_ridge": fit_text_ridge(train),
     }
-
-
-def run_baselines(
-    train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame, seed: int, columns: list[str] | None = None
-) -> dict[str, np.ndarray]:
-    """Test-slice predictions of every baseline, by name."""
-    fitted = fit_baselines(train, val, seed, columns)
-    return {name: fitted[name](test) for name in BASELINE_NAMES}

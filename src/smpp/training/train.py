@@ -167,19 +167,16 @@ def test_slice(settings: Settings, features: pd.DataFrame) -> pd.DataFrame:
 test_slice.__test__ = False  # its name starts with "test": keep pytest from collecting it where imported
 
 
-def evaluate_frame(model, features: pd.DataFrame, min_posts: int) -> dict[str, Any]:
-    """Metrics of a loaded model on the labelled rows of `features`."""
-    labelled = labelled_rows(features)
-    predictions = predict_frame(model, labelled)
-    return regression_metrics(labelled["label"].to_numpy(float), predictions, labelled["subreddit"].to_numpy(), min_posts)
-
-
 def evaluate_model_on(settings: Settings, version: str, features_test: pd.DataFrame) -> dict:
     """Re-score a registered version (e.g. the champion) on another version's test slice."""
     from smpp.registry import version_dir
 
     model = load_model(version_dir(settings, version))
-    return evaluate_frame(model, features_test, settings.training.within_subreddit_min_posts)
+    labelled = labelled_rows(features_test)
+    return regression_metrics(
+        labelled["label"].to_numpy(float), predict_frame(model, labelled), labelled["subreddit"].to_numpy(),
+        settings.training.within_subreddit_min_posts,
+    )
 
 
 def write_day_partitions(features: pd.DataFrame, root: Path) -> list[Path]:
