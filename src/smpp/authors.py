@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 from sqlalchemy import select
 
+from smpp.history_store import in_chunks
 from smpp.settings import Settings
 
 AUTHOR_COLUMNS = ["name", "created_utc", "link_karma", "comment_karma"]
@@ -31,16 +32,18 @@ def first_snapshots(settings: Settings, names: Iterable[str | None]) -> pd.DataF
     """
     from smpp.warehouse import Author, AuthorSnapshot, session_for
 
-    names = [n for n in set(names) if n]
+    names = sorted({n for n in names if n})
     if not names:
         return pd.DataFrame(columns=AUTHOR_COLUMNS)
+    rows = []
     with session_for(settings.database_url) as session:
-        rows = session.execute(
-            select(Author.name, Author.created_utc, AuthorSnapshot.link_karma, AuthorSnapshot.comment_karma, AuthorSnapshot.observed_at)
-            .outerjoin(AuthorSnapshot, AuthorSnapshot.name == Author.name)
-            .where(Author.name.in_(names))
-            .order_by(Author.name, AuthorSnapshot.observed_at)
-        ).all()
+        for chunk in in_chunks(names):  # one IN list over SQLite's bound-parameter limit fails
+            rows += session.execute(
+                select(Author.name, Author.created_utc, AuthorSnapshot.link_karma, AuthorSnapshot.comment_karma, AuthorSnapshot.observed_at)
+                .outerjoin(AuthorSnapshot, AuthorSnapshot.name == Author.name)
+                .where(Author.name.in_(chunk))
+                .order_by(Author.name, AuthorSnapshot.observed_at)
+            ).all()
     frame = pd.DataFrame(rows, columns=[*AUTHOR_COLUMNS, "observed_at"]).drop_duplicates("name", keep="first")
     return frame[AUTHOR_COLUMNS].reset_index(drop=True)
 
@@ -57,18 +60,20 @@ def known_fullnames(settings: Settings, names: Iterable[str | None]) -> dict[str
     """name -> t2_ fullname for the authors the warehouse has a fullname for (authors or posts)."""
     from smpp.warehouse import Author, Post, session_for
 
-    names = [n for n in set(names) if n]
+    names = sorted({n for n in names if n})
     if not names or not _warehouse_exists(settings):
         return {}
+    found: dict[str, str] = {}
     with session_for(settings.database_url) as session:
-        found = dict(
-            session.execute(
-                select(Post.author, Post.author_fullname).where(Post.author.in_(names), Post.author_fullname.is_not(None))
-            ).all()
-        )
-        found.update(
-            session.execute(select(Author.name, Author.fullname).where(Author.name.in_(names), Author.fullname.is_not(None))).all()
-        )
+        for chunk in in_chunks(names):  # one IN list over SQLite's bound-parameter limit fails
+            found.update(
+                session.execute(
+                    select(Post.author, Post.author_fullname).where(Post.author.in_(chunk), Post.author_fullname.is_not(None))
+                ).all()
+            )
+            found.update(
+                session.execute(select(Author.name, Author.fullname).where(Author.name.in_(chunk), Author.fullname.is_not(None))).all()
+            )
     return found
 
 

@@ -17,7 +17,7 @@ HISTORY_ROW_COLUMNS = ["post_id", "author", "subreddit", "created_utc", "label",
 IN_CHUNK = 500  # names per IN (...) list: well under every database's bound-parameter limit
 
 
-def _chunks(values: list[str], size: int) -> Iterable[list[str]]:
+def in_chunks(values: list[str], size: int = IN_CHUNK) -> Iterable[list[str]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
 
@@ -46,7 +46,7 @@ def warehouse_history(
     )
     rows: dict[str, tuple] = {}
     for column, values in names.items():
-        for chunk in _chunks(values, IN_CHUNK):
+        for chunk in in_chunks(values):
             for row in session.execute(query.where(column.in_(chunk))):
                 rows[row[0]] = tuple(row)
     frame = pd.DataFrame(
