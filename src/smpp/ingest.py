@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from smpp.settings import Settings
 from smpp.sources.records import AuthorRecord, PostRecord
 from smpp.warehouse import Author, AuthorSnapshot, Label, Post, PostSnapshot, Tombstone, upsert
+from smpp.warehouse.db import existing_keys, insert_rows
 
 log = logging.getLogger(__name__)
 
@@ -38,48 +39,34 @@ def now_utc() -> int:
     return int(time.time())
 
 
-def _post_row(record: PostRecord, first_seen_at: int) -> dict:
-    return {
-        "id": record.id,
-        "subreddit": record.subreddit,
-        "title": record.title,
-        "author": record.author,
-        "author_fullname": record.author_fullname,
-        "created_utc": record.created_utc,
-        "url": record.url,
-        "domain": record.domain,
-        "permalink": record.permalink,
-        "is_self": record.is_self,
-        "over_18": record.over_18,
-        "is_gallery": record.is_gallery,
-        "post_hint": record.post_hint,
-        "preview_url": record.preview_url,
-        "gallery_urls": list(record.gallery_urls),
-        "flair_text": record.flair_text,
-        "subreddit_subscribers": record.subreddit_subscribers,
-        "selftext_len": record.selftext_len,
-        "source": record.source,
-        "first_seen_at": first_seen_at,
-        "removed": record.removed,
-    }
+# Column order of the tuples ingest_posts writes (warehouse.insert_rows): tuples, not dicts,
+# because archive backfills write ~2 rows per post and per-row dict handling dominated.
+POST_COLUMNS = (
+    "id", "subreddit", "title", "author", "author_fullname", "created_utc", "url", "domain", "permalink",
+    "is_self", "over_18", "is_gallery", "post_hint", "preview_url", "gallery_urls", "flair_text",
+    "subreddit_subscribers", "selftext_len", "source", "first_seen_at", "removed",
+)
+SNAPSHOT_COLUMNS = ("post_id", "observed_at", "score", "num_comments", "upvote_ratio", "age_hours", "source")
+LABEL_COLUMNS = ("post_id", "score", "age_hours", "label_age_hours", "observed_at", "matured_utc", "status")
+# the archive is the best knowledge we have of a historical score: keep the latest dump's
+ARCHIVE_LABEL_UPDATE = ("score", "age_hours", "observed_at", "status")
+
+
+def _post_row(record: PostRecord, first_seen_at: int) -> tuple:
+    return (
+        record.id, record.subreddit, record.title, record.author, record.author_fullname, record.created_utc,
+        record.url, record.domain, record.permalink, record.is_self, record.over_18, record.is_gallery,
+        record.post_hint, record.preview_url, list(record.gallery_urls), record.flair_text,
+        record.subreddit_subscribers, record.selftext_len, record.source, first_seen_at, record.removed,
+    )
 
 
 def tombstoned_ids(session: Session, ids: Iterable[str]) -> set[str]:
-    ids = list(ids)
-    found: set[str] = set()
-    for start in range(0, len(ids), IN_CHUNK):
-        chunk = ids[start : start + IN_CHUNK]
-        # Core, not ORM: one lookup per day of a backfill, where ORM overhead was most of its cost
-        found.update(session.connection().execute(select(Tombstone.post_id).where(Tombstone.post_id.in_(chunk))).scalars())
-    return found
+    return existing_keys(session, Tombstone.__table__.c.post_id, ids)
 
 
-def stored_post_ids(session: Session, ids: list[str]) -> set[str]:
-    found: set[str] = set()
-    for start in range(0, len(ids), IN_CHUNK):
-        chunk = ids[start : start + IN_CHUNK]
-        found.update(session.connection().execute(select(Post.id).where(Post.id.in_(chunk))).scalars())
-    return found
+def stored_post_ids(session: Session, ids: Iterable[str]) -> set[str]:
+    return existing_keys(session, Post.__table__.c.id, ids)
 
 
 def ingest_posts(
@@ -101,57 +88,51 @@ def ingest_posts(
     ids = [r.id for r in records]
     dead = tombstoned_ids(session, ids)
     existing = stored_post_ids(session, ids)
+    label_age_hours = settings.label_age_hours
+    label_age_seconds = int(label_age_hours * 3600)
     posts, snapshots, labels, removed = [], [], [], []
     for record in records:
-        if record.id in dead:
+        post_id = record.id
+        if post_id in dead:
             stats.tombstoned_skipped += 1
             continue
         if record.removed:
             removed.append(record)
             continue
-        posts.append(_post_row(record, record.observed_at or now))
-        stats.post_ids.append(record.id)
-        if record.id not in existing:
+        observed_at = record.observed_at
+        posts.append(_post_row(record, observed_at or now))
+        stats.post_ids.append(post_id)
+        if post_id not in existing:
             stats.new_posts += 1
-        if record.observed_at is not None and not (first_sight_only and record.id in existing):
-            snapshots.append(
-                {
-                    "post_id": record.id,
-                    "observed_at": record.observed_at,
-                    "score": record.score,
-                    "num_comments": record.num_comments,
-                    "upvote_ratio": record.upvote_ratio,
-                    "age_hours": (record.observed_at - record.created_utc) / 3600.0,
-                    "source": record.source,
-                }
-            )
+        if observed_at is not None and not (first_sight_only and post_id in existing):
+            snapshots.append((
+                post_id, observed_at, record.score, record.num_comments, record.upvote_ratio,
+                (observed_at - record.created_utc) / 3600.0, record.source,
+            ))
         if record.source == "archive":
-            labels.append(archive_label(record, settings.label_age_hours))
+            labels.append(archive_label_row(record, label_age_hours, label_age_seconds))
     # first sight wins for posting-time facts, so a later sighting never rewrites them
-    upsert(session, Post, posts)
-    stats.snapshots = upsert(session, PostSnapshot, snapshots)
-    # the archive is the best knowledge we have of a historical score: keep the latest dump's
-    stats.archive_labels = upsert(
-        session, Label, labels, update=["score", "age_hours", "observed_at", "status"]
-    )
+    insert_rows(session, Post, POST_COLUMNS, posts)
+    stats.snapshots = insert_rows(session, PostSnapshot, SNAPSHOT_COLUMNS, snapshots)
+    stats.archive_labels = insert_rows(session, Label, LABEL_COLUMNS, labels, update=ARCHIVE_LABEL_UPDATE)
     stats.removed_ids = mark_removed(session, removed, now)
     stats.newly_removed = len(stats.removed_ids)
     session.commit()
     return stats
 
 
-def archive_label(record: PostRecord, label_age_hours: float) -> dict:
-    age = (record.observed_at - record.created_utc) / 3600.0 if record.observed_at else None
-    return {
-        "post_id": record.id,
-        "score": record.score,
-        "age_hours": age,  # None = "at archive time", age unknown
-        "label_age_hours": label_age_hours,
-        "observed_at": record.observed_at,
+def archive_label_row(record: PostRecord, label_age_hours: float, label_age_seconds: int) -> tuple:
+    observed_at = record.observed_at
+    return (
+        record.id,
+        record.score,
+        (observed_at - record.created_utc) / 3600.0 if observed_at else None,  # None = "at archive time"
+        label_age_hours,
+        observed_at,
         # when the fixed-age label would have been known: what a backfilled day may use
-        "matured_utc": record.created_utc + int(label_age_hours * 3600),
-        "status": "archive",
-    }
+        record.created_utc + label_age_seconds,
+        "archive",
+    )
 
 
 def mark_removed(session: Session, records: Iterable[PostRecord], now: int) -> list[str]:

@@ -104,6 +104,8 @@ def post_id_of(data: Mapping[str, Any]) -> str | None:
 
 def created_of(value: Any) -> int | None:
     """created_utc as whole seconds (as PostRecord truncates it); None when not a number."""
+    if type(value) is int:  # the common case (bool is not int here: True is no timestamp)
+        return value
     if value is None or isinstance(value, bool):
         return None
     try:
@@ -120,9 +122,11 @@ def observed_at_of(data: Mapping[str, Any]) -> int | None:
         if seconds is not None and seconds > 0:
             return seconds
     for key in RETRIEVED_KEYS:
-        seconds = created_of(data.get(key))
-        if seconds is not None and seconds > 0:
-            return seconds
+        value = data.get(key)
+        if value is not None:
+            seconds = created_of(value)
+            if seconds is not None and seconds > 0:
+                return seconds
     return None
 
 
@@ -133,6 +137,8 @@ def normalize_archive_post(data: dict[str, Any]) -> dict[str, Any]:
         if isinstance(prefixed, str) and prefixed.startswith("r/"):
             data["subreddit"] = prefixed[2:]
     meta = data.get("_meta")
+    if meta is None:
+        return data
     if isinstance(meta, Mapping) and meta.get("was_deleted_later") and not data.get("removed_by_category"):
         # deleted on Reddit after the first read: Reddit's terms require us to drop it too
         data["removed_by_category"] = meta.get("removal_type") or "deleted"
@@ -155,22 +161,22 @@ def record_from_line(
     if not isinstance(data, dict):
         scan.skip("not_an_object", where=where)
         return None
-    post_id = post_id_of(data)
-    if isinstance(data.get("created_utc"), bool):  # as the index does: True is no timestamp
-        scan.skip("bad_created_utc", post_id, where)
+    value = data.get("created_utc")
+    if isinstance(value, bool):  # as the index does: True is no timestamp
+        scan.skip("bad_created_utc", post_id_of(data), where)
         return None
-    created = created_of(data.get("created_utc"))
+    created = created_of(value)
     if created is not None and not (start_utc <= created < end_utc):
         return None
     if data.get("crosspost_parent"):
-        scan.skip("crosspost", post_id, where, bad=False)
+        scan.skip("crosspost", post_id_of(data), where, bad=False)
         return None
     try:
         return PostRecord.from_reddit_json(
             normalize_archive_post(data), observed_at=observed_at_of(data), source="archive"
         )
     except (ValueError, TypeError) as exc:
-        scan.skip(getattr(exc, "reason", "bad_record"), post_id, f"{where} ({exc})")
+        scan.skip(getattr(exc, "reason", "bad_record"), post_id_of(data), f"{where} ({exc})")
         return None
 
 

@@ -45,6 +45,14 @@ def _int_field(data: Mapping[str, Any], name: str, post_id: str, default: int | 
     return int(_number(value, name, post_id))
 
 
+def _optional_float(value: Any, name: str, post_id: str) -> float | None:
+    if type(value) is float and math.isfinite(value):
+        return value
+    if value is None or value == "":
+        return None
+    return _number(value, name, post_id)
+
+
 def _bool_field(data: Mapping[str, Any], name: str, post_id: str) -> bool:
     value = data.get(name)
     if value is None or type(value) is bool:
@@ -69,8 +77,11 @@ def _str_or_none(value: Any) -> str | None:
 
 
 def _preview_url(data: Mapping[str, Any]) -> str | None:
+    preview = data.get("preview")
+    if preview is None:  # most posts: skip raising and catching a KeyError
+        return None
     try:
-        url = data["preview"]["images"][0]["source"]["url"]
+        url = preview["images"][0]["source"]["url"]
     except (KeyError, IndexError, TypeError):
         return None
     return html.unescape(url) if isinstance(url, str) and url else None
@@ -79,7 +90,8 @@ def _preview_url(data: Mapping[str, Any]) -> str | None:
 def _gallery_urls(data: Mapping[str, Any]) -> tuple[str, ...]:
     # malformed gallery data means no gallery images, not an unusable post
     metadata = data.get("media_metadata")
-    metadata = metadata if isinstance(metadata, Mapping) else {}
+    if not metadata or not isinstance(metadata, Mapping):  # every URL comes from media_metadata
+        return ()
     gallery = data.get("gallery_data")
     items = gallery.get("items") if isinstance(gallery, Mapping) else None
     if not isinstance(items, list) or not items:
@@ -137,8 +149,9 @@ class PostRecord:
         """
         if not isinstance(data, Mapping):
             raise InvalidRecord("not_a_post", f"post data is a {type(data).__name__}, not a mapping")
-        raw_id = data.get("id") or str(data.get("name") or "").removeprefix("t3_")
-        post_id = str(raw_id or "").removeprefix("t3_").strip()
+        get = data.get
+        raw_id = get("id") or str(get("name") or "").removeprefix("t3_")
+        post_id = (raw_id if type(raw_id) is str else str(raw_id or "")).removeprefix("t3_").strip()
         if not post_id:
             raise InvalidRecord("missing_id", "post has neither id nor name")
         if not POST_ID.fullmatch(post_id):
@@ -146,19 +159,19 @@ class PostRecord:
         created_utc = _int_field(data, "created_utc", post_id, None)
         if created_utc is None:
             raise InvalidRecord("missing_created_utc", f"post {post_id} has no created_utc")
-        subreddit = _str_or_none(data.get("subreddit"))
+        subreddit = _str_or_none(get("subreddit"))
         if not subreddit:
             raise InvalidRecord("missing_subreddit", f"post {post_id} has no subreddit")
-        author = _str_or_none(data.get("author"))
+        author = _str_or_none(get("author"))
         if author in DELETED_MARKERS:
             author = None
-        title = _str_or_none(data.get("title")) or ""
-        selftext = data.get("selftext")
+        title = _str_or_none(get("title")) or ""
+        selftext = get("selftext")
         # A deleted account leaves its posts up under "[deleted]", but the user chose to leave:
         # live, we purge them like deleted posts (issue 3). An archive line only shows the
         # account's state at dump time, so there the post is kept, with no author.
         removed = bool(
-            data.get("removed_by_category")
+            get("removed_by_category")
             or title in DELETED_MARKERS
             or selftext in DELETED_MARKERS
             or (author is None and source == "reddit")
@@ -166,33 +179,37 @@ class PostRecord:
         selftext_len = _int_field(data, "selftext_len", post_id, None)
         if selftext_len is None:
             selftext_len = len(selftext) if isinstance(selftext, str) else 0
-        ratio = data.get("upvote_ratio")
-        return cls(
+        record = object.__new__(cls)
+        # The frozen dataclass __init__ sets each of the 24 fields through object.__setattr__:
+        # ~5 us of a ~12 us parse on archive backfills. Equality, hash and repr are unchanged
+        # (they read the fields); tests/sources/test_records.py checks against __init__.
+        record.__dict__.update(
             id=post_id,
             subreddit=subreddit,
             title=title,
             author=author,
-            author_fullname=_str_or_none(data.get("author_fullname")),
+            author_fullname=_str_or_none(get("author_fullname")),
             created_utc=created_utc,
-            url=_str_or_none(data.get("url")),
-            domain=_str_or_none(data.get("domain")),
-            permalink=_str_or_none(data.get("permalink")),
+            url=_str_or_none(get("url")),
+            domain=_str_or_none(get("domain")),
+            permalink=_str_or_none(get("permalink")),
             is_self=_bool_field(data, "is_self", post_id),
             over_18=_bool_field(data, "over_18", post_id),
             is_gallery=_bool_field(data, "is_gallery", post_id),
-            post_hint=_str_or_none(data.get("post_hint")),
+            post_hint=_str_or_none(get("post_hint")),
             preview_url=_preview_url(data),
             gallery_urls=_gallery_urls(data),
-            flair_text=_str_or_none(data.get("link_flair_text")),
+            flair_text=_str_or_none(get("link_flair_text")),
             subreddit_subscribers=_int_field(data, "subreddit_subscribers", post_id, None),
             selftext_len=selftext_len,
             score=_int_field(data, "score", post_id, 0),
             num_comments=_int_field(data, "num_comments", post_id, 0),
-            upvote_ratio=_number(ratio, "upvote_ratio", post_id) if ratio is not None and ratio != "" else None,
+            upvote_ratio=_optional_float(get("upvote_ratio"), "upvote_ratio", post_id),
             removed=removed,
             observed_at=observed_at,
             source=source,
         )
+        return record
 
 
 @dataclass(frozen=True)
