@@ -1,6 +1,6 @@
 """Archive backfill cost on a real dump: parse baseline, day index build, ingest of every day.
 
-    .venv/bin/python benchmarks/archive_ingest.py [--dump PATH] [--work-dir DIR] [--monthly]
+    .venv/bin/python benchmarks/archive_ingest.py [--dump PATH] [--work-dir DIR] [--monthly] [--floor]
 
 Each phase runs in its own process and reports its wall time and peak RSS (ru_maxrss of that
 process), so the numbers do not leak into each other:
@@ -10,6 +10,10 @@ process), so the numbers do not leak into each other:
           smpp.ingest.ingest_posts call per day, exactly as the DAG's scrape_posts does
   monthly (with --monthly) the same posts ingested one call per month: the per-post cost
           without the per-day fixed cost (queries + one commit per day)
+  db_floor, db_floor_noidx (with --floor) the SQLite work alone: each day's rows are built
+          untimed, then only the two key lookups, the posts + labels executemany and the
+          commit are timed, on the sqlite3 driver; _noidx drops the posts author and
+          subreddit indexes first (the random-page writes that dominate a day's commit)
 Nothing is asserted; the targets are peak RSS < 500 MB whatever the dump size, and
 index + ingest within 3x of parse.
 """
@@ -89,6 +93,57 @@ def phase_ingest(dump: Path, work: Path, monthly: bool) -> dict:
     return {"seconds": time.perf_counter() - started, "items": posts, "unit": "posts", "calls": calls}
 
 
+def phase_db_floor(dump: Path, work: Path, drop_indexes: bool) -> dict:
+    import sqlite3
+
+    from smpp.ingest import LABEL_COLUMNS, POST_COLUMNS, archive_label_row
+    from smpp.sources.archive import ArchiveScan, iter_archive_posts
+    from smpp.sources.archive_index import ensure_day_index
+    from smpp.settings import Settings
+    from smpp.warehouse import get_engine
+
+    name = "floor_noidx" if drop_indexes else "floor"
+    for stale in work.glob(f"{name}.sqlite*"):  # a fresh warehouse, as the ingest phase gets
+        stale.unlink()
+    settings = Settings(data_dir=work, database_url=f"sqlite:///{work / name}.sqlite")
+    get_engine(settings.database_url).dispose()  # creates the schema; the driver does the rest
+    conn = sqlite3.connect(work / f"{name}.sqlite")
+    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "wal_autocheckpoint=16384"):
+        conn.execute(f"PRAGMA {pragma}")  # what smpp.warehouse.db sets
+    if drop_indexes:
+        conn.execute("DROP INDEX ix_posts_author")
+        conn.execute("DROP INDEX ix_posts_subreddit")
+    post_sql = (f"INSERT INTO posts ({', '.join(POST_COLUMNS)}) VALUES ({', '.join('?' * len(POST_COLUMNS))}) "
+                "ON CONFLICT (id) DO NOTHING")
+    label_sql = (f"INSERT INTO labels ({', '.join(LABEL_COLUMNS)}) VALUES ({', '.join('?' * len(LABEL_COLUMNS))}) "
+                 "ON CONFLICT (post_id) DO UPDATE SET score = excluded.score, age_hours = excluded.age_hours, "
+                 "observed_at = excluded.observed_at, status = excluded.status")
+    days = sorted(ensure_day_index(dump, work / "archive_index").manifest["days"])
+    seconds = 0.0
+    posts = 0
+    for day in days:
+        start = _utc(day)
+        records = list(iter_archive_posts(dump, start, start + 86_400, ArchiveScan(), settings=settings))
+        post_rows = [(r.id, r.subreddit, r.title, r.author, r.author_fullname, r.created_utc, r.url, r.domain,
+                      r.permalink, r.is_self, r.over_18, r.is_gallery, r.post_hint, r.preview_url, "[]",
+                      r.flair_text, r.subreddit_subscribers, r.selftext_len, r.source, start, r.removed)
+                     for r in records]
+        label_rows = [archive_label_row(r, settings.label_age_hours, int(settings.label_age_hours * 3600))
+                      for r in records]
+        ids = [r.id for r in records]
+        marks = ", ".join("?" * len(ids))
+        started = time.perf_counter()
+        conn.execute(f"SELECT post_id FROM tombstones WHERE post_id IN ({marks})", ids).fetchall()
+        conn.execute(f"SELECT id FROM posts WHERE id IN ({marks})", ids).fetchall()
+        conn.executemany(post_sql, post_rows)
+        conn.executemany(label_sql, label_rows)
+        conn.commit()
+        seconds += time.perf_counter() - started
+        posts += len(records)
+    conn.close()
+    return {"seconds": seconds, "items": posts, "unit": "posts", "calls": len(days)}
+
+
 def _utc(day: str) -> int:
     return (date.fromisoformat(day) - date(1970, 1, 1)).days * 86_400
 
@@ -104,6 +159,8 @@ PHASES = {
     "index": phase_index,
     "ingest": lambda dump, work: phase_ingest(dump, work, monthly=False),
     "monthly": lambda dump, work: phase_ingest(dump, work, monthly=True),
+    "db_floor": lambda dump, work: phase_db_floor(dump, work, drop_indexes=False),
+    "db_floor_noidx": lambda dump, work: phase_db_floor(dump, work, drop_indexes=True),
 }
 
 
@@ -123,6 +180,7 @@ def main() -> None:
     parser.add_argument("--dump", type=Path, default=DEFAULT_DUMP)
     parser.add_argument("--work-dir", type=Path, default=None, help="default: a temp dir, removed afterwards")
     parser.add_argument("--monthly", action="store_true", help="also ingest one call per month")
+    parser.add_argument("--floor", action="store_true", help="also time the SQLite work alone (db_floor phases)")
     parser.add_argument("--phase", choices=sorted(PHASES), help=argparse.SUPPRESS)
     args = parser.parse_args()
     dump = args.dump.resolve()
@@ -137,6 +195,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     print(f"dump {dump} ({dump.stat().st_size / 1e6:.1f} MB), work dir {work}, {os.cpu_count()} CPUs")
     names = ["parse_stdlib", "parse", "index", "ingest"] + (["monthly"] if args.monthly else [])
+    names += ["db_floor", "db_floor_noidx"] if args.floor else []
     results = {}
     try:
         for name in names:
