@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
-
-import pytest
 
 from smpp.ingest import ingest_posts
 from smpp.sources.archive import ArchiveScan, scan_archive_posts
@@ -108,13 +106,3 @@ def _as_sqlite(value):  # noqa: ANN001, ANN202
     if isinstance(value, list):
         return json.dumps(value)
     return value
-
-
-def test_fast_record_construction_equals_the_dataclass_init():
-    record = live("abc", DAY + 10, 3)
-    values = {f.name: getattr(record, f.name) for f in fields(PostRecord)}
-    assert record.__dict__ == values  # every field set, nothing else
-    rebuilt = PostRecord(**values)
-    assert rebuilt == record and hash(rebuilt) == hash(record) and repr(rebuilt) == repr(record)
-    with pytest.raises(AttributeError):
-        record.score = 5  # type: ignore[misc]  # still frozen

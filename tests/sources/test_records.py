@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import pytest
 
 from smpp.sources.records import InvalidRecord, PostRecord
@@ -66,3 +68,13 @@ def test_removal_and_deleted_authors():
     assert parse(removed_by_category="moderator").removed
     assert parse(author="[deleted]").removed  # no removal field at all: the author marker decides
     assert PostRecord.from_reddit_json({**GOOD, "author": "[deleted]"}, None, "archive").removed is False
+
+
+def test_fast_record_construction_equals_the_dataclass_init():
+    record = PostRecord.from_reddit_json({**GOOD, "preview": {"images": [{"source": {"url": "u"}}]}}, 17, "archive")
+    values = {f.name: getattr(record, f.name) for f in fields(PostRecord)}
+    assert record.__dict__ == values  # every field set, nothing else
+    rebuilt = PostRecord(**values)
+    assert rebuilt == record and hash(rebuilt) == hash(record) and repr(rebuilt) == repr(record)
+    with pytest.raises(AttributeError):
+        record.score = 5  # type: ignore[misc]  # still frozen

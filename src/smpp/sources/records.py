@@ -182,7 +182,7 @@ class PostRecord:
         record = object.__new__(cls)
         # The frozen dataclass __init__ sets each of the 24 fields through object.__setattr__:
         # ~5 us of a ~12 us parse on archive backfills. Equality, hash and repr are unchanged
-        # (they read the fields); tests/sources/test_records.py checks against __init__.
+        # (they read the fields); tests/sources/test_records.py compares with __init__.
         record.__dict__.update(
             id=post_id,
             subreddit=subreddit,

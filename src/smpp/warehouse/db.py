@@ -118,7 +118,9 @@ def _with_json(row: Sequence[Any], positions: tuple[int, ...]) -> tuple:
 
 
 @lru_cache(maxsize=64)
-def _upsert_statement(dialect: Dialect, table: Any, columns: tuple[str, ...], update: tuple[str, ...], compiled: bool):
+def _upsert_statement(
+    dialect: Dialect, table: Any, columns: tuple[str, ...], update: tuple[str, ...], compiled: bool
+) -> Any:
     """The upsert statement, or (compiled SQL with positional parameters in `columns` order,
     positions of JSON columns) for the driver."""
     if dialect.name == "sqlite":
