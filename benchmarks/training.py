@@ -1,7 +1,7 @@
 """Training throughput and peak memory when the model streams day partitions (tf.data over Parquet).
 
     .venv/bin/python benchmarks/training.py [--rows 100000,1000000] [--rows-per-day 20000]
-        [--title-dim 384] [--epochs 1] [--work-dir DIR] [--keep] [--fit-only]
+        [--title-dim 384] [--epochs 1] [--work-dir DIR] [--keep [--reuse]] [--fit-only]
 
 By default each size runs the DAG's real `smpp.tasks.train_model` (warehouse labels joined to the
 streamed feature partitions, split, adapt sample, fit, baselines, test scoring, plots, card) against
@@ -189,6 +189,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--work-dir", type=Path)
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--reuse", action="store_true", help="reuse the data a --keep run left in --work-dir")
     parser.add_argument("--fit-only", action="store_true", help="time the model fit alone, not train_model")
     parser.add_argument("--train-only", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -201,9 +202,12 @@ def main() -> None:
     for rows in (int(r) for r in args.rows.split(",")):
         root = work / f"rows{rows}"
         started = time.perf_counter()
-        paths = write_partitions(root, rows, args.rows_per_day, args.title_dim)
-        if not args.fit_only:
-            write_warehouse(root, paths)
+        if args.reuse and (root / "partitions").exists():
+            shutil.rmtree(root / "models", ignore_errors=True)  # a fresh registry: no champion to re-score
+        else:
+            paths = write_partitions(root, rows, args.rows_per_day, args.title_dim)
+            if not args.fit_only:
+                write_warehouse(root, paths)
         write_s = time.perf_counter() - started
         out = subprocess.run(
             [sys.executable, __file__, "--train-only", str(root), "--epochs", str(args.epochs),

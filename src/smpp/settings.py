@@ -107,8 +107,8 @@ class TrainingSettings(BaseModel):
     # Streamed training (day partitions read one record batch at a time; memory stays flat):
     adapt_sample_rows: int = 50_000  # uniform train-slice sample the normalisers are adapted on
     shuffle_buffer_rows: int = 16_384  # rows shuffled in memory (files are also visited in a new order each epoch)
-    # Baselines fit in memory on a uniform train-slice sample of at most this many rows (val likewise);
-    # large enough that the dev dump and ordinary windows use every row. The test slice is always scored whole.
+    # The metadata LightGBM fits in memory on a uniform train-slice sample of at most this many rows (val
+    # likewise; narrow columns, ~100 B a row); the dev dump uses every row. The other baselines stream.
     baseline_max_rows: int = 250_000
     # Model shape and regularisation (issue 5), chosen on the validation slices of both halves of the dev
     # dump's subreddits (zlib.crc32(name.lower()) % 2; benchmarks/tune_model.py), never on test slices; title

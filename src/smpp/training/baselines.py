@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import pandas as pd
 
-from smpp.training.model import TABULAR_COLUMNS, embedding_dims, embedding_matrix
+from smpp.training.model import TABULAR_COLUMNS, embedding_matrix
 
 log = logging.getLogger(__name__)
 
@@ -80,83 +80,102 @@ def fit_metadata_gbm(train: pd.DataFrame, val: pd.DataFrame, seed: int, columns:
     return lambda test: np.asarray(model.predict(_gbm_frame(test, columns, categories)), dtype=float)
 
 
-def _ridge_matrix(frame: pd.DataFrame, dim: int | None, encoder) -> np.ndarray:
-    parts = []
-    if dim is not None:
-        vectors, mask = embedding_matrix(frame.get("title_emb"), len(frame), dim, "title_emb")
-        parts += [vectors, mask]
-    parts.append(encoder.transform(frame[["subreddit"]].astype(str)))
-    return np.hstack(parts)
+class RidgeDesign:
+    """Design matrix of the text ridge: title vector, its presence mask, one-hot subreddit (train-slice vocabulary)."""
+
+    def __init__(self, subreddits: Iterable[str], dim: int | None):
+        self.subreddits = pd.Index(sorted(set(subreddits)))
+        self.dim = dim
+
+    def matrix(self, frame: pd.DataFrame) -> np.ndarray:
+        parts = []
+        if self.dim is not None:
+            vectors, mask = embedding_matrix(frame.get("title_emb"), len(frame), self.dim, "title_emb")
+            parts += [vectors.astype(np.float64), mask.astype(np.float64)]
+        onehot = np.zeros((len(frame), len(self.subreddits)))
+        codes = self.subreddits.get_indexer(frame["subreddit"].astype(str))
+        seen = codes >= 0  # an unseen subreddit gets no indicator (OneHotEncoder's handle_unknown="ignore")
+        onehot[np.flatnonzero(seen), codes[seen]] = 1.0
+        parts.append(onehot)
+        return np.hstack(parts)
 
 
-RIDGE_BLOCK_ROWS = 8192
+Blocks = Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]
 
 
-def _blocks(n: int, size: int = RIDGE_BLOCK_ROWS):
-    for start in range(0, n, size):
-        yield slice(start, min(n, start + size))
+def ridge_gcv(blocks: Blocks, alphas: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """Ridge with an intercept, alpha chosen by leave-one-out error (what RidgeCV's GCV computes), streamed.
 
-
-def ridge_gcv(matrix: Callable[[slice], np.ndarray], y: np.ndarray, alphas: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """Ridge with an intercept, alpha chosen by leave-one-out error (what RidgeCV's GCV computes), in row blocks.
-
-    `matrix(rows)` builds the design matrix of those rows. Only the p x p Gram matrix and one block
-    are in memory (RidgeCV's SVD holds several float64 copies of the whole matrix: ~4.5x its size).
-    Returns (coefficients, intercept, alpha).
+    `blocks()` yields (design rows, labels) of the training rows and is called twice: sums and the
+    Gram matrix, then each row's leave-one-out residual. Only p x p matrices and one block are in
+    memory, whatever the number of rows. Returns (coefficients, intercept, alpha).
     """
-    n = len(y)
-    y = np.asarray(y, dtype=np.float64)
-    x_sum = None
-    for rows in _blocks(n):
-        part = matrix(rows).astype(np.float64).sum(axis=0)
-        x_sum = part if x_sum is None else x_sum + part
-    x_mean, y_mean = x_sum / n, float(y.mean())
-    gram = np.zeros((len(x_mean), len(x_mean)))
-    xty = np.zeros(len(x_mean))
-    for rows in _blocks(n):
-        centred = matrix(rows).astype(np.float64) - x_mean
-        gram += centred.T @ centred
-        xty += centred.T @ (y[rows] - y_mean)
+    n, x_sum, y_sum, gram, xty = 0, None, 0.0, None, None
+    for x, y in blocks():
+        x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        if x_sum is None:
+            x_sum, gram, xty = np.zeros(x.shape[1]), np.zeros((x.shape[1], x.shape[1])), np.zeros(x.shape[1])
+        n += len(y)
+        x_sum += x.sum(axis=0)
+        y_sum += float(y.sum())
+        gram += x.T @ x
+        xty += x.T @ y
+    if not n:
+        raise ValueError("ridge_gcv: no training rows")
+    x_mean, y_mean = x_sum / n, y_sum / n
+    # centre through the sums: the same centred Gram as a second pass would give, in one pass
+    gram -= n * np.outer(x_mean, x_mean)
+    xty -= n * x_mean * y_mean
     eigenvalues, vectors = np.linalg.eigh(gram)
     eigenvalues = np.clip(eigenvalues, 0.0, None)
     projected = vectors.T @ xty
     inverse = np.stack([1.0 / (eigenvalues + alpha) for alpha in alphas])  # (alphas, p)
     squared = np.zeros(len(alphas))
-    for rows in _blocks(n):
-        z = (matrix(rows).astype(np.float64) - x_mean) @ vectors
+    for x, y in blocks():
+        z = (np.asarray(x, dtype=np.float64) - x_mean) @ vectors
         fitted = (z * projected) @ inverse.T  # (rows, alphas)
         leverage = 1.0 / n + (z * z) @ inverse.T  # the intercept's 1/n plus the penalised part
-        residual = ((y[rows] - y_mean)[:, None] - fitted) / (1.0 - leverage)
+        residual = ((np.asarray(y, dtype=np.float64) - y_mean)[:, None] - fitted) / (1.0 - leverage)
         squared += (residual**2).sum(axis=0)
     best = int(np.argmin(squared))
     coef = vectors @ (inverse[best] * projected)
     return coef, y_mean - float(x_mean @ coef), float(alphas[best])
 
 
-def fit_text_ridge(train: pd.DataFrame) -> Predictor:
-    """Ridge (alpha by leave-one-out error, as RidgeCV's GCV) on the title embedding + one-hot subreddit."""
-    from sklearn.preprocessing import OneHotEncoder
+FrameBlocks = Callable[[], Iterable[tuple[pd.DataFrame, np.ndarray]]]
 
-    dim = embedding_dims(train[["title_emb"]]).get("title_emb") if "title_emb" in train else None
-    if dim is None:
+
+def fit_text_ridge(train_blocks: FrameBlocks, subreddits: Iterable[str], title_dim: int | None) -> Predictor:
+    """Ridge (alpha by leave-one-out error, as RidgeCV's GCV) on the title embedding + one-hot subreddit.
+
+    `train_blocks()` yields (frame with subreddit and title_emb, labels) over the whole train slice:
+    streamed twice, never held, so memory does not grow with the slice.
+    """
+    if title_dim is None:
         log.warning("text ridge baseline: no title embeddings in the train slice, one-hot subreddit only")
-    encoder = OneHotEncoder(handle_unknown="ignore", sparse_output=False, dtype=np.float32)
-    encoder.fit(train[["subreddit"]].astype(str))
-    coef, intercept, _ = ridge_gcv(lambda rows: _ridge_matrix(train.iloc[rows], dim, encoder), _labels(train), RIDGE_ALPHAS)
-
-    def predict(test: pd.DataFrame) -> np.ndarray:
-        return np.concatenate(
-            [_ridge_matrix(test.iloc[rows], dim, encoder).astype(np.float64) @ coef + intercept for rows in _blocks(len(test))]
-            or [np.zeros(0)]
-        )
-
-    return predict
+    design = RidgeDesign(subreddits, title_dim)
+    coef, intercept, _ = ridge_gcv(
+        lambda: ((design.matrix(frame), labels) for frame, labels in train_blocks()), RIDGE_ALPHAS
+    )
+    return lambda test: design.matrix(test) @ coef + intercept
 
 
-def fit_baselines(train: pd.DataFrame, val: pd.DataFrame, seed: int, columns: list[str] | None = None) -> dict[str, Predictor]:
-    """Every baseline fitted on (a sample of) the train slice, as predictors to run over the test slice in batches."""
+def fit_baselines(
+    train: pd.DataFrame,
+    gbm_train: pd.DataFrame,
+    gbm_val: pd.DataFrame,
+    train_blocks: FrameBlocks,
+    title_dim: int | None,
+    seed: int,
+    columns: list[str] | None = None,
+) -> dict[str, Predictor]:
+    """Every baseline as a predictor to run over the test slice in batches.
+
+    `train`: the whole train slice's (subreddit, label); `gbm_train`/`gbm_val`: the (bounded) samples
+    LightGBM fits in memory; `train_blocks`: the train slice streamed for the ridge.
+    """
     return {
         "baseline_subreddit_mean": fit_subreddit_mean(train),
-        "baseline_metadata_gbm": fit_metadata_gbm(train, val, seed, columns),
-        "baseline_text_ridge": fit_text_ridge(train),
+        "baseline_metadata_gbm": fit_metadata_gbm(gbm_train, gbm_val, seed, columns),
+        "baseline_text_ridge": fit_text_ridge(train_blocks, train["subreddit"].astype(str).unique(), title_dim),
     }

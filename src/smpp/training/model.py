@@ -207,14 +207,41 @@ def _dataset(
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def _frequent(values: np.ndarray, min_count: int) -> list[str]:
-    names, counts = np.unique(values[values != ""], return_counts=True)
-    return sorted(str(n) for n, c in zip(names, counts) if c >= min_count)
+def _frequent(counts: dict[str, int], min_count: int) -> list[str]:
+    return sorted(name for name, count in counts.items() if name and count >= min_count)
+
+
+@dataclass
+class CategoryStats:
+    """What the subreddit and domain vocabularies and the subreddit offsets need from the train slice.
+
+    A few numbers per category: the streamed trainer computes them from its categorical index
+    instead of handing build_model one string per train row (that set the peak memory past 1M rows).
+    """
+
+    subreddit_means: dict[str, float]  # mean train label per subreddit name
+    global_mean: float
+    domain_counts: dict[str, int]
+
+    @classmethod
+    def of(cls, subreddits: Any, labels: Any, domains: Any = None) -> "CategoryStats":
+        """From per-row subreddits (array or Series, categorical welcome), labels and optional domains."""
+        labels = np.asarray(labels, dtype=float)
+        frame = pd.DataFrame({"subreddit": np.asarray(subreddits) if not isinstance(subreddits, pd.Series)
+                              else subreddits.reset_index(drop=True), "label": labels})
+        means = frame.groupby("subreddit", observed=True, sort=True)["label"].mean()
+        counts = {} if domains is None else pd.Series(np.asarray(domains) if not isinstance(domains, pd.Series)
+                                                     else domains.reset_index(drop=True)).value_counts()
+        return cls(
+            subreddit_means={str(k): float(v) for k, v in means.items()},
+            global_mean=float(labels.mean()) if len(labels) else 0.0,
+            domain_counts={str(k): int(v) for k, v in dict(counts).items() if v > 0},
+        )
 
 
 def build_model(
     train_inputs: dict[str, np.ndarray], train_labels: np.ndarray, spec: InputSpec,
-    training: TrainingSettings | None = None,
+    training: TrainingSettings | None = None, categories: CategoryStats | None = None,
 ):
     """Functional model whose normalisers, vocabularies and subreddit offsets are fitted on the train slice only.
 
@@ -223,6 +250,8 @@ def build_model(
     adds their mean to the offset. `model.smpp_train_model` shares its layers and outputs the K
     members' predictions side by side, so each member is fitted on its own loss (a true ensemble,
     not one wide network), while the saved `.keras` file stays a single model that scores raw features.
+    `categories`: the vocabularies' and offsets' statistics when computed elsewhere; by default they
+    come from `train_inputs`' subreddit/domain columns and `train_labels`.
     """
     training = training or TrainingSettings()
     keras = keras_module()
@@ -256,8 +285,12 @@ def build_model(
 
     subreddit = keras.Input(shape=(1,), dtype="string", name=SUBREDDIT_INPUT)
     model_inputs_[SUBREDDIT_INPUT] = subreddit
-    names = train_inputs[SUBREDDIT_INPUT][:, 0].astype(str)
-    vocabulary = sorted({s for s in names if s})
+    if categories is None:
+        categories = CategoryStats.of(
+            train_inputs[SUBREDDIT_INPUT][:, 0].astype(str), train_labels,
+            train_inputs[DOMAIN_INPUT][:, 0].astype(str) if spec.use_domain else None,
+        )
+    vocabulary = sorted(s for s in categories.subreddit_means if s)
     lookup = layers.StringLookup(vocabulary=vocabulary, num_oov_indices=1, name="subreddit_lookup")
     sub_index = lookup(subreddit)
     shared[SUBREDDIT_INPUT] = (sub_index, len(vocabulary) + 1)
@@ -265,8 +298,7 @@ def build_model(
     if spec.use_domain:
         domain = keras.Input(shape=(1,), dtype="string", name=DOMAIN_INPUT)
         model_inputs_[DOMAIN_INPUT] = domain
-        seen = train_inputs[DOMAIN_INPUT][:, 0].astype(str)
-        domains = _frequent(seen, DOMAIN_MIN_COUNT) or _frequent(seen, 1)
+        domains = _frequent(categories.domain_counts, DOMAIN_MIN_COUNT) or _frequent(categories.domain_counts, 1)
         domain_lookup = layers.StringLookup(vocabulary=domains, num_oov_indices=1, name="domain_lookup")
         shared[DOMAIN_INPUT] = (domain_lookup(domain), len(domains) + 1)
 
@@ -274,9 +306,8 @@ def build_model(
     residuals = [_member_residual(layers, spec, shared, training, f"_m{k}" if k else "") for k in range(members)]
 
     # Frozen train-slice mean label per subreddit (index 0 = unseen subreddit -> global mean).
-    global_mean = float(np.mean(train_labels)) if len(train_labels) else 0.0
-    sums = pd.Series(np.asarray(train_labels, float)).groupby(names).mean()
-    offsets = np.array([[global_mean], *([float(sums.get(v, global_mean))] for v in vocabulary)], dtype=np.float32)
+    global_mean, means = categories.global_mean, categories.subreddit_means
+    offsets = np.array([[global_mean], *([means.get(v, global_mean)] for v in vocabulary)], dtype=np.float32)
     offset_layer = layers.Embedding(len(vocabulary) + 1, 1, trainable=False, name="subreddit_offset")
     offset = layers.Flatten(name="subreddit_offset_flat")(offset_layer(sub_index))
     frozen = []

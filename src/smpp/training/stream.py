@@ -30,6 +30,7 @@ from smpp.training.model import (
 READ_BATCH_ROWS = 8192
 SHUFFLE_BUFFER = 16384
 ADAPT_SAMPLE_ROWS = 50_000
+VECTOR_SCAN_ROWS = 1024
 
 
 def _columns(spec: InputSpec, label: str | None) -> list[str]:
@@ -170,6 +171,12 @@ def scan_index(paths: Sequence[Path], labels: pd.DataFrame | None = None, batch_
     paths = [Path(p) for p in paths]
     wanted = [*INDEX_COLUMNS, *OPTIONAL_TABULAR_COLUMNS, *schema.EMBEDDING_COLUMNS] + (["label"] if labels is None else [])
     parts: list[pd.DataFrame] = []
+    input_rows = 0  # rows read; with `labels`: rows with a trainable label (as training reads them)
+    label_ids, label_values = None, None
+    if labels is not None:
+        unique = labels.drop_duplicates("post_id", keep="last")
+        label_ids = pd.Index(unique["post_id"].astype(str))
+        label_values = pd.to_numeric(unique["label"], errors="coerce").to_numpy(float, na_value=np.nan)
     lengths: dict[str, set[int]] = {}
     file_rows: list[int] = []
     without_history: list[Path] = []
@@ -178,38 +185,49 @@ def scan_index(paths: Sequence[Path], labels: pd.DataFrame | None = None, batch_
         names = handle.schema_arrow.names
         if not all(c in names for c in HISTORY_COLUMNS):
             without_history.append(path)
-        present = [c for c in wanted if c in names]
+        present = [c for c in wanted if c in names and c not in schema.EMBEDDING_COLUMNS]
+        vectors = [c for c in schema.EMBEDDING_COLUMNS if c in names]
         offset = 0
+        file_parts: list[pd.DataFrame] = []
         for batch in handle.iter_batches(batch_size=batch_rows, columns=present):
             n = batch.num_rows
-            part = {"file": np.full(n, number, np.int32), "row": np.arange(offset, offset + n, dtype=np.int64)}
+            part = {"file": np.full(n, number, np.int32), "row": np.arange(offset, offset + n, dtype=np.int32)}
             offset += n
             for column in present:
                 array = batch.column(column)
-                if column in schema.EMBEDDING_COLUMNS:
-                    sizes = _vector_lengths(array)
-                    part[f"has_{column}"] = sizes >= 0
-                    lengths.setdefault(column, set()).update(int(s) for s in np.unique(sizes[sizes >= 0]))
-                elif column in OPTIONAL_TABULAR_COLUMNS:
+                if column in OPTIONAL_TABULAR_COLUMNS:
                     # only "has a value" matters here (InputSpec.for_frame picks columns with any)
                     values = pd.to_numeric(array.to_pandas(), errors="coerce").to_numpy(np.float32, na_value=np.nan)
                     part[column] = np.where(np.isfinite(values), np.float32(1), np.float32(np.nan))
                 else:
-                    part[column] = array.to_pandas().to_numpy()
-            parts.append(pd.DataFrame(part))
+                    part[column] = array.to_pandas()
+            file_parts.append(pd.DataFrame(part))
+        # vectors one column and a few rows at a time: only whether each row has one is kept, and
+        # decoding whole 384-float batches of every column at once set the pass's peak memory
+        for column in vectors:
+            flags = []
+            for batch in handle.iter_batches(batch_size=VECTOR_SCAN_ROWS, columns=[column]):
+                sizes = _vector_lengths(batch.column(0))
+                flags.append(sizes >= 0)
+                lengths.setdefault(column, set()).update(int(s) for s in np.unique(sizes[sizes >= 0]))
+            has = np.concatenate(flags) if flags else np.zeros(0, bool)
+            start = 0
+            for part in file_parts:
+                part[f"has_{column}"] = has[start : start + len(part)]
+                start += len(part)
+        for part in file_parts:  # keep only labelled rows as we go: unlabelled ones never pile up
+            input_rows += len(part) if labels is None else 0
+            part, found = _with_label(part, label_ids, label_values)
+            input_rows += found
+            parts.append(part)
         file_rows.append(offset)
     for column, sizes in lengths.items():
         if len(sizes) > 1:
             raise ValueError(f"embedding column {column} mixes dimensions {sorted(sizes)}")
     dims = {c: lengths[c].pop() for c in schema.EMBEDDING_COLUMNS if lengths.get(c)}
     rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["file", "row", *INDEX_COLUMNS, "label"])
-    input_rows = len(rows)
-    if labels is not None:
-        rows = rows.drop(columns=["label"], errors="ignore").merge(labels[["post_id", "label"]], on="post_id", how="inner")
-        input_rows = len(rows)  # as before: only rows with a trainable label are read into training
-    labels_now = pd.to_numeric(rows["label"], errors="coerce").to_numpy(float, na_value=np.nan) if len(rows) else np.zeros(0)
-    rows = rows.loc[np.isfinite(labels_now)].reset_index(drop=True)
-    rows["label"] = pd.to_numeric(rows["label"], errors="coerce")
+    del parts
+    rows["label"] = pd.to_numeric(rows["label"], errors="coerce").astype(float)
     for column in schema.EMBEDDING_COLUMNS:
         if f"has_{column}" in rows:
             rows[f"has_{column}"] = rows[f"has_{column}"].fillna(False).astype(bool)
@@ -220,7 +238,40 @@ def scan_index(paths: Sequence[Path], labels: pd.DataFrame | None = None, batch_
     # few distinct values per row: categories keep the index at a few bytes a row
     rows["subreddit"] = rows["subreddit"].astype(str).astype("category")
     rows["domain"] = rows["domain"].fillna("").astype(str).astype("category")
+    release_freed_memory()
     return StreamIndex(paths, rows, input_rows, dims, file_rows, without_history)
+
+
+def _with_label(part: pd.DataFrame, ids: pd.Index | None, values: np.ndarray | None) -> tuple[pd.DataFrame, int]:
+    """The part's rows with a finite label (from `ids`/`values` when given, else its own column), and how
+    many of its rows `ids` knows."""
+    if ids is None:
+        label = np.full(len(part), np.nan)
+        if "label" in part:
+            label = pd.to_numeric(part["label"], errors="coerce").to_numpy(float, na_value=np.nan)
+        found = 0
+    else:
+        position = ids.get_indexer(part["post_id"].astype(str))
+        label = np.where(position >= 0, values[np.maximum(position, 0)] if len(values) else np.nan, np.nan)
+        found = int((position >= 0).sum())
+    keep = np.isfinite(label)
+    part = part.loc[keep].drop(columns=["label"], errors="ignore").reset_index(drop=True)
+    part["label"] = label[keep]
+    return part, found
+
+
+def release_freed_memory() -> None:
+    """Hand memory freed by a pass back to the OS (Arrow's pool and glibc keep it otherwise), so it
+    does not add to what the fit allocates next: the peak then stays flat as rows grow."""
+    import ctypes
+
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
 
 
 def present_dims(index: StreamIndex, rows: pd.DataFrame) -> dict[str, int]:

@@ -21,9 +21,8 @@ from smpp.training.baselines import BASELINE_NAMES, fit_baselines
 from smpp.training.card import random_encoder_warnings, render_model_card
 from smpp.training.metrics import full_metrics, json_safe, regression_metrics, tier_thresholds
 from smpp.training.model import (
-    DOMAIN_INPUT,
+    CategoryStats,
     PREDICT_BATCH,
-    SUBREDDIT_INPUT,
     InputSpec,
     build_model,
     embedding_dims,
@@ -37,7 +36,7 @@ from smpp.training.model import (
 )
 from smpp.training.plots import write_plots
 from smpp.training.split import ChronoSplit, chronological_split, labelled_rows, within_window
-from smpp.training.stream import SlicePlan, input_columns, present_dims, scan_index
+from smpp.training.stream import SlicePlan, input_columns, present_dims, release_freed_memory, scan_index
 
 log = logging.getLogger(__name__)
 
@@ -240,10 +239,17 @@ def _champion_model(settings: Settings, version: str) -> tuple[str | None, Any]:
 
 
 def _log_peak_rss(phase: str) -> None:
-    """Peak resident memory so far (Linux: ru_maxrss in KiB), to see which phase sets it."""
+    """Resident memory now and its peak so far (Linux: ru_maxrss in KiB), to see which phase sets it."""
     import resource
 
-    log.info("training %s: peak RSS so far %.0f MB", phase, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    now = ""
+    try:
+        status = Path("/proc/self/status").read_text()
+        now = f"now {int(status.split('VmRSS:')[1].split()[0]) / 1024:.0f} MB, "
+    except (OSError, IndexError, ValueError):  # not Linux
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    log.info("training %s: RSS %speak RSS so far %.0f MB", phase, now, peak)
 
 
 def _error(exc: Exception) -> str:
@@ -262,7 +268,8 @@ def train_from_partitions(
 
     `labels` (post_id, label) are joined to the partitions' rows (the warehouse's matured labels);
     None reads each file's own `label` column. Memory: one record batch at a time, the tf.data
-    shuffle buffer, a bounded adapt sample, a bounded baseline sample, and a narrow index row per post.
+    shuffle buffer, a bounded adapt sample, LightGBM's bounded sample of narrow columns, and a
+    narrow index row per post.
     """
     version_dir = Path(version_dir)
     training = settings.training
@@ -301,6 +308,10 @@ def train_from_partitions(
     }
 
     reason = _skip_reason(len(in_window), split, settings)
+    # the split holds its own copies of the rows: drop the whole-window ones before the fit allocates
+    index.rows = index.rows.iloc[:0]
+    del labelled, in_window
+    release_freed_memory()
     if reason is not None:
         log.warning("training skipped for %s: %s", version_dir.name, reason)
         metrics["skipped_reason"] = reason
@@ -325,6 +336,10 @@ def train_from_partitions(
             for name in ("train", "val")
         }
     plan = SlicePlan(index, {"train": split.train, "val": split.val, "test": split.test}, weights)
+    # the plan locates the rows now: keep only what later steps read, ~20 B a row instead of ~80
+    kept = ["subreddit", "domain", "created_utc", "label"]
+    split = ChronoSplit(split.train[kept], split.val[kept], split.test[kept])
+    release_freed_memory()
     _log_peak_rss("index and split")
 
     keras = keras_module()
@@ -332,12 +347,12 @@ def train_from_partitions(
     columns = input_columns(spec)
     sample = plan.sample("train", [*columns, "created_utc", "post_id"], training.adapt_sample_rows, training.seed)
     build_inputs = model_inputs(sample, spec)  # the normalisers adapt on the bounded sample
-    # vocabularies and subreddit offsets come from the whole train slice's narrow columns
-    build_inputs[SUBREDDIT_INPUT] = split.train["subreddit"].to_numpy(object).reshape(-1, 1)
-    if spec.use_domain:
-        build_inputs[DOMAIN_INPUT] = split.train["domain"].to_numpy(object).reshape(-1, 1)
-    model = build_model(build_inputs, y_train, spec, training)
+    # vocabularies and subreddit offsets come from the whole train slice's narrow (categorical) columns
+    categories = CategoryStats.of(split.train["subreddit"], y_train, split.train["domain"] if spec.use_domain else None)
+    model = build_model(build_inputs, y_train, spec, training, categories)
     del sample, build_inputs
+    release_freed_memory()
+    _log_peak_rss("adapt and build")
     weighted = weights is not None
     fit = fit_datasets(
         model,
@@ -352,16 +367,25 @@ def train_from_partitions(
     _log_peak_rss("fit")
     saved = load_model(version_dir)  # evaluate the artefact that will be served, not the in-memory object
 
-    baseline_columns = ["post_id", "created_utc", "subreddit", "domain", "title_emb", *spec.tabular_columns]
+    # LightGBM fits in memory on a bounded sample of narrow columns; the ridge streams the whole slice
+    gbm_columns = ["post_id", "created_utc", "subreddit", "domain", *spec.tabular_columns]
     cap = training.baseline_max_rows
     if len(split.train) > cap or len(split.val) > cap:
         metrics["warnings"].append(
-            f"baselines fit on a uniform sample of at most {cap} rows per slice "
+            f"metadata LightGBM fit on a uniform sample of at most {cap} rows per slice "
             f"(train {len(split.train)}, val {len(split.val)}); scored on the whole test slice"
         )
+
+    def ridge_blocks():
+        for frame, labels, _ in plan.batches("train", ["subreddit", "title_emb"]):
+            yield frame, labels
+
     baselines = fit_baselines(
-        plan.sample("train", baseline_columns, cap, training.seed),
-        plan.sample("val", baseline_columns, cap, training.seed),
+        split.train,
+        plan.sample("train", gbm_columns, cap, training.seed),
+        plan.sample("val", gbm_columns, cap, training.seed),
+        ridge_blocks,
+        tower_dims.get("title_emb"),
         training.seed,
         spec.tabular_columns,
     )
