@@ -317,3 +317,46 @@ def test_real_jpeg_by_path_and_url_feeds_the_image_towers(settings, tiny_encoder
     np.testing.assert_allclose(inputs["image_emb"][0], inputs["image_emb"][1], rtol=1e-5)
     assert by_id["by_path"]["predicted_label"] == pytest.approx(by_id["by_url"]["predicted_label"], rel=1e-5)
     assert by_id["by_path"]["predicted_label"] != pytest.approx(by_id["text_only"]["predicted_label"], abs=1e-4)
+
+
+def test_history_features_come_from_the_warehouse_posts_of_the_author_and_subreddit(
+    settings, trained_version, tmp_path, capsys, model_frames
+):
+    """Earlier posts (labels matured before the post) count; later, removed and immature ones do not."""
+    from sqlalchemy import insert
+
+    from smpp.warehouse import Label, Post, session_for
+
+    posts = [  # (id, author, created, score, matured, removed)
+        ("h1", "alice", POST_UTC - 10 * DAY, 9, POST_UTC - 9 * DAY, False),
+        ("h2", "alice", POST_UTC - 5 * DAY, 99, POST_UTC - 4 * DAY, False),
+        ("h3", "alice", POST_UTC - 2 * 3600, 9999, POST_UTC + 22 * 3600, False),  # a post, but its label is immature
+        ("h4", "alice", POST_UTC - 3 * DAY, 5000, POST_UTC - 2 * DAY, True),  # removed: never counts
+        ("h5", "alice", POST_UTC + DAY, 7, POST_UTC + 2 * DAY, False),  # after the post
+        ("h6", "carol", POST_UTC - 6 * DAY, 1, POST_UTC - 5 * DAY, False),  # same subreddit only
+    ]
+    with session_for(settings.database_url) as session:
+        session.execute(insert(Post), [
+            {"id": pid, "subreddit": "pics", "author": author, "created_utc": created, "source": "archive",
+             "first_seen_at": created, "title": "t", "selftext_len": 0, "removed": removed}
+            for pid, author, created, _, _, removed in posts
+        ])
+        session.execute(insert(Label), [
+            {"post_id": pid, "score": score, "age_hours": None, "label_age_hours": 24.0, "observed_at": None,
+             "matured_utc": matured, "status": "archive"}
+            for pid, _, _, score, matured, _ in posts
+        ])
+        session.commit()
+    new = {"id": "new", "title": "Now", "subreddit": "pics", "author": "alice", "created_utc": POST_UTC}
+    again = {**new, "id": "h2", "created_utc": POST_UTC - 5 * DAY}  # a stored post scored again
+    code, out = _run(tmp_path, capsys, [new, again], "--version", trained_version)
+    assert code == 0, out
+    (frame,) = model_frames
+    row = _row(frame, "new")
+    assert row["author_prior_posts_log"] == pytest.approx(math.log1p(3))  # h1, h2, h3
+    assert row["author_days_since_prev_log"] == pytest.approx(math.log1p(2 / 24), rel=1e-4)  # h3, 2 h before
+    assert row["author_prior_mean_label"] == pytest.approx((math.log1p(9) + math.log1p(99)) / 2, rel=1e-5)
+    assert row["author_prior_max_label"] == pytest.approx(math.log1p(99), rel=1e-5)
+    assert row["subreddit_prior_posts_log"] == pytest.approx(math.log1p(4))  # h1, h2, h3, h6
+    # h2 scored again is one post, not two: its own history is h1 only
+    assert _row(frame, "h2")["author_prior_posts_log"] == pytest.approx(math.log1p(1))

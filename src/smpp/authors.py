@@ -18,7 +18,7 @@ from smpp.settings import Settings
 AUTHOR_COLUMNS = ["name", "created_utc", "link_karma", "comment_karma"]
 
 
-def _warehouse_exists(settings: Settings) -> bool:
+def warehouse_exists(settings: Settings) -> bool:
     """False for a SQLite warehouse file that is not there (opening it would create an empty one)."""
     url = settings.database_url or ""
     return not url.startswith("sqlite:///") or Path(url.removeprefix("sqlite:///")).is_file()
@@ -51,7 +51,7 @@ def first_snapshots(settings: Settings, names: Iterable[str | None]) -> pd.DataF
 def warehouse_authors(settings: Settings, names: Iterable[str | None]) -> pd.DataFrame:
     """first_snapshots, or an empty frame when there is no warehouse (nothing is created)."""
     names = list(names)
-    if not any(names) or not _warehouse_exists(settings):
+    if not any(names) or not warehouse_exists(settings):
         return pd.DataFrame(columns=AUTHOR_COLUMNS)
     return first_snapshots(settings, names)
 
@@ -61,7 +61,7 @@ def known_fullnames(settings: Settings, names: Iterable[str | None]) -> dict[str
     from smpp.warehouse import Author, Post, session_for
 
     names = sorted({n for n in names if n})
-    if not names or not _warehouse_exists(settings):
+    if not names or not warehouse_exists(settings):
         return {}
     found: dict[str, str] = {}
     with session_for(settings.database_url) as session:

@@ -224,13 +224,23 @@ def _images(settings: Settings, posts: list[ParsedPost]) -> dict[str, tuple[str,
     return result
 
 
-def history_frame(settings: Settings) -> pd.DataFrame | None:
-    """Past posts with matured labels from the pipeline's partitions and warehouse, if there are any."""
-    try:
-        from smpp.tasks import training_frame
+def history_frame(settings: Settings, posts: list[ParsedPost]) -> pd.DataFrame | None:
+    """Earlier posts of these posts' authors and subreddits, with their matured labels, from the warehouse.
 
-        now = datetime.now(timezone.utc)
-        frame, _ = training_frame(settings, now.date(), int(now.timestamp()))
+    The same query build_features runs for the pipeline's history columns (never the whole window).
+    """
+    from smpp.authors import warehouse_exists
+    from smpp.history_store import warehouse_history
+    from smpp.warehouse import session_for
+
+    if not posts or not warehouse_exists(settings):
+        return None
+    until = max(int(p.post["created_utc"]) for p in posts) + 1
+    try:
+        with session_for(settings.database_url) as session:
+            frame = warehouse_history(
+                session, [p.post.get("author") for p in posts], [p.post.get("subreddit") for p in posts], until
+            )
     except Exception as exc:  # noqa: BLE001 - predicting without a pipeline history is allowed
         log.warning("no pipeline history for author/subreddit features: %s", exc)
         return None
@@ -378,7 +388,9 @@ def feature_frame(
     for column in schema.IMAGE_FEATURE_COLUMNS:
         frame[column] = image_feats[column].to_numpy(np.float32)
 
-    history_source = frame if history is None else pd.concat([history, frame], ignore_index=True)
+    history_source = frame
+    if history is not None:  # a scored post the warehouse has counts once, with its stored label
+        history_source = pd.concat([history, frame.loc[~frame["post_id"].isin(history["post_id"])]], ignore_index=True)
     hist = history_features(frame, history_source, settings.label_age_hours)
     for column in HISTORY_COLUMNS:
         frame[column] = hist[column].to_numpy(np.float32)
@@ -447,7 +459,7 @@ def predict_lines(
     by_line: dict[int, dict[str, Any]] = {n: {"line": n, "error": e} for n, e in errors.items()}
     if posts:
         authors = resolve_authors(settings, posts, fetch=fetch_authors)
-        frame, notes = feature_frame(settings, posts, dims, history_frame(settings), authors)
+        frame, notes = feature_frame(settings, posts, dims, history_frame(settings, posts), authors)
         predictions = predict_frame(model, frame)
         for index, (parsed, value) in enumerate(zip(posts, predictions)):
             pid = parsed.post["id"]

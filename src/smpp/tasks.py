@@ -569,24 +569,6 @@ def _window_start_utc(settings: Settings, paths: list[Path]) -> int | None:
     return int(datetime(first.year, first.month, first.day, tzinfo=timezone.utc).timestamp())
 
 
-def training_frame(settings: Settings, day: date, end_utc: int) -> tuple[pd.DataFrame, list[str]]:
-    """Feature rows of the window whose label matured by the end of the run's interval, in one frame.
-
-    Training streams the partitions instead (train_model); this whole-window frame is for callers
-    that want history rows in memory (smpp predict).
-    """
-    paths = training_partitions(settings, day)
-    features = storage.read_partitions(settings, "features", [storage.as_day(p.parent.name[3:]) for p in paths])
-    read = [str(p) for p in paths]
-    if features.empty:  # no history yet: training says so instead of failing
-        from smpp.schema import KEY_COLUMNS, LABEL_COLUMNS
-
-        return pd.DataFrame(columns=[*KEY_COLUMNS, *LABEL_COLUMNS]), read
-    labels = training_labels(settings, end_utc)
-    frame = features.merge(labels, on="post_id", how="inner")
-    return frame.sort_values(["created_utc", "post_id"]).reset_index(drop=True), read
-
-
 def train_model(interval_start, interval_end, params=None) -> dict[str, Any]:
     """Train from the window's feature partitions, streamed (memory stays flat as history grows)."""
     from smpp.registry import new_version_id, version_dir
