@@ -13,11 +13,9 @@ from sqlalchemy.orm import Session
 from smpp.settings import Settings
 from smpp.sources.records import AuthorRecord, PostRecord
 from smpp.warehouse import Author, AuthorSnapshot, Label, Post, PostSnapshot, Tombstone, upsert
-from smpp.warehouse.db import existing_keys, insert_rows
+from smpp.warehouse.db import IN_CHUNK, existing_keys, insert_rows
 
 log = logging.getLogger(__name__)
-
-IN_CHUNK = 500  # ids per IN (...) query: SQLite caps bound parameters per statement
 
 
 @dataclass
