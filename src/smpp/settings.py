@@ -105,6 +105,9 @@ class TrainingSettings(BaseModel):
     # overall Spearman) instead of the train-slice mean; off: lower within-subreddit Spearman on validation.
     level_offset: bool = False
     # Streamed training (day partitions read one record batch at a time; memory stays flat):
+    # labels, index, split and slice plan in a child process (what that pass frees would otherwise
+    # stay in the training process: allocators keep it, and memory would grow with the window)
+    first_pass_in_child: bool = True
     adapt_sample_rows: int = 50_000  # uniform train-slice sample the normalisers are adapted on
     shuffle_buffer_rows: int = 16_384  # rows shuffled in memory (files are also visited in a new order each epoch)
     # The metadata LightGBM fits in memory on a uniform train-slice sample of at most this many rows (val

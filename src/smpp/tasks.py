@@ -572,12 +572,14 @@ def _window_start_utc(settings: Settings, paths: list[Path]) -> int | None:
 def train_model(interval_start, interval_end, params=None) -> dict[str, Any]:
     """Train from the window's feature partitions, streamed (memory stays flat as history grows)."""
     from smpp.registry import new_version_id, version_dir
+    from smpp.training.first_pass import LabelQuery
     from smpp.training.train import train_from_partitions
 
     ctx = run_context(interval_start, interval_end, params)
     settings = ctx.settings
     paths = training_partitions(settings, ctx.day)
-    labels = training_labels(settings, ctx.end_utc, _window_start_utc(settings, paths), narrow=True) if paths else None
+    # the first pass fetches the labels (in its child process: a million post ids never touch this one)
+    labels = LabelQuery(ctx.end_utc, _window_start_utc(settings, paths))
     # days ingested but not yet featurised (e.g. a backfill running days in parallel)
     featurised = set(storage.list_partition_days(settings, "features"))
     incomplete = [d.isoformat() for d in storage.list_partition_days(settings, "posts") if d < ctx.day and d not in featurised]
@@ -593,10 +595,7 @@ def train_model(interval_start, interval_end, params=None) -> dict[str, Any]:
         "code_version": code_version(),
         "label_rule": f"score at first snapshot >= {settings.label_age_hours}h, matured by interval end",
     }
-    report = train_from_partitions(
-        settings, paths, out, labels=labels if labels is not None else pd.DataFrame(columns=["post_id", "label"]),
-        lineage=lineage,
-    )
+    report = train_from_partitions(settings, paths, out, labels=labels, lineage=lineage)
     return _finish(
         ctx,
         "train_model",

@@ -347,26 +347,33 @@ class SlicePlan:
             yield pd.concat(pending, ignore_index=True)
 
     def sample(self, name: str, columns: list[str] | None, rows: int, seed: int) -> pd.DataFrame:
-        """A uniform sample of at most `rows` rows of the slice (bottom-k keys), in (created_utc, post_id) order.
+        """A uniform sample of at most `rows` rows of the slice (the smallest of one random key per row),
+        in (created_utc, post_id) order.
 
-        Kept as an Arrow table re-taken (copied) whenever it doubles, so memory stays about 2-3x the sample.
+        The plan knows the slice's size, so the keys are drawn up front and one pass copies exactly
+        the chosen rows: memory is the sample plus one record batch (a streamed bottom-k held up to
+        3x the sample, which set the training's peak once slices outgrew the sample).
         """
         import pyarrow as pa
 
-        rng = np.random.default_rng(seed)
-        kept = None
+        keys = np.random.default_rng(seed).random(self.rows(name))  # in the order _arrow_batches yields rows
+        chosen = np.ones(len(keys), bool)
+        if len(keys) > rows:
+            chosen[:] = False
+            chosen[np.argpartition(keys, rows)[:rows]] = True
+        tables, start = [], 0
         for batch, labels, _ in self._arrow_batches(name, columns, READ_BATCH_ROWS, None):
-            table = pa.Table.from_batches([batch]).replace_schema_metadata(None)
-            table = table.append_column("label", pa.array(labels, pa.float64()))
-            table = table.append_column("_key", pa.array(rng.random(len(labels))))
-            kept = table if kept is None else pa.concat_tables([kept, table], promote_options="default")
-            if kept.num_rows > 2 * rows:
-                kept = kept.take(np.argpartition(kept.column("_key").to_numpy(), rows)[:rows])
-        if kept is None:
+            stop = start + len(labels)
+            take = np.flatnonzero(chosen[start:stop])
+            if len(take):
+                table = pa.Table.from_batches([batch.take(take)]).replace_schema_metadata(None)
+                table = table.append_column("label", pa.array(labels[take], pa.float64()))
+                tables.append(table.append_column("_key", pa.array(keys[start:stop][take])))
+            start = stop
+        if not tables:
             return pd.DataFrame(columns=[*(columns or []), "label"])
-        if kept.num_rows > rows:
-            kept = kept.take(np.argpartition(kept.column("_key").to_numpy(), rows)[:rows])
-        frame = kept.to_pandas()
+        frame = pa.concat_tables(tables, promote_options="default").to_pandas()
+        del tables
         order = ["created_utc", "post_id"] if {"created_utc", "post_id"} <= set(frame) else ["_key"]
         return frame.sort_values(order, kind="stable").drop(columns="_key").reset_index(drop=True)
 

@@ -32,11 +32,11 @@ from smpp.training.model import (
     model_inputs,
     predict_frame,
     save_model,
-    subreddit_balance_weights,
 )
 from smpp.training.plots import write_plots
 from smpp.training.split import ChronoSplit, chronological_split, labelled_rows, within_window
-from smpp.training.stream import SlicePlan, input_columns, present_dims, release_freed_memory, scan_index
+from smpp.training.first_pass import LabelQuery, run_first_pass
+from smpp.training.stream import SlicePlan, input_columns, release_freed_memory, scan_index
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ def _finish(version_dir: Path, metrics: dict, history_summary: dict | None) -> d
     return metrics
 
 
-def _skip_reason(n_labelled: int, split: ChronoSplit | None, settings: Settings) -> str | None:
+def skip_reason(n_labelled: int, split: ChronoSplit | None, settings: Settings) -> str | None:
     if n_labelled < settings.training.min_rows:
         return (
             f"too few labelled rows to train: {n_labelled} < min_rows={settings.training.min_rows} "
@@ -261,44 +261,33 @@ def train_from_partitions(
     paths: list[Path],
     version_dir: Path,
     *,
-    labels: pd.DataFrame | None = None,
+    labels: pd.DataFrame | LabelQuery | None = None,
     lineage: dict | None = None,
 ) -> TrainReport:
     """Chronological split, fit, baselines, metrics, plots and card into `version_dir`, streaming `paths`.
 
-    `labels` (post_id, label) are joined to the partitions' rows (the warehouse's matured labels);
-    None reads each file's own `label` column. Memory: one record batch at a time, the tf.data
-    shuffle buffer, a bounded adapt sample, LightGBM's bounded sample of narrow columns, and a
-    narrow index row per post.
+    `labels` (post_id, label) are joined to the partitions' rows (a LabelQuery: the warehouse's
+    matured labels, fetched by the first pass); None reads each file's own `label` column. Memory:
+    one record batch at a time, the tf.data shuffle buffer, a bounded adapt sample, LightGBM's
+    bounded sample of narrow columns, and ~32 B a row from the first pass (run in a child process).
     """
     version_dir = Path(version_dir)
     training = settings.training
     _write_common(settings, version_dir, lineage)
 
-    index = scan_index(paths, labels)
+    passed = run_first_pass(settings, [Path(p) for p in paths], labels)
+    index, split, rows, all_dims = passed.index, passed.split, passed.rows, passed.all_dims
     if index.without_history:
         log.warning(
             "%d of %d feature partitions predate the history columns (e.g. %s): those rows train with them missing",
             len(index.without_history), len(index.paths), index.without_history[0],
         )
-    labelled = index.rows
-    in_window = within_window(labelled, training.train_window_days)
-    split = (
-        chronological_split(in_window, training.val_fraction, training.test_fraction) if len(in_window) else None
-    )
-    rows = {
-        "input": index.input_rows,
-        "labelled": len(labelled),
-        "in_window": len(in_window),
-        **(split.rows if split is not None else {"train": 0, "val": 0, "test": 0}),
-    }
-    all_dims = present_dims(index, in_window)
     metrics: dict[str, Any] = {
         "version": version_dir.name,
         "created_utc": datetime.now(timezone.utc).isoformat(),
         "profile": settings.model_profile,
         "rows": rows,
-        "data_window": data_window(in_window, split),
+        "data_window": data_window(passed.window_frame, split),
         "embedding_dims": {column: all_dims.get(column) for column in schema.EMBEDDING_COLUMNS},
         "model": None,
         **{name: None for name in BASELINE_NAMES},
@@ -306,40 +295,20 @@ def train_from_partitions(
         "warnings": random_encoder_warnings(settings.model_profile, list(all_dims)),
         "skipped_reason": None,
     }
-
-    reason = _skip_reason(len(in_window), split, settings)
-    # the split holds its own copies of the rows: drop the whole-window ones before the fit allocates
-    index.rows = index.rows.iloc[:0]
-    del labelled, in_window
-    release_freed_memory()
+    reason = passed.skip_reason
     if reason is not None:
         log.warning("training skipped for %s: %s", version_dir.name, reason)
         metrics["skipped_reason"] = reason
         return TrainReport(version_dir, _finish(version_dir, metrics, None), rows, reason)
-    assert split is not None
+    assert split is not None and passed.spec is not None and passed.plan is not None
 
-    tower_dims = present_dims(index, split.train)
+    tower_dims, spec, plan = passed.tower_dims, passed.spec, passed.plan
     unused = sorted(set(all_dims) - set(tower_dims))
     if unused:
         metrics["warnings"].append(f"no train-slice vectors for {', '.join(unused)}: no tower built for them")
     if index.without_history:
         metrics["warnings"].append(f"{len(index.without_history)} partitions without history columns (treated as missing)")
-    spec = InputSpec.for_frame(split.train, tower_dims, level_offset=training.level_offset)
     y_train = split.train["label"].to_numpy(np.float32)
-    weights = None
-    if training.balance_subreddits:
-        reference = (split.train["subreddit"].to_numpy(), y_train)
-        weights = {
-            name: subreddit_balance_weights(
-                getattr(split, name)["subreddit"].to_numpy(), getattr(split, name)["label"].to_numpy(np.float32), reference
-            )
-            for name in ("train", "val")
-        }
-    plan = SlicePlan(index, {"train": split.train, "val": split.val, "test": split.test}, weights)
-    # the plan locates the rows now: keep only what later steps read, ~20 B a row instead of ~80
-    kept = ["subreddit", "domain", "created_utc", "label"]
-    split = ChronoSplit(split.train[kept], split.val[kept], split.test[kept])
-    release_freed_memory()
     _log_peak_rss("index and split")
 
     keras = keras_module()
@@ -353,7 +322,7 @@ def train_from_partitions(
     del sample, build_inputs
     release_freed_memory()
     _log_peak_rss("adapt and build")
-    weighted = weights is not None
+    weighted = passed.weighted
     fit = fit_datasets(
         model,
         plan.dataset(
