@@ -613,12 +613,13 @@ def evaluate_and_publish(interval_start, interval_end, version: str, params=None
     current = champion(settings)
     champion_metrics = None
     if current and current != version:
+        from smpp.training.first_pass import LabelQuery
         from smpp.training.train import score_version_on_test
 
         # the challenger's test slice, streamed from the same partitions and labels
         paths = training_partitions(settings, ctx.day)
         if paths:
-            labels = training_labels(settings, ctx.end_utc, _window_start_utc(settings, paths), narrow=True)
+            labels = LabelQuery(ctx.end_utc, _window_start_utc(settings, paths))
             champion_metrics = score_version_on_test(settings, current, paths, labels)
     decision = decide_and_publish(settings, version, champion_metrics)
     metrics_file = version_dir(settings, version) / "metrics.json"

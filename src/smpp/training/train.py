@@ -36,7 +36,7 @@ from smpp.training.model import (
 from smpp.training.plots import write_plots
 from smpp.training.split import ChronoSplit, chronological_split, labelled_rows, within_window
 from smpp.training.first_pass import LabelQuery, run_first_pass
-from smpp.training.stream import SlicePlan, input_columns, release_freed_memory, scan_index
+from smpp.training.stream import SlicePlan, input_columns, release_freed_memory
 
 log = logging.getLogger(__name__)
 
@@ -450,22 +450,18 @@ def _score_test_slice(plan: SlicePlan, model, baselines: dict, champion) -> dict
 
 
 def score_version_on_test(
-    settings: Settings, version: str, paths: list[Path], labels: pd.DataFrame | None = None
+    settings: Settings, version: str, paths: list[Path], labels: pd.DataFrame | LabelQuery | None = None
 ) -> dict | None:
     """Metrics of a registered version (e.g. the champion) on the test slice a training on `paths` holds out.
 
-    Streams the test rows only; None when the window has no test rows.
+    The same first pass as training (in its child process), then the test rows streamed; None when
+    a training on `paths` would have been skipped (no test slice to share).
     """
     from smpp.registry import version_dir as registered_dir
 
-    training = settings.training
-    index = scan_index(paths, labels)
-    in_window = within_window(index.rows, training.train_window_days)
-    if in_window.empty:
-        return None
-    split = chronological_split(in_window, training.val_fraction, training.test_fraction)
-    if split.test.empty:
+    passed = run_first_pass(settings, [Path(p) for p in paths], labels)
+    if passed.plan is None or passed.split is None or passed.split.test.empty:
         return None
     model = load_model(registered_dir(settings, version))
-    y, predictions, subreddits = _predict_slice(SlicePlan(index, {"test": split.test}), "test", model, None)
-    return regression_metrics(y, predictions, subreddits, training.within_subreddit_min_posts)
+    y, predictions, subreddits = _predict_slice(passed.plan, "test", model, None)
+    return regression_metrics(y, predictions, subreddits, settings.training.within_subreddit_min_posts)
