@@ -64,7 +64,8 @@ def first_pass(settings: Settings, paths: list[Path], labels: pd.DataFrame | Lab
     if isinstance(labels, LabelQuery):
         from smpp.tasks import training_labels
 
-        labels = training_labels(settings, labels.end_utc, labels.created_from_utc, narrow=True)
+        # no partitions, nothing to join: skip the query (it would read every label of the warehouse)
+        labels = training_labels(settings, labels.end_utc, labels.created_from_utc, narrow=True) if paths else None
     index = scan_index(paths, labels)
     del labels
     in_window = within_window(index.rows, training.train_window_days)
