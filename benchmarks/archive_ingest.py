@@ -1,11 +1,14 @@
 """Archive backfill cost on a real dump: parse baseline, day index build, ingest of every day.
 
     .venv/bin/python benchmarks/archive_ingest.py [--dump PATH] [--work-dir DIR] [--monthly] [--floor]
+                                                  [--removed FRACTION]
 
 Each phase runs in its own process and reports its wall time and peak RSS (ru_maxrss of that
 process), so the numbers do not leak into each other:
   parse   decompress + JSON-parse every line (the floor: any reader pays this)
   index   build the day index (one streaming pass, day files + manifest)
+  source  every indexed day's PostRecords, read as the DAG's scrape_posts reads them
+          (iter_archive_posts per day), nothing stored: the archive source's own cost
   ingest  every indexed day into a fresh SQLite warehouse, one iter_archive_posts +
           smpp.ingest.ingest_posts call per day, exactly as the DAG's scrape_posts does
   monthly (with --monthly) the same posts ingested one call per month: the per-post cost
@@ -14,8 +17,11 @@ process), so the numbers do not leak into each other:
           untimed, then only the two key lookups, the posts + labels executemany and the
           commit are timed, on the sqlite3 driver; _noidx drops the posts author and
           subreddit indexes first (the random-page writes that dominate a day's commit)
+--removed F first writes (untimed) a variant of the dump in which a seeded fraction F of the posts
+is removed (a third each: by a moderator, deleted by the author, author and title "[deleted]");
+the other lines stay byte for byte. Every phase then runs on that variant.
 Nothing is asserted; the targets are peak RSS < 500 MB whatever the dump size, and
-index + ingest within 3x of parse.
+index + ingest within 3x of parse (index + source shows how much of that the warehouse writes take).
 """
 
 from __future__ import annotations
@@ -67,6 +73,22 @@ def phase_index(dump: Path, work: Path) -> dict:
     size = sum(p.stat().st_size for p in index.directory.iterdir())
     return {"seconds": seconds, "items": index.manifest["lines"], "unit": "lines", "built": index.built,
             "days": len(index.manifest["days"]), "index_mb": round(size / 1e6, 1)}
+
+
+def phase_source(dump: Path, work: Path) -> dict:
+    from smpp.settings import Settings
+    from smpp.sources.archive import ArchiveScan, iter_archive_posts
+    from smpp.sources.archive_index import ensure_day_index
+
+    settings = Settings(data_dir=work)
+    days = sorted(ensure_day_index(dump, work / "archive_index").manifest["days"])
+    posts = 0
+    started = time.perf_counter()
+    for day in days:
+        start = _utc(day)
+        for _ in iter_archive_posts(dump, start, start + 86_400, ArchiveScan(), settings=settings):
+            posts += 1
+    return {"seconds": time.perf_counter() - started, "items": posts, "unit": "posts", "calls": len(days)}
 
 
 def phase_ingest(dump: Path, work: Path, monthly: bool) -> dict:
@@ -144,6 +166,34 @@ def phase_db_floor(dump: Path, work: Path, drop_indexes: bool) -> dict:
     return {"seconds": seconds, "items": posts, "unit": "posts", "calls": len(days)}
 
 
+def write_removed_variant(dump: Path, target: Path, fraction: float, seed: int = 0) -> int:
+    """Copy `dump` to `target` (.zst) with a seeded `fraction` of its posts removed; returns how many."""
+    import random
+
+    import zstandard
+
+    from smpp.sources.archive import open_binary
+
+    rng = random.Random(seed)
+    removed = 0
+    with open_binary(dump) as lines, target.open("wb") as raw, \
+            zstandard.ZstdCompressor(level=3).stream_writer(raw) as out:
+        for line in lines:
+            if line.strip() and rng.random() < fraction:
+                post = json.loads(line)
+                kind = rng.randrange(3)
+                if kind == 0:
+                    post["removed_by_category"] = "moderator"
+                elif kind == 1:
+                    post["removed_by_category"] = "deleted"
+                else:
+                    post.update(author="[deleted]", title="[deleted]", selftext="[deleted]")
+                line = json.dumps(post).encode() + b"\n"
+                removed += 1
+            out.write(line)
+    return removed
+
+
 def _utc(day: str) -> int:
     return (date.fromisoformat(day) - date(1970, 1, 1)).days * 86_400
 
@@ -157,6 +207,7 @@ PHASES = {
     "parse": lambda dump, work: phase_parse(dump, work, stdlib=False),
     "parse_stdlib": lambda dump, work: phase_parse(dump, work, stdlib=True),
     "index": phase_index,
+    "source": phase_source,
     "ingest": lambda dump, work: phase_ingest(dump, work, monthly=False),
     "monthly": lambda dump, work: phase_ingest(dump, work, monthly=True),
     "db_floor": lambda dump, work: phase_db_floor(dump, work, drop_indexes=False),
@@ -181,6 +232,8 @@ def main() -> None:
     parser.add_argument("--work-dir", type=Path, default=None, help="default: a temp dir, removed afterwards")
     parser.add_argument("--monthly", action="store_true", help="also ingest one call per month")
     parser.add_argument("--floor", action="store_true", help="also time the SQLite work alone (db_floor phases)")
+    parser.add_argument("--removed", type=float, default=0.0, metavar="FRACTION",
+                        help="run on a variant of the dump with this fraction of posts removed")
     parser.add_argument("--phase", choices=sorted(PHASES), help=argparse.SUPPRESS)
     args = parser.parse_args()
     dump = args.dump.resolve()
@@ -193,8 +246,14 @@ def main() -> None:
     if work.exists() and any(work.iterdir()):
         raise SystemExit(f"--work-dir {work} is not empty: the index and warehouse must start fresh")
     work.mkdir(parents=True, exist_ok=True)
+    if args.removed:
+        variant = work / "variants" / f"removed-{args.removed:g}.ndjson.zst"
+        variant.parent.mkdir()
+        count = write_removed_variant(dump, variant, args.removed)
+        print(f"variant of {dump.name}: {count} posts removed ({args.removed:.0%})")
+        dump = variant
     print(f"dump {dump} ({dump.stat().st_size / 1e6:.1f} MB), work dir {work}, {os.cpu_count()} CPUs")
-    names = ["parse_stdlib", "parse", "index", "ingest"] + (["monthly"] if args.monthly else [])
+    names = ["parse_stdlib", "parse", "index", "source", "ingest"] + (["monthly"] if args.monthly else [])
     names += ["db_floor", "db_floor_noidx"] if args.floor else []
     results = {}
     try:
@@ -207,10 +266,11 @@ def main() -> None:
     finally:
         if args.work_dir is None:
             shutil.rmtree(work, ignore_errors=True)
-    floor = results["parse"]["seconds"]
-    total = results["index"]["seconds"] + results["ingest"]["seconds"]
-    print(f"index + ingest = {total:.2f} s = {total / floor:.1f}x decompress+parse ({floor:.2f} s, msgspec); "
-          f"{total / results['parse_stdlib']['seconds']:.1f}x with stdlib json")
+    floor, stdlib = results["parse"]["seconds"], results["parse_stdlib"]["seconds"]
+    for what in ("source", "ingest"):
+        total = results["index"]["seconds"] + results[what]["seconds"]
+        print(f"index + {what} = {total:.2f} s = {total / floor:.1f}x decompress+parse ({floor:.2f} s, msgspec); "
+              f"{total / stdlib:.1f}x with stdlib json ({stdlib:.2f} s)")
     print(f"peak RSS max {max(r['peak_rss_mb'] for r in results.values()):.0f} MB")
 
 
