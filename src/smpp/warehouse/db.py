@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, Column, Engine, bindparam, create_engine, event, select
+from sqlalchemy import JSON, Column, Engine, Select, bindparam, create_engine, event, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
@@ -143,6 +143,29 @@ def _upsert_statement(
     if tuple(sql.positiontup or ()) != columns:
         raise RuntimeError(f"{table.name}: compiled parameters {sql.positiontup} are not {columns}")
     return sql.string, tuple(i for i, c in enumerate(columns) if isinstance(table.c[c].type, JSON))
+
+
+def stream_tuples(session: Session, statement: Select, batch_rows: int = 50_000) -> Iterator[list[tuple]]:
+    """The rows of a Core select, in batches of plain tuples.
+
+    On DRIVER_DIALECTS straight from the DB-API cursor: SQLAlchemy's Row objects cost more than
+    SQLite's own work on history queries of millions of rows. Its parameters go to the driver
+    as they are, so they must be plain strings and numbers (no type processing).
+    """
+    connection = session.connection()
+    if connection.dialect.name not in DRIVER_DIALECTS:
+        result = connection.execution_options(yield_per=batch_rows).execute(statement)
+        for batch in result.partitions():
+            yield [tuple(row) for row in batch]
+        return
+    compiled = statement.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
+    params = [compiled.params[name] for name in compiled.positiontup or ()]
+    if not all(isinstance(p, (str, int, float)) for p in params):  # bool is an int
+        raise TypeError(f"stream_tuples passes parameters unprocessed; got {sorted({type(p).__name__ for p in params})}")
+    with closing(_driver_cursor(session)) as cursor:
+        cursor.execute(compiled.string, params)
+        while batch := cursor.fetchmany(batch_rows):
+            yield batch
 
 
 def existing_keys(session: Session, column: Column, keys: Iterable[Any]) -> set[Any]:
