@@ -21,13 +21,13 @@ def db_url(request, tmp_path):
     return request.getfixturevalue("postgres_url")
 
 
-def _warehouse(url: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """40 posts over 4 subreddits and 6 authors (some none), with every kind of label and removal."""
+def _warehouse(url: str, size: int = 40, days: int = 30) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`size` posts over 4 subreddits and 6 authors (some none), with every kind of label and removal."""
     rng = np.random.default_rng(7)
     posts, labels = [], []
-    for i in range(40):
-        pid = f"p{i:02d}"
-        created = UNTIL - int(rng.integers(-3, 30)) * DAY + int(rng.integers(0, 3)) * 3600  # ties, and later posts
+    for i in range(size):
+        pid = f"p{i:03d}"
+        created = UNTIL - int(rng.integers(-3, days)) * DAY + int(rng.integers(0, 3)) * 3600  # ties, later posts
         author = None if i % 9 == 0 else f"user{i % 6}"
         posts.append({"id": pid, "subreddit": f"sub{i % 4}", "author": author, "created_utc": created,
                       "title": "t", "selftext_len": 0, "source": "archive", "first_seen_at": created,
@@ -47,8 +47,10 @@ def _warehouse(url: str) -> tuple[pd.DataFrame, pd.DataFrame]:
 def _expected(posts: pd.DataFrame, labels: pd.DataFrame, authors: list, subreddits: list) -> pd.DataFrame:
     trainable = labels[labels["status"].isin(["ok", "archive"])]
     rows = posts.merge(trainable, how="left", left_on="id", right_on="post_id", suffixes=("", "_label"))
-    keep = (rows["created_utc"] < UNTIL) & ~rows["removed"] & (
-        rows["author"].isin([a for a in authors if a]) | rows["subreddit"].isin(subreddits))
+    kept = (rows["created_utc"] < UNTIL) & ~rows["removed"]
+    # the given subreddits, and every subreddit the given authors posted in (kept posts)
+    their = set(rows.loc[kept & rows["author"].isin([a for a in authors if a]), "subreddit"])
+    keep = kept & rows["subreddit"].isin(set(subreddits) | their)
     rows = rows[keep].sort_values(["created_utc", "id"])
     score = rows["score"].to_numpy(float)
     return pd.DataFrame({
@@ -62,7 +64,7 @@ def _expected(posts: pd.DataFrame, labels: pd.DataFrame, authors: list, subreddi
 
 
 @pytest.mark.parametrize("batch_rows, in_chunk", [(50_000, 500), (3, 2)])
-def test_history_rows_are_every_earlier_kept_post_of_the_authors_and_subreddits_once(
+def test_history_rows_are_every_earlier_kept_post_of_the_subreddits_and_the_authors_subreddits_once(
     db_url, monkeypatch, batch_rows, in_chunk
 ):
     posts, labels = _warehouse(db_url)
@@ -93,6 +95,24 @@ def test_history_rows_are_every_earlier_kept_post_of_the_authors_and_subreddits_
             # int64 when every row has a label, float64 (NaN) otherwise: what pd.to_numeric gives
             expected_dtype = np.int64 if np.isfinite(expected["label_matured_utc"]).all() else np.float64
             assert got["label_matured_utc"].dtype == expected_dtype
+
+
+def test_stored_history_columns_equal_the_features_over_the_whole_warehouse(db_url):
+    """Authors post in other subreddits too: their relative labels need those subreddits' levels."""
+    from smpp.author_history import HISTORY_COLUMNS, history_features
+    from smpp.history_store import history_columns
+
+    posts, _ = _warehouse(db_url, size=400, days=60)
+    with session_for(db_url) as session:
+        whole = warehouse_history(session, [], sorted(set(posts["subreddit"])), UNTIL)
+        assert posts["subreddit"].nunique() == 4 and whole.groupby("author")["subreddit"].nunique().max() > 1
+        for subreddits in (["sub0"], ["sub1", "sub3"]):
+            day = posts[posts["subreddit"].isin(subreddits) & (posts["created_utc"] >= UNTIL - 8 * DAY)
+                        & (posts["created_utc"] < UNTIL)].reset_index(drop=True)
+            got = history_columns(session, day, UNTIL, 24.0)
+            expected = history_features(day, whole, label_age_hours=24.0)
+            assert got["author_prior_rel_label"].notna().any()
+            pd.testing.assert_frame_equal(got[HISTORY_COLUMNS], expected[HISTORY_COLUMNS], check_exact=True)
 
 
 def test_history_of_one_batch_of_authorless_posts_keeps_the_string_dtype(db_url, monkeypatch):
