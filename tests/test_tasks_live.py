@@ -44,7 +44,8 @@ def test_labels_at_fixed_age_and_deletion_purge(live):
     with session_for(settings.database_url) as s:
         label = s.get(Label, "mature")
         assert label.status == "ok" and 24 <= label.age_hours <= 48  # the age actually used is kept
-        assert label.matured_utc == label.observed_at - int(label.age_hours * 3600) + 24 * 3600
+        # round, not int: age_hours is a float of whole seconds (int() of 118320.99999 lost a second)
+        assert label.matured_utc == label.observed_at - round(label.age_hours * 3600) + 24 * 3600
 
     fake.mark_removed("young", kind="deleted")
     refreshed = tasks.refresh_scores(start, end, {"source": "reddit"})
