@@ -1,7 +1,7 @@
 """Archive backfill cost on a real dump: parse baseline, day index build, ingest of every day.
 
     .venv/bin/python benchmarks/archive_ingest.py [--dump PATH] [--work-dir DIR] [--monthly] [--floor]
-                                                  [--removed FRACTION]
+                                                  [--removed FRACTION] [--postgres ADMIN_URL]
 
 Each phase runs in its own process and reports its wall time and peak RSS (ru_maxrss of that
 process), so the numbers do not leak into each other:
@@ -11,6 +11,7 @@ process), so the numbers do not leak into each other:
           (iter_archive_posts per day), nothing stored: the archive source's own cost
   ingest  every indexed day into a fresh SQLite warehouse, one iter_archive_posts +
           smpp.ingest.ingest_posts call per day, exactly as the DAG's scrape_posts does
+  ingest_postgres (with --postgres) the ingest phase into a fresh Postgres database
   monthly (with --monthly) the same posts ingested one call per month: the per-post cost
           without the per-day fixed cost (queries + one commit per day)
   db_floor, db_floor_noidx (with --floor) the SQLite work alone: each day's rows are built
@@ -35,6 +36,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
@@ -91,14 +94,15 @@ def phase_source(dump: Path, work: Path) -> dict:
     return {"seconds": time.perf_counter() - started, "items": posts, "unit": "posts", "calls": len(days)}
 
 
-def phase_ingest(dump: Path, work: Path, monthly: bool) -> dict:
+def phase_ingest(dump: Path, work: Path, monthly: bool, database_url: str | None = None) -> dict:
     from smpp.ingest import ingest_posts
     from smpp.settings import Settings
     from smpp.sources.archive import ArchiveScan, iter_archive_posts
     from smpp.sources.archive_index import ensure_day_index
     from smpp.warehouse import session_for
 
-    settings = Settings(data_dir=work, database_url=f"sqlite:///{work / ('monthly' if monthly else 'daily')}.sqlite")
+    database_url = database_url or f"sqlite:///{work / ('monthly' if monthly else 'daily')}.sqlite"
+    settings = Settings(data_dir=work, database_url=database_url)
     days = sorted(ensure_day_index(dump, work / "archive_index").manifest["days"])
     intervals = [(_utc(d), _utc(d) + 86_400) for d in days]
     if monthly:
@@ -194,6 +198,25 @@ def write_removed_variant(dump: Path, target: Path, fraction: float, seed: int =
     return removed
 
 
+@contextmanager
+def fresh_postgres_database(admin_url: str) -> Iterator[str]:
+    """A new database on the admin URL's server, dropped afterwards."""
+    import uuid
+
+    from sqlalchemy import create_engine
+
+    name = f"smpp_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    try:
+        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.dispose()
+
+
 def _utc(day: str) -> int:
     return (date.fromisoformat(day) - date(1970, 1, 1)).days * 86_400
 
@@ -210,13 +233,16 @@ PHASES = {
     "source": phase_source,
     "ingest": lambda dump, work: phase_ingest(dump, work, monthly=False),
     "monthly": lambda dump, work: phase_ingest(dump, work, monthly=True),
+    # --postgres: the same per-day ingest into a fresh Postgres database (SMPP_BENCH_DATABASE_URL)
+    "ingest_postgres": lambda dump, work: phase_ingest(dump, work, monthly=False,
+                                                       database_url=os.environ["SMPP_BENCH_DATABASE_URL"]),
     "db_floor": lambda dump, work: phase_db_floor(dump, work, drop_indexes=False),
     "db_floor_noidx": lambda dump, work: phase_db_floor(dump, work, drop_indexes=True),
 }
 
 
-def run_phase(name: str, dump: Path, work: Path) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+def run_phase(name: str, dump: Path, work: Path, **env_extra: str) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), **env_extra}
     done = subprocess.run(
         [sys.executable, __file__, "--phase", name, "--dump", str(dump), "--work-dir", str(work)],
         env=env, capture_output=True, text=True, check=False,
@@ -234,6 +260,9 @@ def main() -> None:
     parser.add_argument("--floor", action="store_true", help="also time the SQLite work alone (db_floor phases)")
     parser.add_argument("--removed", type=float, default=0.0, metavar="FRACTION",
                         help="run on a variant of the dump with this fraction of posts removed")
+    parser.add_argument("--postgres", metavar="ADMIN_URL",
+                        help="also ingest into a fresh database created (and dropped) on this Postgres, "
+                             "e.g. postgresql+psycopg2://postgres@127.0.0.1:5432/test")
     parser.add_argument("--phase", choices=sorted(PHASES), help=argparse.SUPPRESS)
     args = parser.parse_args()
     dump = args.dump.resolve()
@@ -263,6 +292,12 @@ def main() -> None:
             extra = {k: v for k, v in result.items() if k not in {"seconds", "items", "unit", "peak_rss_mb"}}
             print(f"{name:13s} {result['seconds']:8.2f} s  {result['items']:>8d} {result['unit']:5s} "
                   f"{rate:>10,.0f}/s  peak RSS {result['peak_rss_mb']:6.1f} MB  {extra or ''}")
+        if args.postgres:
+            with fresh_postgres_database(args.postgres) as url:
+                results["ingest_postgres"] = result = run_phase("ingest_postgres", dump, work,
+                                                                SMPP_BENCH_DATABASE_URL=url)
+            print(f"{'ingest_postgres':13s} {result['seconds']:8.2f} s  {result['items']:>8d} posts "
+                  f"{result['items'] / result['seconds']:>10,.0f}/s  peak RSS {result['peak_rss_mb']:6.1f} MB")
     finally:
         if args.work_dir is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, Column, Engine, Select, bindparam, create_engine, event, select
+from sqlalchemy import JSON, Column, Engine, Select, bindparam, create_engine, event, make_url, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
@@ -44,6 +44,10 @@ def get_engine(url: str) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 
+    elif make_url(url).get_driver_name() == "psycopg2":
+        # psycopg2's executemany is one round trip per row, and SQLAlchemy batches an
+        # INSERT ... ON CONFLICT only in this mode (archive ingest of the dev dump: 98.5 s -> 40.9 s)
+        engine = create_engine(url, pool_pre_ping=True, executemany_mode="values_plus_batch")
     else:
         engine = create_engine(url, pool_pre_ping=True)
     Base.metadata.create_all(engine)
