@@ -106,6 +106,7 @@ def test_train_model_streams_partitions_without_the_whole_window_read(built, mon
 
     # make it the champion, then a challenger re-scores it on its own (streamed) test slice
     from smpp.registry import CHAMPION_FILE
+    from smpp.training.first_pass import LabelQuery
     from smpp.training.train import score_version_on_test
 
     (settings.models_dir / CHAMPION_FILE).write_text(json.dumps({"version": report["version"]}))
@@ -116,6 +117,6 @@ def test_train_model_streams_partitions_without_the_whole_window_read(built, mon
     assert published["champion_before"] == report["version"]
     # evaluate_and_publish's streamed re-scoring sees the same test slice as the challenger's training
     paths = tasks.training_partitions(get_settings(), start.date())
-    again = score_version_on_test(get_settings(), report["version"], paths, tasks.training_labels(get_settings(), int(end.timestamp())))
+    again = score_version_on_test(get_settings(), report["version"], paths, LabelQuery(int(end.timestamp())))
     assert again["n"] == rescored["metrics"]["n"] == metrics["rows"]["test"]
     assert again["mae"] == pytest.approx(rescored["metrics"]["mae"], abs=1e-6)

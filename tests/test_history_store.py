@@ -135,3 +135,22 @@ def test_stream_tuples_batches_plain_tuples_and_refuses_parameters_it_cannot_pas
         assert [row[0] for batch in batches for row in batch] == sorted(posts["id"])
         with pytest.raises(TypeError, match="unprocessed"):
             list(stream_tuples(session, select(Post.id).where(Post.created_utc < pd.Timestamp(UNTIL, unit="s"))))
+
+
+def test_trainable_labels_are_matured_trainable_and_of_kept_posts(db_url):
+    """What training joins: ok/archive labels matured by the end, of posts not removed, from the window start."""
+    from smpp.labels import label_of_score, trainable_labels
+
+    posts, labels = _warehouse(db_url, size=120, days=60)
+    end, window_start = UNTIL - 5 * DAY, UNTIL - 40 * DAY
+    with session_for(db_url) as session:
+        got = trainable_labels(session, end, window_start).sort_values("post_id").reset_index(drop=True)
+        assert len(trainable_labels(session, end)) > len(got)  # the window start cuts
+    rows = labels.merge(posts, left_on="post_id", right_on="id")
+    keep = (rows["status"].isin(["ok", "archive"]) & (rows["matured_utc"] <= end) & ~rows["removed"]
+            & (rows["created_utc"] >= window_start))
+    expected = rows[keep].sort_values("post_id")
+    assert list(got.columns) == ["post_id", "label"] and got["label"].dtype == np.float32
+    assert got["post_id"].tolist() == expected["post_id"].tolist()
+    np.testing.assert_array_equal(got["label"].to_numpy(), np.log1p(expected["score"].clip(lower=0)).astype(np.float32))
+    np.testing.assert_array_equal(label_of_score([None, -3, 0, 9]), np.array([np.nan, 0, 0, np.log1p(9)], np.float32))

@@ -61,6 +61,7 @@ def archive_feature_frame(settings: Settings, posts: pd.DataFrame, embed_titles:
     from smpp import schema
     from smpp.author_history import add_history_features
     from smpp.features import extra_post_features, metadata_features
+    from smpp.labels import label_of_score
 
     authors = pd.DataFrame(columns=["name", "created_utc", "link_karma", "comment_karma"])
     meta = metadata_features(posts, authors)
@@ -81,7 +82,7 @@ def archive_feature_frame(settings: Settings, posts: pd.DataFrame, embed_titles:
         frame[column] = values
     # label: log1p(max(score, 0)); an archive's score counts as matured at the label age
     frame["label_score"] = pd.to_numeric(posts["score"], errors="coerce").to_numpy(float)
-    frame["label"] = np.log1p(np.clip(frame["label_score"], 0, None)).astype(np.float32)
+    frame["label"] = label_of_score(frame["label_score"])
     frame["label_age_hours"] = np.float32(settings.label_age_hours)
     frame["label_matured_utc"] = frame["created_utc"] + int(settings.label_age_hours * 3600)
     frame = add_history_features(frame, label_age_hours=settings.label_age_hours)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -40,7 +39,7 @@ def warehouse_history(
     left out, as in training. Which labels are visible when is author_history's job (matured at or
     before a post's creation), so labels maturing after `until_utc` do no harm.
     """
-    from smpp.labels import TRAINABLE_STATUSES
+    from smpp.labels import TRAINABLE_STATUSES, label_of_score
     from smpp.warehouse import Label, Post
     from smpp.warehouse.db import stream_tuples
 
@@ -66,8 +65,7 @@ def warehouse_history(
     for column in ("post_id", "author", "subreddit"):
         if frame[column].dtype == object:  # a batch of only missing values: infer as a whole frame would
             frame[column] = pd.Series(frame[column].tolist(), index=frame.index)
-    score = frame.pop("score").to_numpy(float)
-    frame["label"] = np.where(np.isfinite(score), np.log1p(np.clip(score, 0, None)), np.nan).astype(np.float32)
+    frame["label"] = label_of_score(frame.pop("score"))
     if not frame["label_matured_utc"].isna().any():  # int64 unless some are missing, as pd.to_numeric gives
         frame["label_matured_utc"] = frame["label_matured_utc"].astype("int64")
     # sorted by Arrow: sort_values made a Python string per post_id (+0.12 GB at 1M rows)

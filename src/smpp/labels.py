@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+import pandas as pd
 from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
@@ -15,6 +17,30 @@ from smpp.settings import Settings
 from smpp.warehouse import Label, Post, PostSnapshot, upsert
 
 TRAINABLE_STATUSES = ("ok", "archive")
+
+
+def label_of_score(scores) -> np.ndarray:  # noqa: ANN001 - anything pd.to_numeric takes
+    """The training label, log1p(max(score, 0)), as float32; a missing score stays NaN."""
+    score = pd.to_numeric(pd.Series(scores), errors="coerce").to_numpy(float)
+    return np.log1p(np.clip(score, 0, None)).astype(np.float32)
+
+
+def trainable_labels(session: Session, end_utc: int, created_from_utc: int | None = None) -> pd.DataFrame:
+    """(post_id, label) of every trainable label matured by `end_utc`, of posts not removed: what
+    training joins to the feature partitions (a backfilled day trains on what was knowable then)."""
+    from smpp.warehouse.db import stream_tuples
+
+    query = (
+        select(Label.post_id, Label.score)
+        .join(Post, Post.id == Label.post_id)
+        .where(Label.status.in_(TRAINABLE_STATUSES), Label.matured_utc <= int(end_utc), Post.removed.is_(False))
+    )
+    if created_from_utc is not None:
+        query = query.where(Post.created_utc >= int(created_from_utc))
+    # plain tuples in batches: a million SQLAlchemy Rows at once cost more than the frame they become
+    parts = [pd.DataFrame(rows, columns=["post_id", "score"]) for rows in stream_tuples(session, query)]
+    labels = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["post_id", "score"])
+    return pd.DataFrame({"post_id": labels["post_id"], "label": label_of_score(labels.pop("score"))})
 
 
 @dataclass

@@ -533,35 +533,6 @@ def training_partitions(settings: Settings, day: date) -> list[Path]:
     return [storage.partition_path(settings, "features", d) for d in days]
 
 
-def training_labels(
-    settings: Settings, end_utc: int, created_from_utc: int | None = None, narrow: bool = False
-) -> pd.DataFrame:
-    """Trainable labels matured by `end_utc` of posts not removed, one row per post (narrow: post_id, label_score, label)."""
-    import numpy as np
-
-    from smpp.labels import TRAINABLE_STATUSES
-    from smpp.warehouse import Label, Post
-
-    fields = {"post_id": Label.post_id, "label_score": Label.score}
-    if not narrow:
-        fields.update(label_age_hours=Label.age_hours, label_status=Label.status, label_matured_utc=Label.matured_utc)
-    columns = list(fields)
-    query = (
-        select(*fields.values())
-        .join(Post, Post.id == Label.post_id)
-        .where(Label.status.in_(TRAINABLE_STATUSES), Label.matured_utc <= end_utc, Post.removed.is_(False))
-    )
-    if created_from_utc is not None:
-        query = query.where(Post.created_utc >= created_from_utc)
-    with _session(settings) as session:
-        # fetched in parts: a million Row objects at once would cost more than the frame they become
-        result = session.execute(query.execution_options(yield_per=50_000))
-        parts = [pd.DataFrame(part, columns=columns) for part in result.partitions()]
-    labels = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
-    labels["label"] = np.log1p(pd.to_numeric(labels["label_score"]).clip(lower=0)).astype("float32")
-    return labels
-
-
 def _window_start_utc(settings: Settings, paths: list[Path]) -> int | None:
     if settings.training.train_window_days is None or not paths:
         return None

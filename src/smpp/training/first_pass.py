@@ -36,10 +36,17 @@ CHILD_MAIN = "import sys; from smpp.training.first_pass import _main; raise Syst
 
 @dataclass(frozen=True)
 class LabelQuery:
-    """The warehouse's trainable labels matured by `end_utc` (tasks.training_labels), fetched where the pass runs."""
+    """The warehouse's trainable labels matured by `end_utc` (labels.trainable_labels), fetched where the pass runs."""
 
     end_utc: int
     created_from_utc: int | None = None
+
+    def fetch(self, settings: Settings) -> pd.DataFrame:
+        from smpp.labels import trainable_labels
+        from smpp.warehouse import session_for
+
+        with session_for(settings.database_url) as session:
+            return trainable_labels(session, self.end_utc, self.created_from_utc)
 
 
 @dataclass
@@ -62,10 +69,7 @@ def first_pass(settings: Settings, paths: list[Path], labels: pd.DataFrame | Lab
 
     training = settings.training
     if isinstance(labels, LabelQuery):
-        from smpp.tasks import training_labels
-
-        # no partitions, nothing to join: skip the query (it would read every label of the warehouse)
-        labels = training_labels(settings, labels.end_utc, labels.created_from_utc, narrow=True) if paths else None
+        labels = labels.fetch(settings) if paths else None  # no partitions: nothing to join them to
     index = scan_index(paths, labels)
     del labels
     in_window = within_window(index.rows, training.train_window_days)

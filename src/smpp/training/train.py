@@ -23,7 +23,6 @@ from smpp.training.metrics import full_metrics, json_safe, regression_metrics, t
 from smpp.training.model import (
     CategoryStats,
     PREDICT_BATCH,
-    InputSpec,
     build_model,
     embedding_dims,
     fit_datasets,
