@@ -91,10 +91,8 @@ def test_history_rows_are_every_earlier_kept_post_of_the_subreddits_and_the_auth
             np.testing.assert_array_equal(got["created_utc"].to_numpy(), expected["created_utc"].to_numpy())
             np.testing.assert_array_equal(got["label"].to_numpy(), expected["label"].to_numpy())
             assert got["label"].dtype == np.float32
-            np.testing.assert_array_equal(got["label_matured_utc"].to_numpy(float), expected["label_matured_utc"])
-            # int64 when every row has a label, float64 (NaN) otherwise: what pd.to_numeric gives
-            expected_dtype = np.int64 if np.isfinite(expected["label_matured_utc"]).all() else np.float64
-            assert got["label_matured_utc"].dtype == expected_dtype
+            assert got["label_matured_utc"].dtype == np.float64
+            np.testing.assert_array_equal(got["label_matured_utc"].to_numpy(), expected["label_matured_utc"])
 
 
 def test_stored_history_columns_equal_the_features_over_the_whole_warehouse(db_url):

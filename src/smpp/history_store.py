@@ -35,7 +35,7 @@ def warehouse_history(
     level was wrong (on the dev dump, 412 of 6,331 posts' values differed from the whole warehouse's).
 
     Columns HISTORY_ROW_COLUMNS: `label` is log1p(max(score, 0)) of a trainable label (NaN for posts
-    without one, which still count as posts), `label_matured_utc` when it matured. Removed posts are
+    without one, which still count as posts), `label_matured_utc` when it matured (float, NaN without). Removed posts are
     left out, as in training. Which labels are visible when is author_history's job (matured at or
     before a post's creation), so labels maturing after `until_utc` do no harm.
     """
@@ -62,12 +62,7 @@ def warehouse_history(
         for rows in stream_tuples(session, query.where(Post.subreddit.in_(chunk)), BATCH_ROWS):
             batches.append(_batch_frame(rows))
     frame = pd.concat(batches, ignore_index=True) if batches else _batch_frame([])
-    for column in ("post_id", "author", "subreddit"):
-        if frame[column].dtype == object:  # a batch of only missing values: infer as a whole frame would
-            frame[column] = pd.Series(frame[column].tolist(), index=frame.index)
     frame["label"] = label_of_score(frame.pop("score"))
-    if not frame["label_matured_utc"].isna().any():  # int64 unless some are missing, as pd.to_numeric gives
-        frame["label_matured_utc"] = frame["label_matured_utc"].astype("int64")
     # sorted by Arrow: sort_values made a Python string per post_id (+0.12 GB at 1M rows)
     keys = pa.table({"created_utc": frame["created_utc"].to_numpy(),
                      "post_id": pa.array(frame["post_id"], pa.string())})
@@ -76,10 +71,13 @@ def warehouse_history(
 
 
 def _batch_frame(rows: list[tuple]) -> pd.DataFrame:
-    """(id, author, subreddit, created, score, matured) rows as a frame with fixed numeric dtypes."""
+    """(id, author, subreddit, created, score, matured) rows with fixed dtypes, so batches concatenate
+    as they are (a batch of only missing authors would otherwise turn the column into objects)."""
     frame = pd.DataFrame(rows, columns=["post_id", "author", "subreddit", "created_utc", "score", "label_matured_utc"])
+    for column in ("post_id", "author", "subreddit"):
+        frame[column] = frame[column].astype("str")  # missing stays missing
     frame["created_utc"] = pd.to_numeric(frame["created_utc"]).astype("int64")
-    for column in ("score", "label_matured_utc"):
+    for column in ("score", "label_matured_utc"):  # NaN: no trainable label
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
     return frame
 
