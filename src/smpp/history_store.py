@@ -11,7 +11,7 @@ from collections.abc import Iterable
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
 HISTORY_ROW_COLUMNS = ["post_id", "author", "subreddit", "created_utc", "label", "label_matured_utc"]
@@ -43,7 +43,7 @@ def warehouse_history(
     from smpp.warehouse import Label, Post
     from smpp.warehouse.db import stream_tuples
 
-    kept = and_(Post.created_utc < int(until_utc), or_(Post.removed.is_(False), Post.removed.is_(None)))
+    kept = and_(Post.created_utc < int(until_utc), Post.removed.is_(False))  # removed is NOT NULL
     author_names = sorted({a for a in authors if isinstance(a, str) and a})
     subreddit_names = {s for s in subreddits if isinstance(s, str) and s}
     for chunk in in_chunks(author_names, IN_CHUNK):
