@@ -9,6 +9,9 @@ Test slices are never scored here.
     PYTHONPATH=src .venv/bin/python benchmarks/tune_model.py --build-frame
     PYTHONPATH=src .venv/bin/python benchmarks/tune_model.py --scope half0 half1 \
         --candidate base '{}' --candidate ens3 '{"ensemble_size": 3}'
+    # a rolling training window against all history, on the same validation slice (issue 13)
+    PYTHONPATH=src .venv/bin/python benchmarks/tune_model.py --proxy-text --scope all \
+        --candidate all '{}' --candidate rows150k '{"train_window_rows": 150000}'
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ def evaluation_settings(**training):
     from smpp.settings import Settings
 
     base = Settings()
-    merged = {**base.training.model_dump(), "test_fraction": 0.2, "train_window_days": None, **training}
+    merged = {**base.training.model_dump(), "test_fraction": 0.2, "train_window_days": None, "train_window_rows": None, **training}
     return base.with_overrides(training=merged)
 
 
@@ -93,9 +96,18 @@ def score_candidate(frame: pd.DataFrame, overrides: dict) -> dict:
     from smpp.training.split import labelled_rows
     from smpp.training.train import split_for_training
 
+    # a training window (train_window_rows) is scored on the same validation slice as all history:
+    # the split is cut on all rows, then train keeps its newest rows, as many as the window's train
+    # share (1 - val - test) of N would be
+    window_rows = overrides.pop("train_window_rows", None)
     settings = evaluation_settings(**overrides)
     training = settings.training
     split = split_for_training(settings, labelled_rows(frame))
+    if window_rows is not None:
+        from smpp.training.split import within_window
+
+        share = 1 - training.val_fraction - training.test_fraction
+        split.train = within_window(split.train, None, int(round(window_rows * share)))
     spec = InputSpec.for_frame(split.train, embedding_dims(split.train), level_offset=training.level_offset)
     y_train = split.train["label"].to_numpy(np.float32)
     y_val = split.val["label"].to_numpy(np.float32)
@@ -115,6 +127,8 @@ def score_candidate(frame: pd.DataFrame, overrides: dict) -> dict:
         "best_epoch": fit["best_epoch"],
         "params": int(model.count_params()),
         "fit_s": round(time.perf_counter() - started, 1),
+        "train_rows": len(split.train),
+        "val_rows": len(split.val),
     }
 
 
@@ -137,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, raw in args.candidate:
         overrides = json.loads(raw)
         for scope in args.scope:
-            result = {"name": name, "frame": args.cache.name, "scope": scope, "overrides": overrides, **score_candidate(scope_frame(frame, scope), overrides)}
+            result = {"name": name, "frame": args.cache.name, "scope": scope, "overrides": overrides,
+                      **score_candidate(scope_frame(frame, scope), dict(overrides))}
             print(json.dumps(result), flush=True)
             with args.log.open("a") as handle:
                 handle.write(json.dumps(result) + "\n")

@@ -6,7 +6,7 @@ reads and writes that day's partitions under `SMPP_DATA_DIR` (`partitions/<stage
 and its counts under `runs/ds=YYYY-MM-DD/<task>.json` (the run's **Metrics** tab shows them).
 Re-running a day replaces its partitions atomically and upserts warehouse rows: it never duplicates.
 
-**Stages**: scrape (live API or archive dump) → refresh scores (labels at a fixed age) → filter →
+**Stages**: (archive: plan and scan the dump files, one mapped task per file) → scrape (live API or archive dump) → refresh scores (labels at a fixed age) → filter →
 fetch images → caption → embed titles / images / image+text (mapped over row chunks) →
 build features → train → evaluate against baselines and the champion, promote on a win.
 
@@ -52,6 +52,12 @@ default_args = {
 NULLABLE_STRING = ["null", "string"]
 
 DOCS = {
+    "plan_archive_files": "With `source=archive`: lists the dump files under `archive_path` (a file, a directory "
+    "of `RS_YYYY-MM.zst` / `<sub>_submissions.zst` files, or a glob) that can hold the day and whose day index "
+    "lacks the configured subreddits; empty (and its scans skipped) otherwise.",
+    "index_archive_file": "Scans one dump file once (mapped: one task per file, so workers scan months in "
+    "parallel) and splits the configured subreddits' posts into a per-subreddit day index under "
+    "`archive_index/`; later days of a backfill read only their day files.",
     "scrape_posts": "Reads the day's posts from the Reddit API (`/r/<sub>/new`, PRAW) or, with "
     "`source=archive`, from the dump at `archive_path`; upserts posts, snapshots, authors (and archive "
     "labels) into the warehouse and writes `partitions/posts/ds=`. Uses the `reddit_api` pool.",
@@ -101,8 +107,8 @@ DOCS = {
         "source": Param(None, type=NULLABLE_STRING, enum=[None, "reddit", "archive"], title="Source",
                         description="reddit (live API) or archive (a dump, for historical days). Empty: settings."),
         "archive_path": Param(None, type=NULLABLE_STRING, title="Archive dump path",
-                              description="Path of the Reddit archive dump (.ndjson or .ndjson.zst) when source=archive, "
-                              "as the workers see it."),
+                              description="Reddit archive dump(s) when source=archive, as the workers see them: a file "
+                              "(.zst, .ndjson), a directory of RS_YYYY-MM.zst / <subreddit>_submissions.zst files, or a glob."),
         "subreddits": Param(None, type=["null", "array"], items={"type": "string"}, title="Subreddits",
                             description="Subreddits to scrape, one per line. Empty: settings."),
         "label_age_hours": Param(None, type=["null", "number"], minimum=1, title="Label age (hours)",
@@ -112,11 +118,26 @@ DOCS = {
                                description="Encoder weights: tiny (tests), offline (demo), production (real models). "
                                "Empty: settings."),
         "train_window_days": Param(None, type=["null", "integer"], minimum=1, title="Training window (days)",
-                                   description="Train on the last N days. Empty: all history."),
+                                   description="Train on the last N days (and at most the newest "
+                                   "training.train_window_rows labelled rows). Empty: settings (rows window only)."),
     },
 )
 def smpp_pipeline():
-    @task(pool=REDDIT_POOL, execution_timeout=timedelta(hours=2), doc_md=DOCS["scrape_posts"])
+    @task(execution_timeout=timedelta(minutes=10), doc_md=DOCS["plan_archive_files"])
+    def plan_archive_files(data_interval_start=None, data_interval_end=None, params=None):
+        from smpp import tasks
+
+        return tasks.plan_archive_files(data_interval_start, data_interval_end, params)
+
+    @task(execution_timeout=timedelta(hours=3), doc_md=DOCS["index_archive_file"])
+    def index_archive_file(path: str, data_interval_start=None, data_interval_end=None, params=None):
+        from smpp import tasks
+
+        return tasks.index_archive_file(path, data_interval_start, data_interval_end, params)
+
+    # none_failed: a run with nothing to scan (live source, index already built) skips the mapped scans
+    @task(pool=REDDIT_POOL, execution_timeout=timedelta(hours=2), trigger_rule="none_failed",
+          doc_md=DOCS["scrape_posts"])
     def scrape_posts(data_interval_start=None, data_interval_end=None, params=None):
         from smpp import tasks
 
@@ -196,7 +217,9 @@ def smpp_pipeline():
         return result
 
     captions = caption_images()
-    scrape_posts() >> refresh_scores() >> filter_posts() >> fetch_images() >> captions
+    scrape = scrape_posts()
+    index_archive_file.expand(path=plan_archive_files()) >> scrape
+    scrape >> refresh_scores() >> filter_posts() >> fetch_images() >> captions
     embeddings = []
     for embed in (embed_text, embed_images, embed_image_text):
         name = embed.function.__name__

@@ -11,7 +11,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 EXPECTED_TASKS = {
-    "scrape_posts", "refresh_scores", "filter_posts", "fetch_images", "caption_images",
+    "plan_archive_files", "index_archive_file", "scrape_posts", "refresh_scores", "filter_posts", "fetch_images", "caption_images",
     "plan_embed_text", "plan_embed_images", "plan_embed_image_text", "embed_text", "embed_images", "embed_image_text", "build_features", "train_model",
     "evaluate_and_publish",
 }
@@ -42,6 +42,10 @@ def test_parse_imports_no_heavy_libraries():
 def test_expected_tasks_and_dependencies(dag):
     assert set(dag.task_ids) == EXPECTED_TASKS
     down = {t.task_id: set(t.downstream_task_ids) for t in dag.tasks}
+    assert down["plan_archive_files"] == {"index_archive_file"}
+    assert down["index_archive_file"] == {"scrape_posts"}  # one mapped scan per dump file
+    assert "MappedOperator" in type(dag.get_task("index_archive_file")).__name__
+    assert dag.get_task("scrape_posts").trigger_rule == "none_failed"  # runs when there is nothing to scan
     assert down["scrape_posts"] == {"refresh_scores"}
     assert down["refresh_scores"] == {"filter_posts"}
     assert down["filter_posts"] == {"fetch_images"}

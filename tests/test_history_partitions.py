@@ -22,7 +22,8 @@ DIM = 4
 def _build_day(settings, start: datetime) -> None:
     """scrape (archive) -> filter -> empty image/embedding stages -> build_features, for one day."""
     end = start + timedelta(days=1)
-    params = {"source": "archive", "archive_path": str(DUMP)}
+    # every subreddit of the dump: the history needs authors who post on several days
+    params = {"source": "archive", "archive_path": str(DUMP), "subreddits": ["*"]}
     tasks.scrape_posts(start, end, params)
     tasks.filter_posts(start, end, params)
     day = start.date()

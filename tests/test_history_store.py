@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 
 from smpp import history_store
 from smpp.history_store import HISTORY_ROW_COLUMNS, warehouse_history
@@ -152,3 +152,144 @@ def test_trainable_labels_are_matured_trainable_and_of_kept_posts(db_url):
     assert got["post_id"].tolist() == expected["post_id"].tolist()
     np.testing.assert_array_equal(got["label"].to_numpy(), np.log1p(expected["score"].clip(lower=0)).astype(np.float32))
     np.testing.assert_array_equal(label_of_score([None, -3, 0, 9]), np.array([np.nan, 0, 0, np.log1p(9)], np.float32))
+
+
+def _day_rows(day: int, rng: np.random.Generator, per_day: int = 30) -> tuple[list[dict], list[dict]]:
+    """One day's posts (4 subreddits, 12 authors who post across them, some without author, some
+    removed) and their labels, as ingest writes them: matured a day after creation."""
+    start = UNTIL + day * DAY
+    posts, labels = [], []
+    for i in range(per_day):
+        pid = f"d{day:02d}p{i:02d}"
+        created = start + int(rng.integers(0, DAY // 600)) * 600  # ties within a day
+        author = None if i % 10 == 0 else f"user{int(rng.integers(0, 12))}"
+        posts.append({"id": pid, "subreddit": f"sub{int(rng.integers(0, 4))}", "author": author, "created_utc": created,
+                      "title": "t", "selftext_len": 0, "source": "archive", "first_seen_at": created,
+                      "removed": bool(rng.random() < 0.05)})
+        if i % 7 != 3:
+            labels.append({"post_id": pid, "score": int(rng.integers(-3, 500)), "age_hours": 24.0,
+                           "label_age_hours": 24.0, "observed_at": created + DAY, "matured_utc": created + DAY,
+                           "status": ("ok", "archive", "ok", "late")[i % 4]})
+    return posts, labels
+
+
+def _ingest(session, posts: list[dict], labels: list[dict]) -> None:
+    """What ingest does: posts keep their first sight, labels take the newest score."""
+    from smpp.ingest import LABEL_COLUMNS, POST_COLUMNS
+    from smpp.warehouse.db import insert_rows
+
+    defaults = {"is_self": False, "over_18": False, "is_gallery": False, "gallery_urls": []}
+    insert_rows(session, Post, POST_COLUMNS, [tuple(p.get(c, defaults.get(c)) for c in POST_COLUMNS) for p in posts])
+    insert_rows(session, Label, LABEL_COLUMNS, [tuple(r[c] for c in LABEL_COLUMNS) for r in labels],
+                update=("score", "age_hours", "observed_at", "matured_utc", "status"))
+    session.commit()
+
+
+def _day_posts(posts: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame(posts)[["id", "author", "subreddit", "created_utc"]]
+
+
+def _whole_features(session, day: pd.DataFrame, until: int) -> pd.DataFrame:
+    from smpp.author_history import history_features
+
+    whole = warehouse_history(session, [], [f"sub{i}" for i in range(4)], until)
+    return history_features(day, whole, label_age_hours=24.0)
+
+
+def _table_rows(session, model) -> list[tuple]:
+    return sorted(tuple(r) for r in session.execute(select(model.__table__)).all())
+
+
+def test_history_of_a_warehouse_built_day_by_day_equals_the_whole_warehouse_computation(db_url):
+    """Days ingested and built one after another (and one day ingested late, after later days were
+    built): each day's columns equal history_features over the whole warehouse as it then is."""
+    from smpp.author_history import HISTORY_COLUMNS
+    from smpp.history_store import history_columns
+    from smpp.warehouse import PostLevel
+
+    rng = np.random.default_rng(3)
+    days = {d: _day_rows(d, rng) for d in range(14)}
+    late = 6  # ingested only after day 10 was built: cached levels of later posts must not go stale
+    with session_for(db_url) as session:
+        for d in range(14):
+            if d != late:
+                _ingest(session, *days[d])
+            if d == 10:
+                _ingest(session, *days[late])
+            until = UNTIL + (d + 1) * DAY
+            day = _day_posts(days[d][0])
+            got = history_columns(session, day, until, 24.0)
+            expected = _whole_features(session, day, until)
+            pd.testing.assert_frame_equal(got[HISTORY_COLUMNS], expected[HISTORY_COLUMNS], check_exact=True)
+        assert got["author_prior_rel_label"].notna().mean() > 0.5 and got["subreddit_posts_30d_log"].gt(0).all()
+        # a post removed later (tombstoned) leaves everyone's history, cached levels included
+        gone = days[2][0][5]["id"]
+        session.execute(Post.__table__.update().where(Post.id == gone).values(removed=True))
+        session.execute(Label.__table__.delete().where(Label.post_id == gone))
+        session.commit()
+        day = _day_posts(days[13][0])
+        pd.testing.assert_frame_equal(history_columns(session, day, UNTIL + 14 * DAY, 24.0)[HISTORY_COLUMNS],
+                                      _whole_features(session, day, UNTIL + 14 * DAY)[HISTORY_COLUMNS],
+                                      check_exact=True)
+        assert session.scalar(select(func.count()).select_from(PostLevel)) > 0
+
+
+def test_rerunning_a_day_mid_backfill_gives_identical_features_and_rows(db_url):
+    """Days 0-9 built, then day 4 re-ingested and rebuilt: its columns, every later day's, and the
+    history tables' rows are as before (nothing duplicated, nothing changed)."""
+    from smpp.author_history import HISTORY_COLUMNS
+    from smpp.history_store import history_columns
+    from smpp.warehouse import PostLevel, SubredditDay
+
+    rng = np.random.default_rng(5)
+    days = {d: _day_rows(d, rng) for d in range(10)}
+    first = {}
+    with session_for(db_url) as session:
+        for d in range(10):
+            _ingest(session, *days[d])
+            first[d] = history_columns(session, _day_posts(days[d][0]), UNTIL + (d + 1) * DAY, 24.0)
+        before = {m: _table_rows(session, m) for m in (Post, Label, SubredditDay)}
+        _ingest(session, *days[4])
+        again = history_columns(session, _day_posts(days[4][0]), UNTIL + 5 * DAY, 24.0)
+        pd.testing.assert_frame_equal(again[HISTORY_COLUMNS], first[4][HISTORY_COLUMNS], check_exact=True)
+        for d in range(5, 10):
+            later = history_columns(session, _day_posts(days[d][0]), UNTIL + (d + 1) * DAY, 24.0)
+            pd.testing.assert_frame_equal(later[HISTORY_COLUMNS], first[d][HISTORY_COLUMNS], check_exact=True)
+        assert {m: _table_rows(session, m) for m in (Post, Label, SubredditDay)} == before
+        levels = _table_rows(session, PostLevel)
+        assert len({r[0] for r in levels}) == len(levels)
+
+
+def test_an_existing_warehouse_is_upgraded_in_place(tmp_path):
+    """A warehouse from before the history schema (no labels.subreddit, counts, levels or triggers)
+    gets them when opened, and its history columns are right."""
+    import sqlite3
+
+    from smpp.author_history import HISTORY_COLUMNS
+    from smpp.history_store import history_columns
+    from smpp.warehouse import db
+    from smpp.warehouse.history_schema import _ready
+
+    path = tmp_path / "old.sqlite"
+    url = f"sqlite:///{path}"
+    rng = np.random.default_rng(9)
+    days = {d: _day_rows(d, rng) for d in range(6)}
+    with session_for(url) as session:
+        for d in range(6):
+            _ingest(session, *days[d])
+    db.get_engine(url).dispose()
+    db.get_engine.cache_clear()
+    _ready.clear()
+    with sqlite3.connect(path) as conn:  # back to the old schema
+        for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+            conn.execute(f"DROP TRIGGER {name}")
+        conn.execute("DROP INDEX ix_labels_subreddit_matured")
+        conn.execute("ALTER TABLE labels DROP COLUMN subreddit")
+        conn.execute("DROP TABLE subreddit_days")
+        conn.execute("DROP TABLE post_levels")
+    with session_for(url) as session:
+        day = _day_posts(days[5][0])
+        got = history_columns(session, day, UNTIL + 6 * DAY, 24.0)
+        pd.testing.assert_frame_equal(got[HISTORY_COLUMNS], _whole_features(session, day, UNTIL + 6 * DAY)[HISTORY_COLUMNS],
+                                      check_exact=True)
+        assert session.scalar(select(func.count()).select_from(Label).where(Label.subreddit.is_(None))) == 0

@@ -58,8 +58,12 @@ class _Events:
         self.values = None if values is None else values[keep][order].astype(np.float64)
         self.cumsum = None if self.values is None else np.concatenate([[0.0], np.cumsum(self.values)])
         if self.values is not None:
-            # running max within each group (events sorted by group, then time)
-            self.cummax = pd.Series(self.values).groupby(self.codes).cummax().to_numpy()
+            # running max and sum within each group (events sorted by group, then time); a group's
+            # own running sum does not depend on the groups before it, so an author's mean is the
+            # same bit for bit whichever other authors a history holds (incremental = whole warehouse)
+            by_group = pd.Series(self.values).groupby(self.codes)
+            self.cummax = by_group.cummax().to_numpy()
+            self.group_cumsum = by_group.cumsum().to_numpy()
         # index of each group's first event (for counts restricted to one group)
         self.group_codes, self.group_start = np.unique(self.codes, return_index=True)
 
@@ -71,6 +75,36 @@ class _Events:
         """(start, end) indices: events of the query's group with time < t (or <= t if inclusive)."""
         end = np.searchsorted(self.keys, _keys(codes, times), side="right" if inclusive else "left")
         return self.start_of(codes), end
+
+
+def query_times(frame: pd.DataFrame) -> np.ndarray:
+    return pd.to_numeric(frame["created_utc"], errors="coerce").fillna(0).to_numpy(np.int64)
+
+
+def history_arrays(history: pd.DataFrame, label_age_hours: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(created, label as float64 (NaN: none), when the label became visible) of history rows."""
+    h_time = pd.to_numeric(history["created_utc"], errors="coerce").fillna(0).to_numpy(np.int64)
+    h_label = pd.to_numeric(history.get("label", pd.Series(np.nan, index=history.index)), errors="coerce").to_numpy(float)
+    if "label_matured_utc" in history:
+        matured = pd.to_numeric(history["label_matured_utc"], errors="coerce").to_numpy(float)
+        matured = np.where(np.isfinite(matured), matured, h_time + label_age_hours * 3600)
+    else:
+        matured = h_time + label_age_hours * 3600
+    # a label is never visible before its post existed (guards against bad matured stamps)
+    return h_time, h_label, np.maximum(matured, h_time + 1).astype(np.int64)
+
+
+def recent_level(label_times: np.ndarray, label_values: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """One subreddit's level at each time: the mean of its last RECENT_LABELS labels visible at or
+    before it (NaN: none), from its labels sorted as history_features sorts them. The same
+    arithmetic as history_features: labels are float32 values (multiples of 2**-24 below 16), so
+    their float64 running sums are exact and the mean does not depend on where the history starts."""
+    cumsum = np.concatenate([[0.0], np.cumsum(label_values.astype(np.float64))])
+    end = np.searchsorted(label_times, times, side="right")
+    low = np.maximum(end - RECENT_LABELS, 0)
+    n = end - low
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, (cumsum[end] - cumsum[low]) / n, np.nan)
 
 
 def history_features(
@@ -85,16 +119,8 @@ def history_features(
     out = pd.DataFrame(index=frame.index, columns=HISTORY_COLUMNS, dtype=np.float32)
     if frame.empty:
         return out
-    q_time = pd.to_numeric(frame["created_utc"], errors="coerce").fillna(0).to_numpy(np.int64)
-    h_time = pd.to_numeric(history["created_utc"], errors="coerce").fillna(0).to_numpy(np.int64)
-    h_label = pd.to_numeric(history.get("label", pd.Series(np.nan, index=history.index)), errors="coerce").to_numpy(float)
-    if "label_matured_utc" in history:
-        matured = pd.to_numeric(history["label_matured_utc"], errors="coerce").to_numpy(float)
-        matured = np.where(np.isfinite(matured), matured, h_time + label_age_hours * 3600)
-    else:
-        matured = h_time + label_age_hours * 3600
-    # a label is never visible before its post existed (guards against bad matured stamps)
-    matured = np.maximum(matured, h_time + 1).astype(np.int64)
+    q_time = query_times(frame)
+    h_time, h_label, matured = history_arrays(history, label_age_hours)
     has_label = np.isfinite(h_label)
 
     # ---- subreddit: activity and recent level (also the reference for "relative" author scores)
@@ -120,7 +146,15 @@ def history_features(
         h_level = (labels.cumsum[h_end] - labels.cumsum[h_low]) / h_n
     relative = np.where(has_label & (h_n > 0), h_label - h_level, np.nan)
 
-    # ---- author
+    _author_columns(out, frame, history, q_time, h_time, matured, h_label, has_label, relative)
+    return out.astype(np.float32)
+
+
+def _author_columns(out: pd.DataFrame, frame: pd.DataFrame, history: pd.DataFrame, q_time: np.ndarray,
+                    h_time: np.ndarray, matured: np.ndarray, h_label: np.ndarray, has_label: np.ndarray,
+                    relative: np.ndarray) -> None:
+    """AUTHOR_HISTORY_COLUMNS into `out`: needs only the authors' own history posts (with `relative`,
+    each one's label minus its subreddit's level when it was created)."""
     authors = history["author"] if "author" in history else pd.Series(None, index=history.index, dtype=object)
     h_auth, q_auth = _codes(authors, frame["author"])
     posts = _Events(h_auth, h_time)
@@ -137,7 +171,7 @@ def history_features(
     n = np.maximum(end - start, 0)
     seen = has_author & (n > 0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        out["author_prior_mean_label"] = np.where(seen, (labels.cumsum[end] - labels.cumsum[start]) / n, np.nan)
+        out["author_prior_mean_label"] = np.where(seen, _group_sum(labels, end) / n, np.nan)
     last = np.clip(end - 1, 0, max(len(labels.values) - 1, 0))
     out["author_prior_max_label"] = np.where(seen, labels.cummax[last] if len(labels.values) else np.nan, np.nan)
 
@@ -146,7 +180,26 @@ def history_features(
     start, end = rel.before(q_auth, q_time, inclusive=True)
     n = np.maximum(end - start, 0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        out["author_prior_rel_label"] = np.where(has_author & (n > 0), (rel.cumsum[end] - rel.cumsum[start]) / n, np.nan)
+        out["author_prior_rel_label"] = np.where(has_author & (n > 0), _group_sum(rel, end) / n, np.nan)
+
+
+def _group_sum(events: _Events, end: np.ndarray) -> np.ndarray:
+    """Sum of each query's group's events before `end` (the windows start at the group's first event)."""
+    if not len(events.values):
+        return np.zeros(len(end))
+    return events.group_cumsum[np.clip(end - 1, 0, len(events.values) - 1)]
+
+
+def author_features(frame: pd.DataFrame, history: pd.DataFrame, relative: np.ndarray,
+                    label_age_hours: float = 24.0) -> pd.DataFrame:
+    """AUTHOR_HISTORY_COLUMNS for `frame` from `history` holding (at least) every earlier post of its
+    authors, and `relative` per history row (NaN: no label or no subreddit level)."""
+    out = pd.DataFrame(index=frame.index, columns=AUTHOR_HISTORY_COLUMNS, dtype=np.float64)
+    if frame.empty:
+        return out.astype(np.float32)
+    h_time, h_label, matured = history_arrays(history, label_age_hours)
+    _author_columns(out, frame, history, query_times(frame), h_time, matured, h_label, np.isfinite(h_label),
+                    np.asarray(relative, dtype=np.float64))
     return out.astype(np.float32)
 
 

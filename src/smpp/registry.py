@@ -89,6 +89,11 @@ def _summary(metrics: dict | None) -> dict:
     return {k: metrics.get(k) for k in keep}
 
 
+def metrics_summary(metrics: dict | None) -> dict | None:
+    """The decision numbers of a metrics dict as JSON-safe values (None stays None)."""
+    return None if metrics is None else json_safe(_summary(metrics))
+
+
 def _resolve_champion_metrics(
     settings: Settings, challenger: dict, current: str, passed: dict | None
 ) -> tuple[dict | None, str]:

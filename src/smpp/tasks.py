@@ -158,11 +158,16 @@ def scrape_posts(interval_start, interval_end, params=None) -> dict[str, Any]:
             if settings.archive_path is None:
                 raise ValueError("source=archive needs archive_path (DAG param or SMPP_ARCHIVE_PATH)")
             scan = ArchiveScan()
-            # reads the dump's day index (built by the first task that needs it) unless turned off
-            records = iter_archive_posts(settings.archive_path, ctx.start_utc, ctx.end_utc, scan, settings=settings)
+            # only the configured subreddits (["*"]: all), from the files that can hold the day
+            # (archive_path: a file, directory or glob), via each file's day index for that selection
+            # (built by index_archive_file, or here by the first task that needs it) unless turned off
+            records = iter_archive_posts(settings.archive_path, ctx.start_utc, ctx.end_utc, scan, settings=settings,
+                                         subreddits=settings.subreddits)
             stats = ingest_posts(session, settings, records)
             metrics.update(archive_lines=scan.lines, archive_skips=scan.skip_reasons, **stats.as_metrics())
             metrics.update(archive_bad_lines=scan.bad_lines, archive_days_read=scan.days_read, archive_index=scan.index)
+            metrics["archive_files"] = [i["source"] for i in scan.indexes] or [f["file"] for f in scan.files]
+            metrics["archive_indexes"] = scan.indexes
             # a newer dump can show a stored post as removed: purge it like a live refresh would
             metrics["purged"] = _purge(settings, stats.removed_ids)
         else:
@@ -246,6 +251,48 @@ def filter_posts(interval_start, interval_end, params=None) -> dict[str, Any]:
     counts["with_image_url"] = int(kept["image_url"].notna().sum())
     counts["extra_gallery_images"] = int(kept["image_urls"].map(len).sum()) - counts["with_image_url"]
     return _finish(ctx, "filter_posts", {**counts, "partition": str(path)})
+
+
+def _archive_root(settings: Settings) -> Path:
+    return settings.data_dir / "archive_index"
+
+
+def plan_archive_files(interval_start, interval_end, params=None) -> list[str]:
+    """The archive files this run must scan before scrape_posts: those whose day index lacks a shard
+    of the run's subreddits (one mapped index_archive_file task each). [] for the live source."""
+    ctx = run_context(interval_start, interval_end, params)
+    settings = ctx.settings
+    if settings.source != "archive" or not settings.archive_use_index:
+        return []
+    if settings.archive_path is None:
+        raise ValueError("source=archive needs archive_path (DAG param or SMPP_ARCHIVE_PATH)")
+    from smpp.sources.archive_index import missing_for
+    from smpp.sources.archive_select import Selection, pick_files
+
+    picked = pick_files(settings.archive_path, ctx.start_utc, ctx.end_utc, Selection.of(settings.subreddits))
+    return [str(dump.path) for dump, wanted in picked if missing_for(dump.path, _archive_root(settings), wanted)]
+
+
+def index_archive_file(path: str, interval_start, interval_end, params=None) -> dict[str, Any]:
+    """Build the missing day-index shards of one archive file for the run's subreddits (one scan).
+
+    Idempotent and locked per file: parallel runs needing the same month wait for one scan."""
+    from smpp.sources.archive_index import ensure_day_index
+    from smpp.sources.archive_select import Selection, classify
+
+    ctx = run_context(interval_start, interval_end, params)
+    settings = ctx.settings
+    wanted = classify(Path(path)).selection_for(Selection.of(settings.subreddits))
+    if wanted is None:
+        return {"file": path, "skipped": "holds none of the configured subreddits"}
+    index = ensure_day_index(
+        Path(path), _archive_root(settings), flush_bytes=settings.archive_index_flush_mb << 20,
+        subreddits=None if wanted.everything else sorted(wanted.names),
+        progress_every_s=settings.archive_progress_every_s,
+    )
+    summary = {**index.summary(), "selection": wanted.key, "index_bytes": index.disk_bytes()}
+    log.info("index_archive_file %s: %s", path, summary)
+    return summary
 
 
 # ---------------------------------------------------------------- enrichment
@@ -451,6 +498,8 @@ def _with_history_columns(ctx: RunContext, kept: pd.DataFrame, table):
     History is every warehouse post created before the interval's end that shares an author or a
     subreddit with the day's posts (the day's own posts included: an earlier post of the same day is
     history for a later one), so training streams partitions without recomputing it from the window.
+    history_columns reads it incrementally (per-day counts, bounded label windows, the authors' own
+    posts), so its cost follows the day's posts, not the length of the history.
     """
     import numpy as np
     import pyarrow as pa
@@ -525,16 +574,38 @@ def code_version() -> str:
 
 
 def training_partitions(settings: Settings, day: date) -> list[Path]:
-    """Feature partitions of the training window ending with `day` (train_window_days; None = all history)."""
+    """Feature partitions of the training window ending with `day`.
+
+    The newest partitions that hold `train_window_rows` matured rows (their Parquet row counts,
+    read from the footers), within `train_window_days` if set; None for both = all history. Only
+    these are read by the first pass and the label query, so a day's cost follows the window.
+    """
+    from smpp.training.cadence import newest_partitions
+
+    training = settings.training
     days = [d for d in storage.list_partition_days(settings, "features") if d <= day]
-    window = settings.training.train_window_days
-    if window is not None:
-        days = [d for d in days if d > day - timedelta(days=window)]
-    return [storage.partition_path(settings, "features", d) for d in days]
+    if training.train_window_days is not None:
+        days = [d for d in days if d > day - timedelta(days=training.train_window_days)]
+    paths = [storage.partition_path(settings, "features", d) for d in days]
+    if training.train_window_rows is not None and paths:
+        import math
+
+        import pyarrow.parquet as pq
+
+        # days ending more than label_age before the run's end have all their labels
+        matured_before = day + timedelta(days=1) - timedelta(days=math.ceil(settings.label_age_hours / 24))
+        # footers opened newest first, only as far back as the window reaches
+        first = newest_partitions(
+            days, lambda i: pq.ParquetFile(paths[i]).metadata.num_rows, training.train_window_rows, matured_before
+        )
+        paths = paths[first:]
+    return paths
 
 
 def _window_start_utc(settings: Settings, paths: list[Path]) -> int | None:
-    if settings.training.train_window_days is None or not paths:
+    """Created-time floor of the label query: the window's first day (None: all history is read)."""
+    training = settings.training
+    if (training.train_window_days is None and training.train_window_rows is None) or not paths:
         return None
     first = storage.as_day(paths[0].parent.name.removeprefix("ds="))
     return int(datetime(first.year, first.month, first.day, tzinfo=timezone.utc).timestamp())
@@ -548,6 +619,9 @@ def train_model(interval_start, interval_end, params=None) -> dict[str, Any]:
 
     ctx = run_context(interval_start, interval_end, params)
     settings = ctx.settings
+    skipped = _between_retrains(ctx)
+    if skipped is not None:
+        return _finish(ctx, "train_model", skipped)
     paths = training_partitions(settings, ctx.day)
     # the first pass fetches the labels (in its child process: a million post ids never touch this one)
     labels = LabelQuery(ctx.end_utc, _window_start_utc(settings, paths))
@@ -571,17 +645,45 @@ def train_model(interval_start, interval_end, params=None) -> dict[str, Any]:
         ctx,
         "train_model",
         {"version": version, "version_dir": str(out), "rows": report.rows, "skipped_reason": report.skipped_reason,
-         "days_without_features": incomplete},
+         "days_without_features": incomplete, "trained": True, "partitions_read": len(paths)},
     )
 
 
-def evaluate_and_publish(interval_start, interval_end, version: str, params=None) -> dict[str, Any]:
-    """Compare with the champion on the challenger's own test slice; promote only on a win."""
+def _between_retrains(ctx: RunContext) -> dict[str, Any] | None:
+    """train_model's metrics on a day between retrains (retrain_every_days), None on a day that trains.
+
+    The day follows from its date alone; a day without a champion yet trains anyway (nothing else
+    could score it).
+    """
+    from smpp.registry import champion
+    from smpp.training.cadence import days_until_training, is_training_day
+
+    every = ctx.settings.training.retrain_every_days
+    if is_training_day(ctx.day, every):
+        return None
+    current = champion(ctx.settings)
+    if current is None:
+        log.info("%s is between retrains (every %d days) but there is no champion yet: training", ctx.day, every)
+        return None
+    return {
+        "version": None, "trained": False, "scored_by": "champion", "champion_version": current,
+        "retrain_every_days": every, "next_training_day": (ctx.day + timedelta(days=days_until_training(ctx.day, every))).isoformat(),
+    }
+
+
+def evaluate_and_publish(interval_start, interval_end, version: str | None, params=None) -> dict[str, Any]:
+    """Compare with the champion on the challenger's own test slice; promote only on a win.
+
+    `version` None (a day between retrains): the champion is scored on the test slice a training
+    this day would hold out (the window's newest days), recorded as such; nothing is promoted.
+    """
     from smpp.registry import champion, decide_and_publish, version_dir
 
     ctx = run_context(interval_start, interval_end, params)
     settings = ctx.settings
     current = champion(settings)
+    if version is None:
+        return _finish(ctx, "evaluate_and_publish", _score_champion_on_day(ctx, current))
     champion_metrics = None
     if current and current != version:
         from smpp.training.first_pass import LabelQuery
@@ -598,5 +700,31 @@ def evaluate_and_publish(interval_start, interval_end, version: str, params=None
         ctx,
         "evaluate_and_publish",
         {"version": version, "promoted": decision.promoted, "reason": decision.reason,
-         "champion_before": current, "metrics_file": str(metrics_file)},
+         "champion_before": current, "metrics_file": str(metrics_file), "trained": True, "scored_by": "challenger"},
     )
+
+
+def _score_champion_on_day(ctx: RunContext, current: str | None) -> dict[str, Any]:
+    """The champion's metrics on the day's test slice (the window's newest days), for a day that did not train."""
+    from smpp.registry import metrics_summary
+    from smpp.training.first_pass import LabelQuery
+    from smpp.training.train import score_version_on_test
+
+    metrics: dict[str, Any] = {
+        "version": None, "trained": False, "scored_by": "champion", "champion_version": current,
+        "champion_before": current, "promoted": False,
+    }
+    if current is None:
+        return {**metrics, "champion_metrics": None, "reason": "no model trained this day and no champion to score it"}
+    paths = training_partitions(ctx.settings, ctx.day)
+    scored = None
+    if paths:
+        labels = LabelQuery(ctx.end_utc, _window_start_utc(ctx.settings, paths))
+        scored = score_version_on_test(ctx.settings, current, paths, labels)
+    reason = (
+        f"day between retrains (retrain_every_days={ctx.settings.training.retrain_every_days}): "
+        f"champion {current} scored on the window's test slice"
+    )
+    if scored is None:
+        reason += " (none: too few labelled rows for a test slice)"
+    return {**metrics, "champion_metrics": metrics_summary(scored), "reason": reason}

@@ -83,8 +83,8 @@ def test_index_selects_exactly_what_a_scan_selects(settings):
 
 def test_index_is_built_once_and_reused(settings, monkeypatch):
     opened = []
-    real_open = archive_index.open_binary
-    monkeypatch.setattr(archive_index, "open_binary", lambda p: opened.append(p) or real_open(p))
+    real_open = archive_index.iter_candidate_lines
+    monkeypatch.setattr(archive_index, "iter_candidate_lines", lambda p, *a: opened.append(p) or real_open(p, *a))
     first, second = ArchiveScan(), ArchiveScan()
     assert len(list(iter_archive_posts(SAMPLE_ARCHIVE, DAY, DAY + D, first, settings=settings))) == 671
     assert len(list(iter_archive_posts(SAMPLE_ARCHIVE, DAY + D, DAY + 2 * D, second, settings=settings))) == 721

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from smpp.sources.archive_select import subreddit_of
 from smpp.sources.records import PostRecord
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,9 @@ class ArchiveScan:
     bad_lines: int = 0
     skip_reasons: dict[str, int] = field(default_factory=dict)
     days_read: int = 0
-    index: dict[str, Any] | None = None
+    index: dict[str, Any] | None = None  # the last file's index (kept for one-file callers)
+    indexes: list[dict[str, Any]] = field(default_factory=list)  # every file's index read
+    files: list[dict[str, Any]] = field(default_factory=list)  # plain scans: what each read
 
     def skip(self, reason: str, post_id: str | None = None, where: str = "", bad: bool = True) -> None:
         count = self.skip_reasons.get(reason, 0) + 1
@@ -133,9 +136,9 @@ def observed_at_of(data: Mapping[str, Any]) -> int | None:
 def normalize_archive_post(data: dict[str, Any]) -> dict[str, Any]:
     """Map dump-specific field names onto the Reddit API names PostRecord reads (in place)."""
     if not data.get("subreddit"):
-        prefixed = data.get("subreddit_name_prefixed")
-        if isinstance(prefixed, str) and prefixed.startswith("r/"):
-            data["subreddit"] = prefixed[2:]
+        name = subreddit_of(data)
+        if name:
+            data["subreddit"] = name
     meta = data.get("_meta")
     if meta is None:
         return data
@@ -146,9 +149,9 @@ def normalize_archive_post(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def record_from_line(
-    line: bytes | str, scan: ArchiveScan, where: str, start_utc: int, end_utc: int
+    line: bytes | str, scan: ArchiveScan, where: str, start_utc: int, end_utc: int, selection: Any = None
 ) -> PostRecord | None:
-    """The line's record if it was created in [start_utc, end_utc).
+    """The line's record if it was created in [start_utc, end_utc) (in `selection`, when given).
 
     Lines of other times are passed over unvalidated (a scan reads the whole dump); bad or
     skipped lines of the interval, and lines without a usable time, are counted on `scan`.
@@ -168,6 +171,9 @@ def record_from_line(
     created = created_of(value)
     if created is not None and not (start_utc <= created < end_utc):
         return None
+    if selection is not None and not selection.everything and not selection.keeps(subreddit_of(data)):
+        scan.skip("other_subreddit", bad=False)  # the prefilter's near misses: pics2, a title "pics"
+        return None
     if data.get("crosspost_parent"):
         scan.skip("crosspost", post_id_of(data), where, bad=False)
         return None
@@ -181,14 +187,20 @@ def record_from_line(
 
 
 def select_interval(
-    lines: Iterable[bytes], start_utc: int, end_utc: int, scan: ArchiveScan, where: str, seen: set[str]
+    lines: Iterable[bytes],
+    start_utc: int,
+    end_utc: int,
+    scan: ArchiveScan,
+    where: str,
+    seen: set[str],
+    selection: Any = None,
 ) -> Iterator[PostRecord]:
     """The records of `lines` created in [start_utc, end_utc), each id once."""
     for line in lines:
         scan.lines += 1
         if not line.strip():
             continue
-        record = record_from_line(line, scan, f"{where}:{scan.lines}", start_utc, end_utc)
+        record = record_from_line(line, scan, f"{where}:{scan.lines}", start_utc, end_utc, selection)
         if record is None:
             continue
         if record.id in seen:
@@ -201,12 +213,33 @@ def select_interval(
 
 
 def scan_archive_posts(
-    path: Path, start_utc: int, end_utc: int, scan: ArchiveScan | None = None
+    path: Path,
+    start_utc: int,
+    end_utc: int,
+    scan: ArchiveScan | None = None,
+    subreddits: Iterable[str] | None = None,
 ) -> Iterator[PostRecord]:
-    """Yield the posts created in [start_utc, end_utc) by streaming the whole dump once."""
+    """Yield the posts created in [start_utc, end_utc) by streaming the whole dump once.
+
+    subreddits: only these (case-insensitive; None or ["*"]: all); other lines are rejected on
+    their raw bytes and counted as not_selected, without being parsed.
+    """
+    from smpp.sources.archive_select import ScanProgress, Selection, iter_candidate_lines
+
     scan = scan if scan is not None else ArchiveScan()
-    with open_binary(Path(path)) as stream:
-        yield from select_interval(stream, start_utc, end_utc, scan, str(path), set())
+    selection = Selection.of(subreddits)
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"archive dump not found: {path} (set the archive_path param)")
+    progress = ScanProgress(path, path.stat().st_size)
+    before = scan.lines
+    yield from select_interval(
+        iter_candidate_lines(path, selection, progress), start_utc, end_utc, scan, str(path), set(), selection
+    )
+    scan.lines = before + progress.lines  # every line of the dump, parsed or not
+    if progress.lines > progress.candidates:
+        scan.skip_reasons["not_selected"] = scan.skip_reasons.get("not_selected", 0) + progress.lines - progress.candidates
+    scan.files.append(progress.summary())
     if scan.bad_lines:
         log.warning("archive %s: %d bad lines skipped %s", path, scan.bad_lines, scan.skip_reasons)
 
@@ -218,21 +251,42 @@ def iter_archive_posts(
     scan: ArchiveScan | None = None,
     *,
     settings: Any = None,
+    subreddits: Iterable[str] | None = None,
 ) -> Iterator[PostRecord]:
     """Yield the posts created in [start_utc, end_utc); bad lines are counted, not fatal.
 
-    Reads the dump's day index (built once, on first use, under data_dir/archive_index) unless
-    settings.archive_use_index is off; then it scans the whole dump.
+    path: a dump file, a directory of dumps or a glob (smpp.sources.archive_select.pick_files
+    picks the files that can hold the interval). subreddits: only these (None or ["*"]: all).
+    Reads each file's day index for the selection (built once, on first use, under
+    data_dir/archive_index) unless settings.archive_use_index is off; then it scans the files.
     """
     from smpp.settings import get_settings
+    from smpp.sources.archive_select import Selection, pick_files
 
     settings = settings if settings is not None else get_settings()
+    scan = scan if scan is not None else ArchiveScan()
+    selection = Selection.of(subreddits)
+    seen: set[str] = set()  # across files: a month file and a subreddit file can hold the same post
+    for dump, wanted in pick_files(path, start_utc, end_utc, selection):
+        records = _file_posts(dump.path, start_utc, end_utc, scan, settings, wanted)
+        for record in records:
+            if record.id in seen:
+                scan.skip("duplicate_id", record.id, bad=False)
+                scan.selected -= 1
+                continue
+            seen.add(record.id)
+            yield record
+
+
+def _file_posts(path: Path, start_utc: int, end_utc: int, scan: ArchiveScan, settings: Any, selection: Any):
     if not settings.archive_use_index:
-        yield from scan_archive_posts(path, start_utc, end_utc, scan)
+        yield from scan_archive_posts(path, start_utc, end_utc, scan, None if selection.everything else selection.names)
         return
     from smpp.sources.archive_index import ensure_day_index, iter_indexed_posts
 
     index = ensure_day_index(
-        Path(path), settings.data_dir / "archive_index", flush_bytes=settings.archive_index_flush_mb << 20
+        path, settings.data_dir / "archive_index", flush_bytes=settings.archive_index_flush_mb << 20,
+        subreddits=None if selection.everything else sorted(selection.names),
+        progress_every_s=settings.archive_progress_every_s,
     )
     yield from iter_indexed_posts(index, start_utc, end_utc, scan)

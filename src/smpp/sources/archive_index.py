@@ -1,21 +1,25 @@
-"""Day index of an archive dump: one streaming pass splits it into per-day files.
+"""Day index of an archive dump, per subreddit: one streaming pass splits it into per-day files.
 
 Dumps are sorted by time at best (Arctic-Shift) and by subreddit at worst, so selecting a day
 means reading the whole file; backfilling a month from a monthly dump would read it 31 times.
-The first reader instead splits the dump once into
+The first reader instead splits the dump once into shards, one per selected subreddit (or one
+`all` shard for `subreddits: ["*"]`):
 
-    <root>/<key>/ds=YYYY-MM-DD.ndjson   the lines created that UTC day (dump order)
-    <root>/<key>/manifest.json          source, size, mtime, line and per-day counts, bad lines
+    <root>/<key>/dump.json                        source, size, mtime of the dump
+    <root>/<key>/r-<subreddit>/ds=YYYY-MM-DD.ndjson   that subreddit's lines created that UTC day
+    <root>/<key>/r-<subreddit>/manifest.json      line and per-day counts, bad lines, the scan's costs
 
-and every later read opens only the days it needs. key = sha256(absolute path, size, mtime,
-index format), so a replaced or modified dump gets a fresh index. The index is built in a temp
-directory and renamed into place (readers never see a partial one), under an flock so that
-parallel Airflow tasks build it once: the others wait and reuse it. Memory is bounded by
+and every later read opens only the days it needs, so the index's disk is proportional to the
+selection, not to all of Reddit. Adding a subreddit later scans the dump once more for only the
+missing shards (one scan fills all of them). key = sha256(absolute path, size, mtime, index
+format), so a replaced or modified dump gets a fresh index. Shards are built in a temp directory
+and renamed into place (readers never see a partial one), under an flock per dump so that
+parallel Airflow tasks build them once: the others wait and reuse them. Memory is bounded by
 buffering lines per day and flushing all days (one file open at a time) past `flush_bytes`.
 
 Lines longer than SLIM_ABOVE_BYTES (real dumps: 2-10 KB of awards, media and flair metadata)
 are stored with only the fields PostRecord reads, which keeps the index a fraction of the
-decompressed dump; short lines are stored byte for byte.
+selected lines; short lines are stored byte for byte.
 """
 
 from __future__ import annotations
@@ -42,17 +46,19 @@ from smpp.sources.archive import (
     ArchiveScan,
     created_of,
     load_line,
-    open_binary,
     post_id_of,
     select_interval,
 )
+from smpp.sources.archive_select import PROGRESS_EVERY_S, ScanProgress, Selection, iter_candidate_lines, subreddit_of
 from smpp.sources.records import DELETED_MARKERS, PostRecord
 
 log = logging.getLogger(__name__)
 
 # Bump when what a day file holds changes (parsing or slimming rules): old indexes are ignored.
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2  # 2: per-subreddit shards
 MANIFEST = "manifest.json"
+DUMP_INFO = "dump.json"
+ALL_SHARD = "all"
 EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 SLIM_ABOVE_BYTES = 1024
 # What PostRecord.from_reddit_json and smpp.sources.archive read; everything else is dropped
@@ -69,19 +75,52 @@ NOT_BAD = frozenset({"crosspost"})
 
 
 @dataclass(frozen=True)
-class DayIndex:
-    dump: Path
+class Shard:
+    name: str  # "all" or "r-<subreddit>"
     directory: Path
     manifest: dict[str, Any]
-    built: bool  # True when this call built it (False: reused)
+
+    def day_path(self, day: str) -> Path:
+        return self.directory / f"ds={day}.ndjson"
+
+
+def shard_name(subreddit: str | None) -> str:
+    return ALL_SHARD if subreddit is None else f"r-{subreddit.lower()}"
+
+
+def shard_names(selection: Selection) -> list[str]:
+    return [ALL_SHARD] if selection.everything else [shard_name(n) for n in sorted(selection.names)]  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class DayIndex:
+    dump: Path
+    directory: Path  # <root>/<key>: the dump's shards
+    shards: tuple[Shard, ...]  # the selection's shards, by name
+    built: bool  # True when this call built some shard (False: all reused)
     day_table: tuple[list[int], list[str]]  # the days with lines or skips, as day numbers and names
+    built_shards: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
         return self.directory.name
 
+    @property
+    def manifest(self) -> dict[str, Any]:
+        """The one shard's manifest, or the shards' day counts summed (lines: the dump's)."""
+        if len(self.shards) == 1:
+            return self.shards[0].manifest
+        days: dict[str, int] = {}
+        for shard in self.shards:
+            for day, count in shard.manifest["days"].items():
+                days[day] = days.get(day, 0) + count
+        first = self.shards[0].manifest
+        return {"lines": first["lines"], "bad_lines": first["bad_lines"], "days": dict(sorted(days.items())),
+                "indexed": sum(s.manifest["indexed"] for s in self.shards)}
+
     def day_path(self, day: str) -> Path:
-        return self.directory / f"ds={day}.ndjson"
+        [shard] = self.shards
+        return shard.day_path(day)
 
     def days_overlapping(self, start_utc: int, end_utc: int) -> list[str]:
         """Indexed days (YYYY-MM-DD, ascending) that overlap [start_utc, end_utc)."""
@@ -91,14 +130,21 @@ class DayIndex:
         first = bisect_left(numbers, start_utc // SECONDS_PER_DAY)
         return names[first : bisect_right(numbers, (end_utc - 1) // SECONDS_PER_DAY)]
 
+    def disk_bytes(self) -> int:
+        return sum(p.stat().st_size for s in self.shards for p in s.directory.iterdir())
+
     def summary(self) -> dict[str, Any]:
+        manifest = self.manifest
         return {
             "key": self.key,
+            "source": str(self.dump),
             "built": self.built,
-            "directory": str(self.directory),
-            "dump_lines": self.manifest["lines"],
-            "dump_bad_lines": self.manifest["bad_lines"],
-            "days": len(self.manifest["days"]),
+            "built_shards": list(self.built_shards),
+            "shards": [s.name for s in self.shards],
+            "directory": str(self.shards[0].directory if len(self.shards) == 1 else self.directory),
+            "dump_lines": manifest["lines"],
+            "dump_bad_lines": manifest["bad_lines"],
+            "days": len(manifest["days"]),
         }
 
 
@@ -138,41 +184,89 @@ def read_finished_index(directory: Path) -> tuple[dict[str, Any], tuple[list[int
     return cached[1], cached[2]
 
 
-def ensure_day_index(dump: Path, root: Path, flush_bytes: int = 64 << 20) -> DayIndex:
-    """The dump's day index under `root`, built by this call if no finished one exists."""
+def ensure_day_index(
+    dump: Path,
+    root: Path,
+    flush_bytes: int = 64 << 20,
+    subreddits: Any = None,
+    progress_every_s: float = PROGRESS_EVERY_S,
+) -> DayIndex:
+    """The dump's day index for `subreddits` (None or ["*"]: all) under `root`.
+
+    Shards that do not exist yet are built by this call, all in one scan of the dump.
+    """
     dump = Path(dump).resolve()
     if not dump.is_file():
         raise FileNotFoundError(f"archive dump not found: {dump} (set the archive_path param)")
+    selection = Selection.of(subreddits)
+    wanted = shard_names(selection)
     key = index_key(dump)
     directory = root / key
-    finished = read_finished_index(directory)
-    if finished is not None:
-        return DayIndex(dump, directory, finished[0], built=False, day_table=finished[1])
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / f".{key}.lock", "a+b") as lock:
-        if not _try_lock(lock):
-            log.info("archive index %s is being built by another task: waiting", directory)
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        finished = read_finished_index(directory)
-        if finished is not None:  # built by another task while this one waited
-            return DayIndex(dump, directory, finished[0], built=False, day_table=finished[1])
-        for stale in root.glob(f".{key}.building-*"):  # left by a builder that died
-            shutil.rmtree(stale, ignore_errors=True)
-        building = root / f".{key}.building-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        building.mkdir()
-        try:
-            build_day_index(dump, building, flush_bytes)
-            if index_key(dump) != key:
-                raise RuntimeError(f"archive dump {dump} changed while it was being indexed: retry")
-            if directory.exists():  # a finished index has a manifest; this is debris
-                shutil.rmtree(directory)
-            os.rename(building, directory)
-        except BaseException:
-            shutil.rmtree(building, ignore_errors=True)
-            raise
-        prune_stale_indexes(root, dump, keep=key)
-    manifest, day_table = read_finished_index(directory)  # type: ignore[misc]
-    return DayIndex(dump, directory, manifest, built=True, day_table=day_table)
+    built: list[str] = []
+    if missing_shards(directory, wanted):
+        root.mkdir(parents=True, exist_ok=True)
+        with open(root / f".{key}.lock", "a+b") as lock:
+            if not _try_lock(lock):
+                log.info("archive index %s is being built by another task: waiting", directory)
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            missing = missing_shards(directory, wanted)  # others may have built some while this one waited
+            if missing:
+                built = build_missing(dump, root, key, missing, flush_bytes, progress_every_s)
+    return load_index(dump, directory, wanted, tuple(built))
+
+
+def missing_for(dump: Path, root: Path, selection: Selection) -> list[str]:
+    """The shards of `selection` the dump's index lacks (what a scan would build)."""
+    return missing_shards(root / index_key(Path(dump).resolve()), shard_names(selection))
+
+
+def missing_shards(directory: Path, wanted: list[str]) -> list[str]:
+    return [name for name in wanted if read_finished_index(directory / name) is None]
+
+
+def build_missing(
+    dump: Path, root: Path, key: str, missing: list[str], flush_bytes: int, progress_every_s: float
+) -> list[str]:
+    """Build the `missing` shards of `dump` in one scan (the caller holds the dump's lock)."""
+    directory = root / key
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob(".building-*"):  # left by a builder that died
+        shutil.rmtree(stale, ignore_errors=True)
+    for stale in root.glob(f".{key}.building-*"):  # format 1 debris
+        shutil.rmtree(stale, ignore_errors=True)
+    building = directory / f".building-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    building.mkdir()
+    try:
+        build_day_index(dump, building, flush_bytes, shards=missing, progress_every_s=progress_every_s)
+        if index_key(dump) != key:
+            raise RuntimeError(f"archive dump {dump} changed while it was being indexed: retry")
+        info = directory / DUMP_INFO
+        if not info.exists():
+            stat = dump.stat()
+            info.write_text(json.dumps({"format": INDEX_FORMAT, "source": str(dump), "size": stat.st_size,
+                                        "mtime_ns": stat.st_mtime_ns}))
+        for name in missing:
+            target = directory / name
+            if target.exists():  # a finished shard has a manifest; this is debris
+                shutil.rmtree(target)
+            os.rename(building / name, target)
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+    prune_stale_indexes(root, dump, keep=key)
+    return missing
+
+
+def load_index(dump: Path, directory: Path, wanted: list[str], built: tuple[str, ...]) -> DayIndex:
+    shards, numbers = [], set()
+    for name in wanted:
+        finished = read_finished_index(directory / name)
+        if finished is None:
+            raise RuntimeError(f"archive index shard {directory / name} vanished while being read: retry")
+        shards.append(Shard(name, directory / name, finished[0]))
+        numbers.update(zip(*finished[1]))
+    table = sorted(numbers)
+    day_table = ([n for n, _ in table], [d for _, d in table])
+    return DayIndex(dump, directory, tuple(shards), built=bool(built), day_table=day_table, built_shards=built)
 
 
 def prune_stale_indexes(root: Path, dump: Path, keep: str) -> list[str]:
@@ -182,9 +276,12 @@ def prune_stale_indexes(root: Path, dump: Path, keep: str) -> list[str]:
         if directory.name == keep or directory.name.startswith(".") or not directory.is_dir():
             continue
         try:
-            source = json.loads((directory / MANIFEST).read_text()).get("source")
+            source = json.loads((directory / DUMP_INFO).read_text()).get("source")
         except (OSError, ValueError):
-            continue  # not a finished index: its builder cleans up
+            try:  # an index of format 1 (one manifest for the whole dump)
+                source = json.loads((directory / MANIFEST).read_text()).get("source")
+            except (OSError, ValueError):
+                continue  # not a finished index: its builder cleans up
         if source == str(dump):
             shutil.rmtree(directory, ignore_errors=True)
             (root / f".{directory.name}.lock").unlink(missing_ok=True)
@@ -231,89 +328,131 @@ class DayFiles:
         self.buffered = 0
 
 
-def build_day_index(dump: Path, directory: Path, flush_bytes: int = 64 << 20) -> dict[str, Any]:
-    """Split `dump` into day files in `directory` (one pass) and write its manifest there."""
+def build_day_index(
+    dump: Path,
+    directory: Path,
+    flush_bytes: int = 64 << 20,
+    shards: list[str] | None = None,
+    progress_every_s: float = PROGRESS_EVERY_S,
+) -> dict[str, dict[str, Any]]:
+    """Split `dump` into the `shards` (default: all) under `directory`, in one pass.
+
+    Each shard gets directory/<shard>/ds=*.ndjson and a manifest; returns the manifests by shard.
+    Lines whose raw bytes name none of the shards' subreddits are not parsed (not_selected).
+    """
     started = time.monotonic()
+    shards = shards or [ALL_SHARD]
+    everything = ALL_SHARD in shards
+    if everything and len(shards) > 1:
+        raise ValueError(f"the {ALL_SHARD} shard is built alone, not with {shards}")
+    selection = Selection(None) if everything else Selection(frozenset(n.removeprefix("r-") for n in shards))
     stat = dump.stat()
-    log.info("indexing archive %s (%.1f MB) into %s", dump, stat.st_size / 1e6, directory)
-    files = DayFiles(directory, flush_bytes)
+    log.info("indexing archive %s (%.1f MB) for %s into %s", dump, stat.st_size / 1e6, selection.key, directory)
+    files: dict[str, DayFiles] = {}
+    budget = max(flush_bytes // len(shards), 1 << 16)
+    for name in shards:
+        (directory / name).mkdir(parents=True, exist_ok=True)
+        files[name] = DayFiles(directory / name, budget)
     bad: dict[str, int] = {}
-    day_skips: dict[str, dict[str, int]] = {}
-    lines = slimmed = 0
-    with open_binary(dump) as stream:
-        for line in stream:
-            lines += 1
-            if not line.strip():
-                continue
-            day, reason, post_id, stored = place_line(line)
-            if reason is None:
-                slimmed += stored is not line
-                files.add(day, stored if stored.endswith(b"\n") else stored + b"\n")
-                continue
-            if reason not in NOT_BAD:
-                bad[reason] = bad.get(reason, 0) + 1
-                if bad[reason] <= LOGGED_PER_REASON:
-                    log.warning("archive %s:%d: skipped post %s: %s", dump, lines, post_id or "(unknown id)", reason)
-            if day is not None:
-                skips = day_skips.setdefault(day, {})
-                skips[reason] = skips.get(reason, 0) + 1
-    files.flush()
-    manifest = {
-        "format": INDEX_FORMAT,
-        "source": str(dump),
-        "size": stat.st_size,
-        "mtime": datetime.fromtimestamp(stat.st_mtime, timezone.utc).isoformat(),
-        "mtime_ns": stat.st_mtime_ns,
-        "lines": lines,
-        "indexed": sum(files.counts.values()),
-        "slimmed": slimmed,
-        "crossposts": sum(s.get("crosspost", 0) for s in day_skips.values()),
-        "bad_lines": dict(sorted(bad.items())),
-        "days": dict(sorted(files.counts.items())),
-        "day_skips": dict(sorted(day_skips.items())),
-        "created_at": datetime.now(timezone.utc).isoformat(),
-        "build_seconds": round(time.monotonic() - started, 3),
-    }
-    manifest_path = directory / MANIFEST
-    with open(manifest_path, "w") as fh:
-        json.dump(manifest, fh, indent=1)
-        fh.flush()
-        os.fsync(fh.fileno())
+    scan_skips: dict[str, int] = {}
+    day_skips: dict[str, dict[str, dict[str, int]]] = {name: {} for name in shards}
+    slimmed = dict.fromkeys(shards, 0)
+    progress = ScanProgress(dump, stat.st_size, every_s=progress_every_s)
+    for line in iter_candidate_lines(dump, selection, progress):
+        if not line.strip():
+            continue
+        day, reason, post_id, stored, subreddit = place_line(line)
+        if everything:
+            shard = ALL_SHARD
+        elif reason in ("malformed_json", "not_an_object"):
+            shard = None  # cannot tell whose line it was
+        elif selection.keeps(subreddit):
+            shard = shard_name(subreddit)
+        else:  # the prefilter's near misses: pics2, a title "pics", a decoy field
+            scan_skips["other_subreddit"] = scan_skips.get("other_subreddit", 0) + 1
+            continue
+        if reason is None:
+            slimmed[shard] += stored is not line  # type: ignore[index]
+            files[shard].add(day, stored if stored.endswith(b"\n") else stored + b"\n")  # type: ignore[index,arg-type]
+            continue
+        if reason not in NOT_BAD:
+            bad[reason] = bad.get(reason, 0) + 1
+            if bad[reason] <= LOGGED_PER_REASON:
+                log.warning("archive %s (line ~%d): skipped post %s: %s", dump, progress.lines, post_id or "(unknown id)", reason)
+        if day is not None and shard is not None:
+            skips = day_skips[shard].setdefault(day, {})
+            skips[reason] = skips.get(reason, 0) + 1
+    scan_skips["not_selected"] = progress.lines - progress.candidates
+    seconds = round(time.monotonic() - started, 3)
+    log.info("%s: done", progress.line())
+    manifests = {}
+    for name in shards:
+        files[name].flush()
+        counts = files[name].counts
+        manifest = {
+            "format": INDEX_FORMAT,
+            "source": str(dump),
+            "shard": name,
+            "selection": selection.key,  # what the scan that built this shard selected
+            "size": stat.st_size,
+            "mtime": datetime.fromtimestamp(stat.st_mtime, timezone.utc).isoformat(),
+            "mtime_ns": stat.st_mtime_ns,
+            "lines": progress.lines,
+            "parsed": progress.candidates,
+            "scan_skips": dict(sorted(scan_skips.items())),
+            "indexed": sum(counts.values()),
+            "slimmed": slimmed[name],
+            "crossposts": sum(s.get("crosspost", 0) for s in day_skips[name].values()),
+            "bad_lines": dict(sorted(bad.items())),
+            "days": dict(sorted(counts.items())),
+            "day_skips": dict(sorted(day_skips[name].items())),
+            "created_at": datetime.now(timezone.utc).isoformat(),
+            "build_seconds": seconds,
+            "decompressed_bytes": progress.decompressed,
+        }
+        with open(directory / name / MANIFEST, "w") as fh:
+            json.dump(manifest, fh, indent=1)
+            fh.flush()
+            os.fsync(fh.fileno())
+        manifests[name] = manifest
     log.info(
-        "indexed %s: %d lines, %d days, bad lines %s, %.1f s",
-        dump, lines, len(files.counts), manifest["bad_lines"], manifest["build_seconds"],
+        "indexed %s for %s: %d lines, %d parsed, %d kept, bad lines %s, %.1f s",
+        dump, selection.key, progress.lines, progress.candidates,
+        sum(m["indexed"] for m in manifests.values()), bad, seconds,
     )
-    return manifest
+    return manifests
 
 
-def place_line(line: bytes) -> tuple[str | None, str | None, str | None, bytes]:
-    """(day, skip reason or None, post id, line to store) for one dump line.
+def place_line(line: bytes) -> tuple[str | None, str | None, str | None, bytes, str | None]:
+    """(day, skip reason or None, post id, line to store, subreddit) for one dump line.
 
-    Only what decides the day is checked here; the rest is validated when the day is read,
-    exactly as a plain scan does.
+    Only what decides the day and the shard is checked here; the rest is validated when the day
+    is read, exactly as a plain scan does.
     """
     try:
         data = load_line(line)
     except ValueError:
-        return None, "malformed_json", None, line
+        return None, "malformed_json", None, line, None
     if not isinstance(data, dict):
-        return None, "not_an_object", None, line
+        return None, "not_an_object", None, line, None
+    subreddit = subreddit_of(data)
     post_id = post_id_of(data)
     value = data.get("created_utc")
     created = created_of(value)
     if created is None:
-        return None, "missing_created_utc" if value is None or value == "" else "bad_created_utc", post_id, line
+        reason = "missing_created_utc" if value is None or value == "" else "bad_created_utc"
+        return None, reason, post_id, line, subreddit
     try:
         day = day_name(created // SECONDS_PER_DAY)
     except (ValueError, OverflowError):
-        return None, "bad_created_utc", post_id, line
+        return None, "bad_created_utc", post_id, line, subreddit
     if post_id is None:
-        return day, "missing_id", None, line
+        return day, "missing_id", None, line, subreddit
     if data.get("crosspost_parent"):
-        return day, "crosspost", post_id, line
+        return day, "crosspost", post_id, line, subreddit
     if len(line) > SLIM_ABOVE_BYTES:
         line = json.dumps(slim_archive_post(data), ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
-    return day, None, post_id, line
+    return day, None, post_id, line, subreddit
 
 
 def slim_archive_post(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -347,28 +486,32 @@ def slim_archive_post(data: Mapping[str, Any]) -> dict[str, Any]:
 def iter_indexed_posts(
     index: DayIndex, start_utc: int, end_utc: int, scan: ArchiveScan | None = None
 ) -> Iterator[PostRecord]:
-    """Yield the posts created in [start_utc, end_utc) from the index's day files.
+    """Yield the posts created in [start_utc, end_utc) from the index's day files (every shard).
 
     scan gets the lines of the days read, their bad lines, and the index-time skips
-    (crossposts, lines without an id) of those days from the manifest.
+    (crossposts, lines without an id) of those days from the manifests.
     """
     scan = scan if scan is not None else ArchiveScan()
     scan.index = index.summary()
+    scan.indexes.append(scan.index)
     seen: set[str] = set()
     for day in index.days_overlapping(start_utc, end_utc):
-        for reason, count in index.manifest["day_skips"].get(day, {}).items():
-            scan.skip_reasons[reason] = scan.skip_reasons.get(reason, 0) + count
-            scan.bad_lines += 0 if reason in NOT_BAD else count
-        expected = index.manifest["days"].get(day, 0)
-        if not expected:
-            continue
-        path = index.day_path(day)
-        before = scan.lines
-        with path.open("rb") as fh:
-            yield from select_interval(fh, start_utc, end_utc, scan, path.name, seen)
-        if scan.lines - before != expected:
-            raise RuntimeError(
-                f"archive index day file {path} has {scan.lines - before} lines, its manifest says "
-                f"{expected}: delete {index.directory} to rebuild the index"
-            )
-        scan.days_read += 1
+        read = False
+        for shard in index.shards:
+            for reason, count in shard.manifest["day_skips"].get(day, {}).items():
+                scan.skip_reasons[reason] = scan.skip_reasons.get(reason, 0) + count
+                scan.bad_lines += 0 if reason in NOT_BAD else count
+            expected = shard.manifest["days"].get(day, 0)
+            if not expected:
+                continue
+            path = shard.day_path(day)
+            before = scan.lines
+            with path.open("rb") as fh:
+                yield from select_interval(fh, start_utc, end_utc, scan, f"{shard.name}/{path.name}", seen)
+            if scan.lines - before != expected:
+                raise RuntimeError(
+                    f"archive index day file {path} has {scan.lines - before} lines, its manifest says "
+                    f"{expected}: delete {index.directory} to rebuild the index"
+                )
+            read = True
+        scan.days_read += read

@@ -72,7 +72,7 @@ def first_pass(settings: Settings, paths: list[Path], labels: pd.DataFrame | Lab
         labels = labels.fetch(settings) if paths else None  # no partitions: nothing to join them to
     index = scan_index(paths, labels)
     del labels
-    in_window = within_window(index.rows, training.train_window_days)
+    in_window = within_window(index.rows, training.train_window_days, training.train_window_rows)
     split = chronological_split(in_window, training.val_fraction, training.test_fraction) if len(in_window) else None
     rows = {
         "input": index.input_rows,

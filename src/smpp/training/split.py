@@ -27,12 +27,25 @@ def labelled_rows(features: pd.DataFrame) -> pd.DataFrame:
     return features.loc[np.isfinite(labels.to_numpy(dtype=float, na_value=np.nan))].reset_index(drop=True)
 
 
-def within_window(features: pd.DataFrame, window_days: int | None) -> pd.DataFrame:
-    """Keep the newest `window_days` of history (None keeps all)."""
-    if window_days is None or features.empty:
+def within_window(features: pd.DataFrame, window_days: int | None, window_rows: int | None = None) -> pd.DataFrame:
+    """Keep the newest `window_days` of history and at most the newest `window_rows` rows (None: no bound).
+
+    The row cut falls on a timestamp boundary (posts sharing the cut's created_utc are all dropped),
+    so the window never holds more than `window_rows` and the split's strict time order still holds.
+    """
+    if features.empty:
         return features
-    newest = int(features["created_utc"].max())
-    return features.loc[features["created_utc"] >= newest - window_days * 86400].reset_index(drop=True)
+    keep = np.ones(len(features), dtype=bool)
+    times = features["created_utc"].to_numpy()
+    if window_days is not None:
+        keep &= times >= int(times.max()) - window_days * 86400
+    if window_rows is not None and keep.sum() > window_rows:
+        ordered = np.sort(times[keep])
+        # strictly after the newest time that would not fit: ties at the boundary go together
+        keep &= times > ordered[len(ordered) - window_rows - 1]
+    if keep.all():
+        return features
+    return features.loc[keep].reset_index(drop=True)
 
 
 def chronological_split(features: pd.DataFrame, val_fraction: float, test_fraction: float) -> ChronoSplit:

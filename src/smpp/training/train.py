@@ -153,7 +153,7 @@ def with_history(settings: Settings, features: pd.DataFrame) -> pd.DataFrame:
 def split_for_training(settings: Settings, features: pd.DataFrame) -> ChronoSplit:
     """The split train_and_evaluate uses: labelled rows, training window, chronological cuts."""
     features = with_history(settings, features)
-    in_window = within_window(labelled_rows(features), settings.training.train_window_days)
+    in_window = within_window(labelled_rows(features), settings.training.train_window_days, settings.training.train_window_rows)
     return chronological_split(in_window, settings.training.val_fraction, settings.training.test_fraction)
 
 

@@ -348,6 +348,18 @@ def _versions_of_day(settings: Settings, day: date) -> list[str]:
     return found
 
 
+def _champion_scored_reason(stages: dict[str, Any]) -> str:
+    """A day between retrains (training.retrain_every_days): who scored it, and how well."""
+    champion = _get(stages, "train_model", "champion_version")
+    every = _get(stages, "train_model", "retrain_every_days")
+    text = f"Not a training day (retrain every {every} days): scored by the champion {champion}"
+    within = _get(stages, "evaluate_and_publish", "champion_metrics", "spearman_within_subreddit")
+    if isinstance(within, (int, float)):
+        text += f", within-subreddit Spearman {within:.3f} on the window's test slice"
+    nxt = _get(stages, "train_model", "next_training_day")
+    return text + (f"; next training day {nxt}." if nxt else ".")
+
+
 def run_view(settings: Settings, day: date) -> RunView:
     stages, problems = _read_stage_files(settings, day)
     trained = _get(stages, "train_model", "version")
@@ -360,6 +372,8 @@ def run_view(settings: Settings, day: date) -> RunView:
             model = model_view(settings, version)
         except ArtifactNotFound:
             no_model_reason = f"train_model recorded version {version}, but its folder is gone"
+    elif _get(stages, "train_model", "trained") is False:
+        no_model_reason = _champion_scored_reason(stages)
     elif "train_model" in stages:
         no_model_reason = "train_model ran but recorded no model version"
     elif stages:

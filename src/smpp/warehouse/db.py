@@ -51,6 +51,9 @@ def get_engine(url: str) -> Engine:
     else:
         engine = create_engine(url, pool_pre_ping=True)
     Base.metadata.create_all(engine)
+    from smpp.warehouse.history_schema import ensure_history_schema
+
+    ensure_history_schema(engine)  # columns, indexes and triggers create_all does not add to existing tables
     return engine
 
 
@@ -158,7 +161,9 @@ def stream_tuples(session: Session, statement: Select, batch_rows: int = 50_000)
     """
     connection = session.connection()
     if connection.dialect.name not in DRIVER_DIALECTS:
-        result = connection.execution_options(yield_per=batch_rows).execute(statement)
+        # on the statement: Connection.execution_options would leave the session's connection
+        # streaming, and a later write on it then fails inside a server-side cursor (Postgres)
+        result = connection.execute(statement.execution_options(yield_per=batch_rows))
         for batch in result.partitions():
             yield [tuple(row) for row in batch]
         return

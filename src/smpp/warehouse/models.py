@@ -79,6 +79,37 @@ class Label(Base):
     observed_at: Mapped[int | None] = mapped_column(BigInteger)
     matured_utc: Mapped[int] = mapped_column(BigInteger, index=True)
     status: Mapped[str] = mapped_column(String(16))
+    # the post's subreddit, filled by a trigger (warehouse/history_schema.py), so "the last 100
+    # labels of r/x matured before t" is an index range, not a join over the subreddit's history
+    subreddit: Mapped[str | None] = mapped_column(String(64))
+
+
+class SubredditDay(Base):
+    """Kept (not removed) posts per subreddit and UTC day (created_utc // 86400), kept by triggers:
+    a subreddit's post count before a day is a sum over days, not a count over its posts."""
+
+    __tablename__ = "subreddit_days"
+    subreddit: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    posts: Mapped[int] = mapped_column(BigInteger)
+
+
+class PostLevel(Base):
+    """Cache of what the author history features need of one post: its trainable label (None:
+    none), when it matured, and its subreddit's recent label level when it was created (None: no
+    label before it), so an author's features need only the author's own posts. Written by
+    history_store when first needed; triggers delete the rows of a subreddit's posts created at or
+    after a changed post or label (the only ones it can change), so a row is never stale."""
+
+    __tablename__ = "post_levels"
+    # SQLite: rows stored in the primary key's b-tree, one lookup per post
+    __table_args__ = {"sqlite_with_rowid": False}
+    post_id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    subreddit: Mapped[str] = mapped_column(String(64))
+    created_utc: Mapped[int] = mapped_column(BigInteger)
+    label: Mapped[float | None] = mapped_column(Float(precision=53))
+    matured_utc: Mapped[int | None] = mapped_column(BigInteger)
+    level: Mapped[float | None] = mapped_column(Float(precision=53))
 
 
 class Tombstone(Base):
@@ -91,3 +122,9 @@ class Tombstone(Base):
 
 
 Index("ix_snapshots_post", PostSnapshot.post_id)
+# history features (history_store): bounded range reads per subreddit / author
+# covering: the count and author queries never read the (wide) post rows
+Index("ix_posts_subreddit_history", Post.subreddit, Post.created_utc, Post.removed)
+Index("ix_posts_author_history", Post.author, Post.created_utc, Post.removed, Post.subreddit, Post.id)
+Index("ix_labels_subreddit_matured", Label.subreddit, Label.matured_utc)
+Index("ix_post_levels_subreddit_created", PostLevel.subreddit, PostLevel.created_utc)
