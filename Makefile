@@ -91,10 +91,16 @@ up: airflow-db
 # Backfill FROM..TO (days, inclusive) from an archive dump through the running scheduler
 # (`make up`). --max-active-runs 1: the CLI does not inherit the DAG's max_active_runs.
 # SQLite answers "database is locked" while the scheduler writes: retried.
-BACKFILL_CONF = {"source": "archive", "archive_path": "$(abspath $(ARCHIVE))"}
+# ARCHIVE: a dump file, a folder of dumps or a quoted glob. SUBREDDITS (comma-separated, or '*'
+# for every subreddit of the dump) overrides SMPP_SUBREDDITS for these runs.
+SUBREDDITS ?=
+comma := ,
+space := $(subst ,, )
+BACKFILL_SUBS = $(if $(SUBREDDITS),$(comma) "subreddits": [$(subst $(space),$(comma)$(space),$(strip $(patsubst %,"%",$(subst $(comma), ,$(SUBREDDITS)))))])
+BACKFILL_CONF = {"source": "archive", "archive_path": "$(abspath $(ARCHIVE))"$(BACKFILL_SUBS)}
 backfill: airflow-db
-	@test -n "$(FROM)" -a -n "$(TO)" -a -n "$(ARCHIVE)" || { echo "usage: make backfill FROM=2013-07-24 TO=2013-07-26 ARCHIVE=tests/data/backfill_3days.ndjson.zst"; exit 2; }
-	@test -f "$(ARCHIVE)" || { echo "no archive dump at $(ARCHIVE)"; exit 2; }
+	@test -n "$(FROM)" -a -n "$(TO)" -a -n "$(ARCHIVE)" || { echo "usage: make backfill FROM=2013-07-24 TO=2013-07-26 ARCHIVE=tests/data/backfill_3days.ndjson.zst [SUBREDDITS='*' | SUBREDDITS=pics,aww]"; exit 2; }
+	@ls -d $(ARCHIVE) >/dev/null 2>&1 || { echo "no archive dump at $(ARCHIVE)"; exit 2; }
 	@retry() { for i in 1 2 3 4 5; do \
 		out=$$("$$@" 2>&1) && { echo "$$out" | tail -5; return 0; }; \
 		echo "$$out" | grep -q "database is locked" && [ $$i -lt 5 ] || { echo "$$out" | tail -20; return 1; }; \

@@ -188,4 +188,4 @@ def backfill(env: dict, archive: Path, start: str, end: str, *extra: str) -> Non
     """The README's backfill command: archive source, one run at a time."""
     airflow_cli(env, "backfill", "create", "--dag-id", "smpp_pipeline", "--from-date", start, "--to-date", end,
                 "--max-active-runs", "1",
-                "--dag-run-conf", json.dumps({"source": "archive", "archive_path": str(archive)}), *extra)
+                "--dag-run-conf", json.dumps({"source": "archive", "archive_path": str(archive), "subreddits": ["*"]}), *extra)

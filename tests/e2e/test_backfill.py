@@ -45,7 +45,12 @@ def run_day(order: list[str], start: datetime, params: dict) -> dict:
     end = start + timedelta(days=1)
     results: dict = {}
     for task_id in order:
-        if task_id == "evaluate_and_publish":
+        if task_id == "plan_archive_files":
+            results[task_id] = tasks.plan_archive_files(start, end, params)
+        elif task_id == "index_archive_file":  # mapped: one call per planned file
+            results[task_id] = [tasks.index_archive_file(path, start, end, params)
+                                for path in results["plan_archive_files"]]
+        elif task_id == "evaluate_and_publish":
             results[task_id] = tasks.evaluate_and_publish(start, end, results["train_model"]["version"], params)
         elif task_id.startswith("plan_"):
             results[task_id] = tasks.plan_embedding_chunks(start, end, task_id.removeprefix("plan_"), params)
@@ -66,7 +71,8 @@ def backfill(tmp_path_factory):
     mp.setenv("SMPP_TRAINING__EPOCHS", "3")
     mp.setenv("SMPP_ENCODERS__CHUNK_SIZE", "100")  # several mapped chunks per day
     get_settings.cache_clear()
-    params = {"source": "archive", "archive_path": str(DUMP)}
+    # every subreddit of the sample dump (its 40 subreddits hold only 12 posts of the default three)
+    params = {"source": "archive", "archive_path": str(DUMP), "subreddits": ["*"]}
     order = dag_task_order()
     runs = {day.date().isoformat(): run_day(order, day, params) for day in DAYS}
     yield get_settings(), runs
@@ -108,6 +114,6 @@ def test_rerunning_a_backfilled_day_changes_nothing(backfill):
     settings, runs = backfill
     day = DAYS[1]
     before = {s: storage.read_partition(settings, s, day) for s in ("posts", "filtered", "features")}
-    run_day(dag_task_order(), day, {"source": "archive", "archive_path": str(DUMP)})
+    run_day(dag_task_order(), day, {"source": "archive", "archive_path": str(DUMP), "subreddits": ["*"]})
     for stage, frame in before.items():
         pd.testing.assert_frame_equal(storage.read_partition(settings, stage, day), frame)
