@@ -41,7 +41,8 @@ def evaluate_posts(posts, out_dir: Path) -> dict:
 
     settings = Settings()
     settings = settings.with_overrides(
-        training={**settings.training.model_dump(), "test_fraction": 0.2, "train_window_days": None}
+        training={**settings.training.model_dump(), "test_fraction": 0.2, "train_window_days": None,
+                  "train_window_rows": None}
     )
     frame = archive_feature_frame(settings, posts)
     return train_and_evaluate(settings, frame, out_dir).metrics

@@ -107,7 +107,8 @@ def evaluate_archive(settings: Settings, archive: Path, out_dir: Path) -> dict[s
     started = time.perf_counter()
     # the split: oldest 80 % train + validation, newest 20 % test
     settings = settings.with_overrides(
-        training={**settings.training.model_dump(), "test_fraction": 0.2, "train_window_days": None}
+        training={**settings.training.model_dump(), "test_fraction": 0.2, "train_window_days": None,
+                  "train_window_rows": None}
     )
     posts, scan = read_archive(archive)
     if posts.empty:
