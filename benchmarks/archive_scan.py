@@ -107,7 +107,7 @@ def phase_dag_day(dump: Path, subs: list[str], work: Path) -> dict:
     airflow = Path(sys.executable).parent / "airflow"
     env = {**os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
            "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "PYTHONPATH": str(REPO / "src"), "SMPP_DATA_DIR": str(data),
-           "SMPP_MODEL_PROFILE": "tiny", "SMPP_SOURCE": "archive", "SMPP_ARCHIVE_PATH": str(dump),
+           "SMPP_MODEL_PROFILE": "tiny", "SMPP_IMAGES__OFFLINE": "true", "SMPP_SOURCE": "archive", "SMPP_ARCHIVE_PATH": str(dump),
            "SMPP_SUBREDDITS": json.dumps(subs), "SMPP_TASK_RETRIES": "0", "HF_HUB_OFFLINE": "1",
            "SMPP_IMAGES__MAX_RETRIES": "0", "SMPP_IMAGES__CONNECT_TIMEOUT_S": "1"}
     env.pop("SMPP_CONFIG", None)

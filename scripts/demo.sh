@@ -14,6 +14,7 @@ mkdir -p "$LOG"
 export SMPP_REDDIT__CLIENT_ID=smpp-demo SMPP_REDDIT__CLIENT_SECRET=smpp-demo-secret
 export SMPP_REDDIT__OAUTH_URL=$BASE SMPP_REDDIT__REDDIT_URL=$BASE SMPP_REDDIT__SHORT_URL=$BASE
 export SMPP_IMAGES__ALLOWED_PRIVATE_HOSTS='["127.0.0.1"]'
+export SMPP_IMAGES__OFFLINE=true  # the demo contacts nothing but 127.0.0.1, not even DNS
 # every subreddit of the sample's live day
 export SMPP_SUBREDDITS=$("$PY" -c "import json, sys; from smpp.devtools.fake_reddit import load_posts; print(json.dumps(sorted({p['subreddit'] for p in load_posts(sys.argv[1])})))" "$SAMPLE")
 

@@ -28,6 +28,7 @@ def settings(tmp_path, monkeypatch):
     monkeypatch.setenv("SMPP_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("SMPP_MODEL_PROFILE", "tiny")
     monkeypatch.setenv("SMPP_IMAGES__ALLOWED_PRIVATE_HOSTS", '["127.0.0.1"]')
+    monkeypatch.setenv("SMPP_IMAGES__OFFLINE", "true")  # sample image hosts are never resolved
     monkeypatch.delenv("SMPP_CONFIG", raising=False)
     monkeypatch.delenv("SMPP_DATABASE_URL", raising=False)
     settings_module.get_settings.cache_clear()

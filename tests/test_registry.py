@@ -12,7 +12,13 @@ BASELINES = ("baseline_subreddit_mean", "baseline_metadata_gbm", "baseline_text_
 
 
 def _block(within, mae=0.5, spearman=0.8):
-    return {"spearman_within_subreddit": within, "spearman": spearman, "mae": mae, "rmse": mae + 0.1, "r2": 0.5, "n": 100}
+    return {"spearman_within_subreddit": within, "spearman": spearman, "mae": mae, "rmse": mae + 0.1, "r2": 0.5, "n": 300,
+            "prediction_min": 0.5, "prediction_max": 6.0}
+
+
+# what training writes for the plausibility checks: train labels in [0, 8], a constant predictor at MAE 1.0
+TRAIN_LABELS = {"n": 1200, "min": 0.0, "max": 8.0, "mean": 3.0, "median": 2.9, "std": 1.5}
+CONSTANT = {"mae": 1.0, "spearman": 0.0, "spearman_within_subreddit": 0.0, "n": 300}
 
 
 def _register(settings, stamp, model, baselines=(0.0, 0.05, 0.1), skipped=None, champion_block=None):
@@ -22,7 +28,9 @@ def _register(settings, stamp, model, baselines=(0.0, 0.05, 0.1), skipped=None, 
     metrics = {
         "model": None if skipped else model,
         **{name: None if skipped else _block(value) for name, value in zip(BASELINES, baselines)},
-        "rows": {"train": 70, "val": 15, "test": 15},
+        "rows": {"train": 1200, "val": 280, "test": 300},
+        "train_labels": None if skipped else TRAIN_LABELS,
+        "baseline_train_median": None if skipped else CONSTANT,
         "skipped_reason": skipped,
         "champion": champion_block,
         "created_utc": f"2026-11-01T00:00:{stamp:02d}+00:00",
@@ -110,10 +118,15 @@ def test_champion_metrics_on_the_same_test_slice_take_precedence(settings):
     assert passed.promoted and "by the caller" in passed.reason
 
 
-def test_null_within_subreddit_falls_back_to_overall_spearman(settings):
+def test_null_within_subreddit_falls_back_to_overall_spearman_only_when_allowed(settings):
     model = _block(None, spearman=0.9)
     version = _register(settings, 1, model, baselines=(None, None, None))
-    decision = decide_and_publish(settings, version)
+    refused = decide_and_publish(settings, version)
+    assert not refused.promoted and "promotion_allow_overall_spearman is off" in refused.reason
+    allowing = settings.model_copy(
+        update={"training": settings.training.model_copy(update={"promotion_allow_overall_spearman": True})}
+    )
+    decision = decide_and_publish(allowing, version)
     assert decision.promoted
     assert "judged on overall spearman" in decision.reason
 

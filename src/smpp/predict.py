@@ -195,7 +195,7 @@ def _store_local_image(settings: Settings, path: str) -> tuple[str, str]:
     from smpp.images.fetch import normalise_image, store_image
 
     data = Path(path).expanduser().read_bytes()
-    normalised = normalise_image(data, settings.images.max_side)
+    normalised = normalise_image(data, settings.images.max_side, settings.images.max_decode_mb << 20)
     sha, stored = store_image(settings, normalised.jpeg)
     return sha, str(stored)
 

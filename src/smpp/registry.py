@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
+import os
 import re
 import secrets
+import shutil
+import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -20,7 +25,9 @@ from typing import Any
 from smpp.settings import Settings
 from smpp.storage import atomic_write_json
 from smpp.training.baselines import BASELINE_NAMES
-from smpp.training.metrics import json_safe
+from smpp.training.metrics import implausibility, json_safe
+
+log = logging.getLogger(__name__)
 
 CHAMPION_FILE = "champion.json"
 PROMOTIONS_FILE = "promotions.jsonl"
@@ -28,9 +35,13 @@ DECISION_FILE = "decision.json"
 METRICS_FILE = "metrics.json"
 LOCK_FILE = ".registry.lock"
 VERSION_PATTERN = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
+# a version being built: .tmp-<version>@<host>@<pid>/<version>/ beside the finished ones (never listed)
+STAGING_PREFIX = ".tmp-"
+STAGING_PATTERN = re.compile(r"^\.tmp-(?P<name>.+)@(?P<host>[^@]+)@(?P<pid>\d+)$")
 VERSION_TIME_FORMAT = "%Y%m%dT%H%M%SZ"
 PRIMARY_METRIC = "spearman_within_subreddit"
 FALLBACK_METRIC = "spearman"
+CONSTANT_BASELINE = "baseline_train_median"  # written by smpp.training.train: the plausibility yardstick
 
 
 def new_version_id(now: datetime | None = None) -> str:
@@ -62,6 +73,8 @@ class PromotionDecision:
     champion: str | None
     challenger_metrics: dict
     champion_metrics: dict | None
+    # e.g. "champion re-scored absurdly on this test slice": shown with the decision, also in `reason`
+    warnings: list[str] = field(default_factory=list)
 
 
 @contextmanager
@@ -85,7 +98,8 @@ def _summary(metrics: dict | None) -> dict:
     """The numbers a decision is made on (not the per-subreddit detail)."""
     if not metrics:
         return {}
-    keep = ("spearman_within_subreddit", "spearman_within_subreddit_weighted", "spearman", "mae", "rmse", "r2", "n")
+    keep = ("spearman_within_subreddit", "spearman_within_subreddit_weighted", "spearman", "mae", "rmse", "r2", "n",
+            "prediction_min", "prediction_max", "error")
     return {k: metrics.get(k) for k in keep}
 
 
@@ -109,7 +123,53 @@ def _resolve_champion_metrics(
     return None, "champion metrics unavailable"
 
 
+def _implausible(settings: Settings, scores: dict | None, metrics: dict) -> list[str]:
+    """Why `scores` (on the challenger's test slice) cannot come from a working model; [] if none found."""
+    training = settings.training
+    return implausibility(
+        scores, metrics.get("train_labels"), (metrics.get(CONSTANT_BASELINE) or {}).get("mae"),
+        training.promotion_max_label_std_outside, training.promotion_max_mae_vs_constant,
+    )
+
+
+def _too_little_evidence(settings: Settings, metrics: dict, model: dict) -> str | None:
+    """Why the challenger's slices are too small to promote on (README: promotion evidence); None if enough."""
+    training = settings.training
+    train_rows = int((metrics.get("rows") or {}).get("train") or 0)
+    test_rows = int(model.get("n") or 0)
+    if train_rows < training.promotion_min_train_rows:
+        return f"too little evidence: {train_rows} train rows < promotion_min_train_rows={training.promotion_min_train_rows}"
+    if test_rows < training.promotion_min_test_rows:
+        return f"too little evidence: {test_rows} test rows < promotion_min_test_rows={training.promotion_min_test_rows}"
+    if model.get(PRIMARY_METRIC) is None and not training.promotion_allow_overall_spearman:
+        return (
+            f"too little evidence: {PRIMARY_METRIC} is null (no subreddit has {training.within_subreddit_min_posts} "
+            "test posts) and promotion_allow_overall_spearman is off"
+        )
+    return None
+
+
+def _broken_champion_warning(current: str, problems: list[str]) -> str:
+    return f"champion {current} looks broken on this test slice: {'; '.join(problems)}"
+
+
 def _gate(settings: Settings, version: str, champion_metrics_on_same_test: dict | None) -> PromotionDecision:
+    """_judge's decision; a broken champion is named in it even when the challenger was refused first."""
+    decision = _judge(settings, version, champion_metrics_on_same_test)
+    current = decision.champion
+    metrics = _read_metrics(settings, version) or {}
+    if decision.warnings or current is None or current == version or not metrics.get("model"):
+        return decision
+    champion_metrics, _ = _resolve_champion_metrics(settings, metrics, current, champion_metrics_on_same_test)
+    problems = _implausible(settings, champion_metrics, metrics)
+    if problems:
+        warning = _broken_champion_warning(current, problems)
+        decision.warnings.append(warning)
+        decision.reason = f"{decision.reason}; {warning}"
+    return decision
+
+
+def _judge(settings: Settings, version: str, champion_metrics_on_same_test: dict | None) -> PromotionDecision:
     training = settings.training
     current = champion(settings)
     metrics = _read_metrics(settings, version)
@@ -122,7 +182,17 @@ def _gate(settings: Settings, version: str, champion_metrics_on_same_test: dict 
     if not (version_dir(settings, version) / "model.keras").is_file():
         return PromotionDecision(False, "model.keras missing from the version folder", version, current, _summary(model), None)
 
+    refused = _too_little_evidence(settings, metrics, model)
+    if refused:
+        return PromotionDecision(False, refused, version, current, _summary(model), None)
+    problems = _implausible(settings, model, metrics)
+    if problems:
+        reason = f"challenger's test scores are implausible: {'; '.join(problems)}"
+        return PromotionDecision(False, reason, version, current, _summary(model), None)
+
     notes: list[str] = []
+    if metrics.get("train_labels") is None or metrics.get(CONSTANT_BASELINE) is None:
+        notes.append("no train label summary / constant baseline in metrics.json: plausibility not checked")
     metric = PRIMARY_METRIC
     if model.get(PRIMARY_METRIC) is None:
         metric = FALLBACK_METRIC
@@ -147,6 +217,15 @@ def _gate(settings: Settings, version: str, champion_metrics_on_same_test: dict 
 
     champion_metrics, source = _resolve_champion_metrics(settings, metrics, current, champion_metrics_on_same_test)
     notes.append(source)
+    champion_problems = _implausible(settings, champion_metrics, metrics)
+    if champion_problems:
+        # A broken champion's numbers are noise: beating (or losing to) them would decide by accident.
+        # The challenger has passed every gate of its own (evidence, plausibility, baselines): it replaces it.
+        warning = _broken_champion_warning(current, champion_problems)
+        notes += [warning, "its scores are not compared: promoted on the challenger's own gates"]
+        return PromotionDecision(
+            True, "; ".join(notes), version, current, _summary(model), _summary(champion_metrics), [warning]
+        )
     champion_value = (champion_metrics or {}).get(metric)
     if champion_value is None:
         notes.append(f"champion {current} has no {metric}: promoted on the baseline gate alone")
@@ -227,3 +306,69 @@ def list_versions(settings: Settings) -> list[dict[str, Any]]:
             }
         )
     return versions
+
+
+# ---------------------------------------------------------------- staging a version being built
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
+def remove_stale_staging(models_dir: Path, max_age_hours: float) -> list[str]:
+    """Remove the staging folders of builds that died (kill -9, OOM, lost worker); returns their names.
+
+    Stale: its process is gone (a build on this host), or it is older than `max_age_hours` (a build
+    on any host: another worker's pid cannot be checked from here).
+    """
+    if not models_dir.is_dir():
+        return []
+    host, now, removed = socket.gethostname(), time.time(), []
+    for folder in models_dir.iterdir():
+        match = STAGING_PATTERN.match(folder.name)
+        if match is None or not folder.is_dir():
+            continue
+        pid = int(match["pid"])
+        dead = match["host"] == host and pid != os.getpid() and not _process_alive(pid)
+        try:
+            old = now - folder.stat().st_mtime > max_age_hours * 3600
+        except FileNotFoundError:
+            continue  # another cleanup got there first
+        if dead or old:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder.name)
+    if removed:
+        log.warning("removed %d stale model staging folders: %s", len(removed), removed)
+    return removed
+
+
+@contextmanager
+def staged_version(final: Path, max_age_hours: float) -> Iterator[Path]:
+    """Build a version folder under a temp name beside `final`; it appears at `final` only when complete.
+
+    Yields `<parent>/.tmp-<name>@<host>@<pid>/<name>/` (same name, so what is written inside can say
+    its version), renamed to `final` (atomic: same filesystem) when the block ends; removed on an error.
+    A killed build leaves only the staging folder, which the next build's remove_stale_staging clears.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(final.parent, max_age_hours)
+    holder = final.parent / f"{STAGING_PREFIX}{final.name}@{socket.gethostname()}@{os.getpid()}"
+    shutil.rmtree(holder, ignore_errors=True)
+    building = holder / final.name
+    building.mkdir(parents=True)
+    try:
+        yield building
+        if final.is_dir() and not any(final.iterdir()):
+            final.rmdir()  # an empty folder made by the caller: take its place
+        if final.exists():
+            raise FileExistsError(f"{final} already exists: a version folder is never overwritten")
+        os.rename(building, final)
+    finally:
+        shutil.rmtree(holder, ignore_errors=True)

@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_serializer, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -28,11 +28,13 @@ Source = Literal["reddit", "archive"]
 class RedditSettings(BaseModel):
     # praw.ini section; kwargs below override it. Endpoints are only read from kwargs/praw.ini.
     site: str | None = None
-    client_id: str | None = None
-    client_secret: str | None = None
+    # Secrets are SecretStr: every dump of the settings (model_dump, JSON, repr, logs) shows '**********';
+    # only make_reddit reads the values (get_secret_value) to build the PRAW client.
+    client_id: SecretStr | None = None
+    client_secret: SecretStr | None = None
     user_agent: str = "linux:smpp:0.1.0 (popularity research pipeline)"
     username: str | None = None
-    password: str | None = None
+    password: SecretStr | None = None
     oauth_url: str | None = None
     reddit_url: str | None = None
     short_url: str | None = None
@@ -59,12 +61,24 @@ class ImageSettings(BaseModel):
     max_retries: int = 2
     retry_backoff_s: float = 0.5  # exponential backoff base (tenacity); sleeps are capped below
     retry_backoff_max_s: float = 8.0
-    total_timeout_s: float = 30.0  # wall deadline per image, so a slow-drip server cannot hang a worker
+    # Wall deadline per image over connect, headers, body, retries and redirects, so a slow-drip
+    # server cannot hold a worker (a watchdog shuts the socket when it passes).
+    total_timeout_s: float = 30.0
     max_redirects: int = 5
     per_host_concurrency: int = 4
     workers: int = 8
+    # Decode memory (issue 14): an image whose decode would need more than max_decode_mb (width x
+    # height x bytes per pixel of every full-size copy, estimated from the header before decoding)
+    # is refused as "over_decode_budget"; all workers' decodes together hold at most
+    # decode_budget_mb. 256 MB at max_side 1024: up to ~49 MP RGB or ~27 MP palette/alpha PNG; a
+    # JPEG is decoded reduced towards max_side first (a 48 MP photo costs ~30 MB).
+    max_decode_mb: int = Field(256, ge=1)
+    decode_budget_mb: int = Field(768, ge=1)
     # Hosts exempt from the private-address guard (tests and the demo serve images on 127.0.0.1).
     allowed_private_hosts: list[str] = Field(default_factory=list)
+    # Offline (tests, the demo): contact only allowed_private_hosts; any other host is a counted
+    # "offline" skip, decided from the URL alone, before any DNS lookup.
+    offline: bool = False
     # Fetch and store every gallery item, not only the first; the models still use index 0 alone.
     all_gallery_items: bool = False
 
@@ -115,6 +129,25 @@ class TrainingSettings(BaseModel):
     promotion_margin: float = 0.01  # on within-subreddit Spearman
     mae_tolerance: float = 0.05
     within_subreddit_min_posts: int = 20  # subreddits with fewer test posts are not scored
+    # Evidence a promotion needs (issue 14; README "Promotion evidence"). 1000 train rows come with ~300
+    # test rows at the default fractions; 200 test rows put the overall Spearman's standard error near
+    # 1/sqrt(197) = 0.07. A one-day sample (the 3-day dump: 145 / 298 train rows) never becomes champion.
+    promotion_min_train_rows: int = Field(1000, ge=0)
+    promotion_min_test_rows: int = Field(200, ge=0)
+    # Off: a null within-subreddit Spearman (no subreddit with within_subreddit_min_posts test posts)
+    # refuses promotion instead of falling back to the overall Spearman, which subreddit size dominates.
+    promotion_allow_overall_spearman: bool = False
+    # Plausibility, for challenger and re-scored champion alike: test predictions beyond
+    # [train label min - k std, max + k std], or an MAE above this many times a constant predictor's
+    # (the train-slice median label) on the same test slice, mean a broken model, never a champion.
+    promotion_max_label_std_outside: float = Field(3.0, gt=0.0)
+    promotion_max_mae_vs_constant: float = Field(1.0, gt=0.0)
+    # Normalisers (issue 14): a feature whose train-slice std is below this is constant there (e.g. day of
+    # week in a one-day slice) and is fed as 0, since nothing could be learnt from it; every other
+    # feature is divided by at least this std. Normalised values are then clipped to +-normalised_clip
+    # (NaN -> 0), so one unseen value cannot move a prediction without bound.
+    normaliser_min_std: float = Field(1e-3, gt=0.0)
+    normalised_clip: float = Field(10.0, gt=0.0)
     # Weight each training post by 1 / (its subreddit's train-slice label variance), so every subreddit
     # counts about equally in the loss, as in the mean within-subreddit Spearman the gate reads.
     balance_subreddits: bool = True  # chosen on validation slices (dev dump, half of its subreddits)
@@ -125,6 +158,9 @@ class TrainingSettings(BaseModel):
     # labels, index, split and slice plan in a child process (what that pass frees would otherwise
     # stay in the training process: allocators keep it, and memory would grow with the window)
     first_pass_in_child: bool = True
+    # A version is built in models/.tmp-<version>@<host>@<pid>/ and renamed into place when complete; a
+    # training's start removes such folders whose process is gone (same host) or, from any host, this old.
+    staging_max_age_hours: float = Field(48.0, gt=0.0)
     adapt_sample_rows: int = 50_000  # uniform train-slice sample the normalisers are adapted on
     shuffle_buffer_rows: int = 16_384  # rows shuffled in memory (files are also visited in a new order each epoch)
     # The metadata LightGBM fits in memory on a uniform train-slice sample of at most this many rows (val
@@ -152,7 +188,10 @@ class Settings(BaseSettings):
     )
 
     data_dir: Path = PROJECT_ROOT / "data"
-    database_url: str | None = None  # default: SQLite file under data_dir
+    # default: SQLite file under data_dir. Its password is a secret: every dump of the settings shows it as
+    # '***' (the serializer below), repr leaves the URL out; code reads the attribute, which keeps it. Not a
+    # SecretStr: driver, host, database name or SQLite path are lineage worth keeping in settings.json.
+    database_url: str | None = Field(None, repr=False)
     model_profile: ModelProfile = "offline"
     source: Source = "reddit"
     archive_path: Path | None = None
@@ -180,6 +219,10 @@ class Settings(BaseSettings):
         if self.database_url is None:
             self.database_url = f"sqlite:///{self.data_dir / 'warehouse.sqlite'}"
         return self
+
+    @field_serializer("database_url")
+    def _hide_database_password(self, url: str | None) -> str | None:
+        return redacted_url(url)
 
     # Layout of the data root (one place, so every stage agrees).
     @property
@@ -228,11 +271,30 @@ class Settings(BaseSettings):
 
     def with_overrides(self, **overrides: Any) -> "Settings":
         """A copy with run-level overrides (e.g. DAG params), validated again."""
-        data = self.model_dump()
+        # the values themselves, not model_dump(): a dump hides the database password
+        copy = self.model_copy(deep=True)
+        data = {name: getattr(copy, name) for name in type(self).model_fields}
         for key, value in overrides.items():
             if value is not None:
                 data[key] = value
         return Settings(**data)
+
+
+def redacted_url(url: str | None) -> str | None:
+    """A database URL with its password (in the netloc or a password= query argument) shown as '***'."""
+    if not url:
+        return url
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return "**********"  # unparseable: nothing of it can be shown safely
+    hidden = {key: "***" for key in parsed.query if key.lower() in ("password", "sslpassword")}
+    if parsed.password is None and not hidden:
+        return url
+    return parsed.update_query_dict(hidden).render_as_string(hide_password=True)
 
 
 @lru_cache(maxsize=1)

@@ -64,6 +64,7 @@ def base_env(home: Path, data: Path, executor: str, sql_conn: str) -> dict[str, 
         "TF_CPP_MIN_LOG_LEVEL": "2",
         "SMPP_DATA_DIR": str(data),
         "SMPP_MODEL_PROFILE": "tiny",
+        "SMPP_IMAGES__OFFLINE": "true",
         "SMPP_TRAINING__EPOCHS": "3",
         "SMPP_TASK_RETRIES": "0",  # fail fast: a retry would only hide the error for minutes
     }

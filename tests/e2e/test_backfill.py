@@ -68,6 +68,7 @@ def backfill(tmp_path_factory):
     root = tmp_path_factory.mktemp("backfill")
     mp.setenv("SMPP_DATA_DIR", str(root / "data"))
     mp.setenv("SMPP_MODEL_PROFILE", "tiny")
+    mp.setenv("SMPP_IMAGES__OFFLINE", "true")
     mp.setenv("SMPP_TRAINING__EPOCHS", "3")
     mp.setenv("SMPP_ENCODERS__CHUNK_SIZE", "100")  # several mapped chunks per day
     get_settings.cache_clear()

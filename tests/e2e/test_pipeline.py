@@ -59,6 +59,7 @@ def pipeline(tmp_path_factory):
             "SMPP_REDDIT__REDDIT_URL": fake.base_url,
             "SMPP_REDDIT__SHORT_URL": fake.base_url,
             "SMPP_IMAGES__ALLOWED_PRIVATE_HOSTS": '["127.0.0.1"]',
+            "SMPP_IMAGES__OFFLINE": "true",
             "SMPP_TRAINING__EPOCHS": "5",
             "SMPP_ENCODERS__CHUNK_SIZE": "200",  # several mapped tasks per embedding stage
             "SMPP_TASK_RETRIES": "0",  # fail fast: a retry would only hide the error for minutes

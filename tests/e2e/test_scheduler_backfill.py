@@ -142,6 +142,7 @@ def test_scoring_dag_scores_with_a_trained_version(cluster, monkeypatch):
     assert train["skipped_reason"] is None
     monkeypatch.setenv("SMPP_DATA_DIR", str(cluster["data"]))
     monkeypatch.setenv("SMPP_MODEL_PROFILE", "tiny")
+    monkeypatch.setenv("SMPP_IMAGES__OFFLINE", "true")
     monkeypatch.delenv("SMPP_DATABASE_URL", raising=False)
     get_settings.cache_clear()
     try:

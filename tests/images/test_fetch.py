@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import socket
@@ -332,8 +333,57 @@ def test_silent_server_times_out_after_retries(image_server, make_settings):
     assert time.monotonic() - started < 1.5
 
 
-def test_unresolvable_host(make_settings):
+def test_unresolvable_host(make_settings, monkeypatch):
+    import smpp.images.fetch as fetch_module
+
+    def no_such_name(host, *args, **kwargs):  # the machine's resolver is never asked in tests
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(fetch_module, "_dns_failures", {})
+    monkeypatch.setattr(fetch_module.socket, "getaddrinfo", no_such_name)
     assert status_of(make_settings(), "http://no-such-host.invalid/a.jpg") == "unresolvable"
+
+
+def test_offline_skips_every_host_not_allow_listed_before_any_lookup(
+    image_server, make_settings, imaging, monkeypatch, connect_log
+):
+    import smpp.images.fetch as fetch_module
+
+    lookups = []
+    real_getaddrinfo = socket.getaddrinfo
+
+    def recording(host, *args, **kwargs):
+        lookups.append(host)
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(fetch_module.socket, "getaddrinfo", recording)
+    ok = image_server.add_bytes("/a.jpg", imaging.encode(imaging.noise(8, 8), "JPEG"))
+    away = image_server.add_redirect("/away", "https://i.imgur.com/x.jpg")
+    frame = fetch(make_settings(offline=True), "https://i.imgur.com/a.jpg", "http://8.8.8.8/b.png", ok, away)
+    assert frame["status"].tolist() == ["offline", "offline", "ok", "offline"]
+    # urllib3 passes the address literal it connects to through getaddrinfo (numeric, no DNS)
+    assert set(lookups) <= {"127.0.0.1"} and connect_log == ["127.0.0.1", "127.0.0.1"]
+    assert count_reasons(frame) == {"offline": 3, "ok": 1}
+
+
+def test_online_is_the_default():
+    from smpp.settings import ImageSettings
+
+    assert ImageSettings().offline is False
+
+
+def test_address_literals_are_judged_without_a_lookup(monkeypatch):
+    import smpp.images.fetch as fetch_module
+
+    def no_lookups(*args, **kwargs):
+        raise AssertionError("looked up an address literal")
+
+    monkeypatch.setattr(fetch_module.socket, "getaddrinfo", no_lookups)
+    for url in ["http://10.0.0.1/x", "http://[::1]:8080/x", "http://169.254.169.254/", "http://[fd00::1]/"]:
+        with pytest.raises(fetch_module.FetchFailure, match="blocked_address"):
+            fetch_module.check_url(url, frozenset())
+    assert fetch_module.check_url("http://93.184.216.34/x", frozenset()) == "93.184.216.34"
+    assert fetch_module.checked_addresses("[::1]", 80, frozenset({"::1"}))[0][4][:2] == ("::1", 80)
 
 
 def test_dead_host_is_looked_up_once_per_batch(make_settings, monkeypatch):
@@ -361,21 +411,53 @@ def test_refused_connection_is_unreachable(make_settings):
     assert status_of(make_settings(), f"http://127.0.0.1:{port}/a.jpg") == "unreachable"
 
 
-def test_per_host_concurrency_is_bounded(image_server, make_settings, imaging):
+def test_per_host_concurrency_is_bounded(image_server, make_settings, imaging, monkeypatch):
+    # Counted where the bound lives. The old count (image_server.active, decremented when the
+    # handler thread returned) saw 3-4 on a loaded machine: the client had read the last byte and
+    # released its slot, and the next request had arrived, before the finished handler thread got
+    # the CPU back to decrement. Client side: slots held; server side: from the request to just
+    # before the last byte (a client cannot release before it has that byte).
+    import smpp.images.fetch as fetch_module
+
     jpeg = imaging.encode(imaging.noise(8, 8), "JPEG")
+    lock = threading.Condition()
+    counts = {"held": 0, "max_held": 0, "serving": 0, "max_serving": 0}
+    real_hold = fetch_module._HostLimiter.hold
+
+    @contextlib.contextmanager
+    def counting_hold(self, host):
+        with real_hold(self, host):
+            with lock:
+                counts["held"] += 1
+                counts["max_held"] = max(counts["max_held"], counts["held"])
+            try:
+                yield
+            finally:
+                with lock:
+                    counts["held"] -= 1
+
+    monkeypatch.setattr(fetch_module._HostLimiter, "hold", counting_hold)
 
     def route(handler):
-        time.sleep(0.15)
+        with lock:
+            counts["serving"] += 1
+            counts["max_serving"] = max(counts["max_serving"], counts["serving"])
+            lock.notify_all()
+            lock.wait_for(lambda: counts["serving"] >= 2, timeout=0.5)  # let the bound fill up
+        time.sleep(0.1)  # room for a third request, were the bound leaking
         handler.send_response(200)
         handler.send_header("Content-Length", str(len(jpeg)))
         handler.end_headers()
+        with lock:
+            counts["serving"] -= 1
         handler.wfile.write(jpeg)
 
     image_server.add("/slow.jpg", route)
     urls = [image_server.url(f"/slow.jpg?n={i}") for i in range(6)]
     frame = fetch(make_settings(per_host_concurrency=2, workers=6), *urls)
     assert count_reasons(frame) == {"ok": 6}
-    assert image_server.max_active == 2
+    assert counts["max_held"] == 2
+    assert counts["max_serving"] == 2
 
 
 def test_failures_are_logged_counted_and_typed(image_server, make_settings, caplog):
@@ -422,3 +504,133 @@ def test_empty_input_and_missing_columns(make_settings):
 )
 def test_is_blocked_ip(address, blocked):
     assert is_blocked_ip(address) is blocked
+
+
+def test_image_over_the_decode_budget_is_refused_from_its_header(image_server, make_settings, imaging):
+    # 3000x3000 RGB: ~34 MB decoded. The header alone decides; a reduced JPEG decode still fits.
+    png = image_server.add_bytes("/big.png", imaging.png_declaring_size(3000, 3000), "image/png")
+    jpeg = image_server.add_bytes("/big.jpg", imaging.encode(Image.new("RGB", (3000, 3000)), "JPEG"))
+    frame = fetch(make_settings(max_decode_mb=16, max_side=256), png, jpeg)
+    assert frame["status"].tolist() == ["over_decode_budget", "ok"]
+    assert (frame.loc[1, "width"], frame.loc[1, "height"]) == (256, 256)
+
+
+def test_per_image_limit_never_exceeds_the_stage_budget(image_server, make_settings, imaging):
+    png = image_server.add_bytes("/big.png", imaging.png_declaring_size(3000, 3000), "image/png")
+    assert status_of(make_settings(max_decode_mb=1000, decode_budget_mb=16), png) == "over_decode_budget"
+
+
+def test_decode_cost_covers_each_mode():
+    from smpp.images.fetch import MB, decode_cost_bytes
+
+    def cost(mode, fmt="PNG", alpha=False, transpose_first=False):
+        # bytes per source pixel; thumbnail's copies add ~0.3 at this size (max_side 256)
+        return decode_cost_bytes(4000, 4000, mode, fmt, 256, alpha=alpha, transpose_first=transpose_first) / 16e6
+
+    assert cost("RGB") == pytest.approx(4.3, abs=0.05)  # the source is the RGB image itself
+    assert cost("RGB", "JPEG", transpose_first=True) == pytest.approx(8.0, abs=0.05)
+    assert cost("L") == pytest.approx(5.0, abs=0.05)
+    assert cost("P", alpha=True) == pytest.approx(10.0, abs=0.05)
+    assert cost("RGBA", alpha=True) == pytest.approx(9.0, abs=0.05)
+    assert cost("RGBA", "WEBP", alpha=True) == pytest.approx(9.0, abs=0.05)
+    assert cost("RGB", "WEBP") == pytest.approx(8.0, abs=0.05)
+    assert MB == 1024 * 1024
+
+
+def test_decode_budget_bounds_concurrent_holders_in_arrival_order():
+    from smpp.images.fetch import _DecodeBudget
+
+    budget = _DecodeBudget(100)
+    order = []
+    big_started = threading.Event()
+    release = threading.Event()
+
+    def take(name, nbytes, hold_s=0.0, started=None):
+        with budget.hold(nbytes):
+            order.append(name)
+            if started is not None:
+                started.set()
+            release.wait(hold_s)
+
+    first = threading.Thread(target=take, args=("small-1", 60, 5.0))
+    first.start()
+    while budget.used != 60:
+        time.sleep(0.005)
+    big = threading.Thread(target=take, args=("big", 100, 0.0, big_started))
+    big.start()
+    while not budget._queue:
+        time.sleep(0.005)
+    late_small = threading.Thread(target=take, args=("small-2", 10))  # would fit now, but is behind big
+    late_small.start()
+    time.sleep(0.1)
+    assert order == ["small-1"]
+    release.set()
+    for thread in (first, big, late_small):
+        thread.join(5)
+    assert order == ["small-1", "big", "small-2"]
+    assert budget.peak == 100 and budget.used == 0
+    with budget.hold(10**9):  # clamped to the total: an oversize request cannot wait forever
+        assert budget.used == 100
+
+
+def _old_pipeline(data: bytes, max_side: int) -> bytes:
+    """normalise_image before issue 14 (three full-size copies), as the reference for its bytes."""
+    import io
+
+    from PIL import ImageOps
+
+    from smpp.images.fetch import JPEG_QUALITY
+
+    with Image.open(io.BytesIO(data)) as image:
+        image.seek(0)
+        image.draft("RGB", (max_side, max_side))
+        image.load()
+        oriented = ImageOps.exif_transpose(image)
+        if oriented.mode in ("RGBA", "LA", "PA") or (oriented.mode == "P" and "transparency" in oriented.info):
+            rgba = oriented.convert("RGBA")
+            rgb = Image.new("RGB", rgba.size, (255, 255, 255))
+            rgb.paste(rgba, mask=rgba.getchannel("A"))
+        else:
+            rgb = oriented.convert("RGB")
+    rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    rgb.save(buffer, format="JPEG", quality=JPEG_QUALITY)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["jpeg", "jpeg-rotated", "png-rgb", "png-rgba", "png-palette", "gif"])
+def test_leaner_decode_stores_the_same_bytes_as_before(imaging, kind):
+    # Stored files are named by their sha: the same source must keep mapping to the same file.
+    from smpp.images.fetch import normalise_image
+
+    picture = imaging.noise(700, 400, seed=3)
+    if kind == "jpeg":
+        data = imaging.encode(picture, "JPEG", quality=92)
+    elif kind == "jpeg-rotated":
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        data = imaging.encode(picture, "JPEG", quality=92, exif=exif.tobytes())
+    elif kind == "png-rgb":
+        data = imaging.encode(picture, "PNG")
+    elif kind == "png-rgba":
+        rgba = picture.convert("RGBA")
+        rgba.putalpha(Image.linear_gradient("L").resize(rgba.size))
+        data = imaging.encode(rgba, "PNG")
+    elif kind == "png-palette":
+        data = imaging.encode(picture.quantize(64), "PNG", transparency=0)
+    else:
+        data = imaging.encode(picture.quantize(64), "GIF")
+    assert normalise_image(data, 256).jpeg == _old_pipeline(data, 256)
+
+
+def test_png_exif_orientation_is_applied(image_server, make_settings, imaging):
+    picture = Image.new("RGB", (40, 20), (255, 0, 0))
+    picture.paste((0, 0, 255), (20, 0, 40, 20))  # left red, right blue
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    url = image_server.add_bytes("/rotated.png", imaging.encode(picture, "PNG", exif=exif.tobytes()), "image/png")
+    row = fetch(make_settings(), url).iloc[0]
+    assert (row["status"], row["width"], row["height"]) == ("ok", 20, 40)
+    with Image.open(row["path"]) as image:
+        top, bottom = image.getpixel((10, 5)), image.getpixel((10, 35))
+    assert top[0] > 200 and bottom[2] > 200  # the red left half is now on top

@@ -219,12 +219,15 @@ def test_bad_lines_are_counted_by_reason_and_logged_with_the_id(settings, tmp_pa
     assert [p.id for p in iter_archive_posts(dump, DAY, DAY + D, indexed, settings=settings)] == ["ok1", "ok9"]
     assert [p.id for p in scan_archive_posts(dump, DAY, DAY + D, scanned)] == ["ok1", "ok9"]
     per_day = {"missing_id": 1, "bad_score": 1, "bad_id": 1, "missing_subreddit": 1}
-    assert indexed.skip_reasons == per_day and indexed.bad_lines == 4
     undated = {"malformed_json": 1, "not_an_object": 1, "missing_created_utc": 1, "bad_created_utc": 2}
-    assert scanned.skip_reasons == {**per_day, **undated} and scanned.bad_lines == 9
+    # both modes count the lines without a usable day (the index: its manifest's undated_skips)
+    assert indexed.skip_reasons == scanned.skip_reasons == {**per_day, **undated}
+    assert indexed.bad_lines == scanned.bad_lines == 9
     manifest = json.loads((Path(indexed.index["directory"]) / "manifest.json").read_text())
-    assert manifest["bad_lines"] == {**undated, "missing_id": 1} and manifest["lines"] == len(rows)
+    assert manifest["bad_lines"] == {**undated, **per_day} and manifest["lines"] == len(rows)
+    assert manifest["undated_skips"] == undated and manifest["days"] == {"2013-07-30": 2}  # bad lines not stored
     assert "bs5" in caplog.text and "bad_score" in caplog.text and "bt3" in caplog.text
+    assert f"{dump}:8: skipped post bs5" in caplog.text and f"{dump}:8 (post bs5" in caplog.text  # dump and line
 
 
 def test_index_turned_off_scans_the_dump(settings):

@@ -70,15 +70,36 @@ def test_selection_by_bytes_then_parse(settings, tmp_path, decompressor):
     assert set(by_scan) == set(by_index) == SELECTED
     assert by_scan == by_index and by_scan["ok3"].subreddit == "PICS" and by_scan["ok5"].subreddit == "pics"
     assert by_index["rm1"].removed and not by_index["ok1"].removed  # tombstoned by ingestion
-    # the decoys whose bytes hold a target name as a JSON string are parsed, then dropped; others never parsed
-    assert scanned.skip_reasons == {"other_subreddit": 2, "not_selected": 4} and scanned.bad_lines == 0
+    # compact "subreddit":"<name>" keys decide without parsing: no decoy is parsed
+    assert scanned.skip_reasons == {"not_selected": 6} and scanned.bad_lines == 0
     manifest = json.loads((Path(indexed.index["directory"]) / "r-pics" / "manifest.json").read_text())
-    assert manifest["scan_skips"] == {"other_subreddit": 2, "not_selected": 4} and manifest["lines"] == len(DECOYS)
+    assert manifest["scan_skips"] == {"not_selected": 6} and manifest["lines"] == len(DECOYS)
     assert indexed.index["shards"] == ["r-earthporn", "r-pics"]
     everything = {r.id for r in iter_archive_posts(dump, DAY, DAY + D, settings=settings, subreddits=["*"])}
     assert everything == {r["id"] if isinstance(r, dict) else json.loads(r)["id"] for r in DECOYS}
     with pytest.raises(ValueError, match="no subreddits selected"):
         Selection.of([])
+
+
+def test_crosspost_parents_and_empty_names_never_hide_a_selected_post(tmp_path):
+    """Every "subreddit" key of a line is checked (crosspost parents sort first), and a post whose
+    subreddit is empty or null falls back to its prefixed name; a parent's name alone selects nothing."""
+    parent = {"id": "p", "subreddit": "funny", "title": "t"}
+    rows = [
+        post("x1", "pics", crosspost_parent_list=[parent]),
+        post("x2", "funny", crosspost_parent_list=[{**parent, "subreddit": "pics"}]),
+        post("x3", "", subreddit_name_prefixed="r/pics"),
+        '{"created_utc":%d,"id":"x4","subreddit":null,"subreddit_name_prefixed":"r/Pics"}' % (DAY + 4),
+        post("x5", "funny", title='my \"subreddit\":\"pics\"'),
+        '{"created_utc":%d,"id":"x6","subreddit":"pics' % (DAY + 7),  # cut inside the value
+        post("x7", "PICS"),
+    ]
+    dump = write(tmp_path / "RS_2013-07.ndjson", rows)
+    scan = ArchiveScan()
+    ids = [r.id for r in scan_archive_posts(dump, DAY, DAY + D, scan, subreddits=["pics"])]
+    assert ids == ["x1", "x3", "x4", "x7"]
+    # x2 (a parent in pics) is parsed and dropped; x5 (escaped quotes) and x6 (no closing quote) never parsed
+    assert scan.skip_reasons == {"other_subreddit": 1, "not_selected": 2} and scan.bad_lines == 0
 
 
 def test_picks_files_for_the_interval_and_selection(settings, tmp_path):
@@ -221,3 +242,35 @@ def test_chunk_boundaries_never_drop_a_selected_line(tmp_path, monkeypatch):
     monkeypatch.setattr(archive_select, "PLAIN_READ", 777)  # lines and names cut at every place
     ids = [r.id for r in scan_archive_posts(dump, DAY, DAY + D, subreddits=["pics"])]
     assert ids == [r["id"] for r in rows if r["subreddit"].lower() == "pics"]
+
+
+@pytest.mark.parametrize("kind", ["plain", "python_zstandard"])
+def test_bad_lines_cite_the_dump_line_across_chunk_boundaries(tmp_path, monkeypatch, caplog, kind):
+    """ScanProgress.line_number: the dump's own line, whatever chunk it lies in (both read modes)."""
+    rows, expected = [], {}
+    for i in range(300):
+        if i % 23 == 7:
+            rows.append(post(f"b{i}", "pics", DAY + i, score="x" * (i % 50)))  # bad_score
+            expected[f"b{i}"] = len(rows)
+        else:
+            rows.append(post(f"c{i}", ("pics", "funny")[i % 2], DAY + i, selftext="s" * (i % 41)))
+    rows.append(post("last", "pics", DAY + 999, score="bad"))  # the last line, without a newline
+    expected["last"] = len(rows)
+    data = dump_text(rows)[:-1]
+    if kind == "plain":
+        dump = tmp_path / "RS_2013-07.ndjson"
+        dump.write_bytes(data)
+        monkeypatch.setattr(archive_select, "PLAIN_READ", 333)
+    else:
+        dump = tmp_path / "RS_2013-07.zst"
+        dump.write_bytes(zstandard.ZstdCompressor(level=1).compress(data))
+        monkeypatch.setattr(archive_select, "ZSTD_CLI", None)
+        monkeypatch.setattr(archive_select, "COMPRESSED_READ", 64)
+    monkeypatch.setattr("smpp.sources.archive.LOGGED_PER_REASON", 100)
+    monkeypatch.setattr(archive_index, "LOGGED_PER_REASON", 100)
+    caplog.set_level(logging.WARNING)
+    list(scan_archive_posts(dump, DAY, DAY + D, subreddits=["pics"]))
+    ensure_day_index(dump, tmp_path / "idx", subreddits=["pics"])
+    for pid, line in expected.items():
+        assert caplog.text.count(f"{dump}:{line}: skipped post {pid}") + \
+            caplog.text.count(f"{dump}:{line} (post {pid}") == 2, (pid, line)  # the scan's and the index's

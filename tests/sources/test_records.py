@@ -78,3 +78,37 @@ def test_fast_record_construction_equals_the_dataclass_init():
     assert rebuilt == record and hash(rebuilt) == hash(record) and repr(rebuilt) == repr(record)
     with pytest.raises(AttributeError):
         record.score = 5  # type: ignore[misc]  # still frozen
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"score": 10**30}, "score 1000000000000000000000000000000 is outside"),
+        ({"score": -(2**31) - 1}, "score"),
+        ({"score": "1e30"}, "score '1e30'"),
+        ({"num_comments": 2**31}, "num_comments"),  # INTEGER: SQLite would take it, Postgres not
+        ({"selftext_len": 2**40}, "selftext_len"),
+        ({"subreddit_subscribers": 2**63}, "subreddit_subscribers"),
+        ({"created_utc": 10**15}, "created_utc"),  # past year 9999: no day names it
+    ],
+)
+def test_integers_outside_the_warehouse_columns_are_refused(changes, message):
+    with pytest.raises(InvalidRecord, match=message) as info:
+        parse(**changes)
+    assert info.value.reason == "out_of_range"
+
+
+def test_integers_at_the_column_edges_are_kept():
+    record = parse(score=-(2**31), num_comments=2**31 - 1, subreddit_subscribers=2**63 - 1, selftext_len=2**31 - 1)
+    assert (record.score, record.num_comments, record.subreddit_subscribers) == (-(2**31), 2**31 - 1, 2**63 - 1)
+    with pytest.raises(InvalidRecord, match="observed at") as info:
+        PostRecord.from_reddit_json(GOOD, observed_at=2**63, source="archive")
+    assert info.value.reason == "out_of_range"
+
+
+@pytest.mark.parametrize("field", ["title", "author", "url", "link_flair_text"])
+def test_nul_in_stored_text_is_refused(field):
+    with pytest.raises(InvalidRecord, match="NUL") as info:
+        parse(**{field: "a\x00b"})
+    assert info.value.reason == "nul_in_text"
+    assert parse(selftext="a\x00b").selftext_len == 3  # only its length is stored

@@ -427,3 +427,31 @@ def test_scraped_image_posts_point_at_real_jpegs(day_posts, fake_reddit, reddit_
         Image.open(io.BytesIO(response.content)).verify()
     link = next(p for p in result.posts if p.id == "pic0001")
     assert link.post_hint is None and link.url == "https://example.com/pic0001"
+
+
+@pytest.mark.parametrize("www_authenticate", [True, False])
+def test_revoked_app_is_an_auth_error_with_or_without_www_authenticate(
+    day_posts, fake_reddit, reddit_for, no_retry_sleeps, www_authenticate
+):
+    # prawcore maps a 401 by its www-authenticate header; without one it raised a bare KeyError: 401
+    server = fake_reddit(day_posts("pics", 5))
+    server.revoke_api_access(www_authenticate=www_authenticate)
+    reddit = reddit_for(server)
+    for call in (
+        lambda: scrape_new(reddit, "pics", DAY_START, DAY_END, limit=100),
+        lambda: refresh_posts(reddit, ["pic0000"]),
+    ):
+        with pytest.raises(RedditAuthError) as info:
+            call()
+        message = str(info.value)
+        assert "401" in message and "SMPP_REDDIT__CLIENT_SECRET" in message
+        assert server.client_secret not in message and info.value.__cause__ is None
+    server.restore_api_access()
+    assert [r.id for r in refresh_posts(reddit, ["pic0000"])] == ["pic0000"]
+
+
+def test_other_key_errors_are_not_taken_for_auth_errors():
+    import smpp.sources.reddit as reddit_source
+
+    with pytest.raises(KeyError, match="not prawcore"):  # a bug of ours stays a bug, not a credentials message
+        reddit_source._Caller(0)("x", lambda: {}["not prawcore"])

@@ -67,7 +67,10 @@ def synthetic_features(
 def training_settings(data_dir, **training_overrides):
     from smpp.settings import Settings, TrainingSettings
 
-    training = {"epochs": 40, "batch_size": 32, "patience": 8, "learning_rate": 3e-3, "min_rows": 30}
+    # 720 synthetic rows (~470 train, ~140 test) are below the production evidence minimums; the
+    # planted signal makes them enough here (tests/faults/test_champion_faults.py checks the minimums)
+    training = {"epochs": 40, "batch_size": 32, "patience": 8, "learning_rate": 3e-3, "min_rows": 30,
+                "promotion_min_train_rows": 100, "promotion_min_test_rows": 50}
     training.update(training_overrides)
     return Settings(data_dir=data_dir, model_profile="offline", training=TrainingSettings(**training))
 

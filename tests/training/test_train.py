@@ -160,9 +160,66 @@ def test_settings_snapshot_redacts_secrets(tmp_path, make_features, make_setting
     )
     train_and_evaluate(settings, make_features(n_rows=10), tmp_path / "v1")
     text = (tmp_path / "v1" / "settings.json").read_text()
-    assert "s3cret" not in text and "pa55" not in text and "hunter2" not in text
+    assert "s3cret" not in text and "pa55" not in text and "hunter2" not in text and "abc" not in text
     snapshot = json.loads(text)
-    assert snapshot["reddit"]["client_id"] == "abc" and snapshot["training"]["min_rows"] == 30
+    # the secrets are masked by their declared type, not guessed from key names
+    assert snapshot["reddit"]["client_id"] == snapshot["reddit"]["client_secret"] == "**********"
+    assert snapshot["database_url"] == "postgresql+psycopg2://smpp:***@db:5432/smpp"  # host and database kept
+    assert snapshot["encoders"]["caption_max_new_tokens"] == 24 and snapshot["training"]["min_rows"] == 30
+    assert settings.reddit.client_id.get_secret_value() == "abc"  # the settings themselves keep the values
+
+
+def test_a_version_appears_only_when_complete(tmp_path, make_features, make_settings, monkeypatch):
+    import smpp.training.train as train_module
+
+    settings = make_settings(tmp_path / "data", min_rows=1000)
+    models = settings.models_dir
+    seen = {}
+
+    def first_pass(*args, **kwargs):  # mid-build: settings.json written, not yet visible as a version
+        seen["entries"] = sorted(p.name for p in models.iterdir())
+        seen["staged"] = sorted(str(p.relative_to(models)) for p in models.rglob("settings.json"))
+        raise RuntimeError("training died")
+
+    monkeypatch.setattr(train_module, "run_first_pass", first_pass)
+    with pytest.raises(RuntimeError, match="training died"):
+        train_and_evaluate(settings, make_features(n_rows=40), models / "20260101T000000Z-abcdef")
+    assert len(seen["entries"]) == 1 and seen["entries"][0].startswith(".tmp-20260101T000000Z-abcdef@")
+    assert seen["staged"] == [f"{seen['entries'][0]}/20260101T000000Z-abcdef/settings.json"]
+    assert list(models.iterdir()) == []  # a failed build leaves nothing
+
+    monkeypatch.undo()
+    report = train_and_evaluate(settings, make_features(n_rows=40), models / "20260101T000000Z-abcdef")
+    assert report.version_dir == models / "20260101T000000Z-abcdef"
+    assert [p.name for p in models.iterdir()] == ["20260101T000000Z-abcdef"]
+    assert json.loads((report.version_dir / "metrics.json").read_text())["version"] == "20260101T000000Z-abcdef"
+
+
+def test_stale_staging_folders_are_removed_live_ones_kept(tmp_path, make_features, make_settings):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from smpp.registry import list_versions
+
+    settings = make_settings(tmp_path / "data", min_rows=1000)
+    models = settings.models_dir
+    host = socket.gethostname()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = models / f".tmp-20260101T000000Z-000001@{host}@{int(gone.stdout)}" / "20260101T000000Z-000001"
+    alive = models / f".tmp-20260101T000000Z-000002@{host}@{os.getppid()}" / "20260101T000000Z-000002"
+    elsewhere = models / ".tmp-20260101T000000Z-000003@other-host@1" / "20260101T000000Z-000003"
+    old = models / ".tmp-20260101T000000Z-000004@other-host@2" / "20260101T000000Z-000004"
+    for folder in (dead, alive, elsewhere, old):
+        folder.mkdir(parents=True)
+        (folder / "settings.json").write_text("{}")
+    os.utime(old.parent, (0, 0))
+    train_and_evaluate(settings, make_features(n_rows=40), models / "20260101T000000Z-000005")
+    assert sorted(p.name for p in models.iterdir()) == sorted(
+        [alive.parent.name, elsewhere.parent.name, "20260101T000000Z-000005"]
+    )
+    assert [v["version"] for v in list_versions(settings)] == ["20260101T000000Z-000005"]  # staging never listed
 
 
 def test_missing_label_column_is_an_error(tmp_path, make_features, make_settings):

@@ -84,6 +84,7 @@ def _airflow_env(home: Path, data_dir: Path, port: int) -> dict[str, str]:
         AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(_free_port()),
         SMPP_DATA_DIR=str(data_dir),
         SMPP_MODEL_PROFILE="tiny",
+        SMPP_IMAGES__OFFLINE="true",
         PYTHONPATH=os.pathsep.join([str(REPO / "src"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
         PATH=f"{AIRFLOW.parent}{os.pathsep}{env.get('PATH', '')}",
     )

@@ -51,3 +51,34 @@ def test_psycopg2_engines_batch_executemany(postgres_url):
     from smpp.warehouse.db import get_engine
 
     assert get_engine(postgres_url).dialect.executemany_mode == EXECUTEMANY_VALUES_PLUS_BATCH
+
+
+def test_record_ranges_match_the_column_types():
+    """sources.records refuses what the columns cannot hold; this keeps the two in step."""
+    from smpp.sources.records import CREATED_RANGE, INT32, INT64
+    from smpp.warehouse import PostSnapshot
+    from smpp.warehouse.db import integer_range
+
+    for column in (PostSnapshot.score, PostSnapshot.num_comments, Label.score, Post.selftext_len):
+        assert integer_range(column.property.columns[0]) == INT32, column
+    for column in (Post.subreddit_subscribers, PostSnapshot.observed_at, Post.first_seen_at):
+        assert integer_range(column.property.columns[0]) == INT64, column
+    low, high = integer_range(Label.matured_utc.property.columns[0])
+    assert low <= CREATED_RANGE[0] and CREATED_RANGE[1] + 10**9 <= high  # created + a label age fits
+
+
+def test_out_of_range_value_is_an_error_naming_the_column(db_url):
+    """Records are validated before this; a row that is not says which column, not a bare OverflowError."""
+    from smpp.warehouse.db import ColumnRangeError
+
+    row = {"post_id": "p1", "score": 1, "age_hours": 24.0, "label_age_hours": 24.0,
+           "observed_at": 1, "matured_utc": 2, "status": "ok"}
+    for score in (2**31, 10**30):  # past INTEGER on Postgres; past every integer the SQLite driver binds
+        with session_for(db_url) as s:
+            try:
+                upsert(s, Label, [row, {**row, "post_id": "p2", "score": score}])
+            except ColumnRangeError as exc:
+                assert f"labels.score = {score}" in str(exc) and "'post_id': 'p2'" in str(exc)
+            else:
+                assert db_url.startswith("sqlite") and score == 2**31  # SQLite's INTEGER is 64-bit
+            s.rollback()

@@ -3,8 +3,8 @@
 It serves archive-format posts (Pushshift-style dicts) with Reddit's JSON envelopes,
 OAuth token flow, rate-limit headers, the ~1000-item listing cap, removals, deleted
 accounts, fault injection (error statuses, malformed bodies, malformed records, held
-responses) and deterministic JPEGs for image posts. Tests and `make demo` use it;
-production never does.
+responses, a revoked app answered 401 with or without www-authenticate) and deterministic
+JPEGs for image posts. Tests and `make demo` use it; production never does.
 
     python -m smpp.devtools.fake_reddit --sample tests/data/sample_archive.ndjson.zst --port 8765
 """
@@ -41,6 +41,9 @@ DEFAULT_PAGE = 25
 REDDIT_LISTING_CAP = 1000
 RemovalKind = Literal["moderator", "deleted", "reddit", "automod_filtered", "copyright_takedown"]
 MalformedBody = Literal["invalid_json", "html"]
+# A refused API request (revoke_api_access): 401 with Reddit's www-authenticate header, or a bare 401
+# without it (a proxy, or an answer prawcore cannot map to an exception class).
+Refusal = Literal["invalid_token", "bare"]
 DROP = object()  # override_fields(post_id, field=DROP) removes the field from the served post
 
 _CDN_ERROR_PAGE = (
@@ -326,6 +329,7 @@ class FakeRedditServer:
         username: str | None = None,
         password: str | None = None,
         subscribers: Mapping[str, int] | None = None,
+        refuse_api: Refusal | None = None,
     ):
         self.host = host
         self._requested_port = port
@@ -340,6 +344,7 @@ class FakeRedditServer:
         self.username = username
         self.password = password
         self.delay_s = 0.0
+        self.refuse_api: Refusal | None = refuse_api  # every API request answers 401 (tokens still granted)
         self.requests_log: list[str] = []
         self.statuses: Counter[int] = Counter()  # API (not token, not image) answers by HTTP status
 
@@ -448,6 +453,14 @@ class FakeRedditServer:
         with self._lock:
             self._faults.extend([_Fault()] * after + [fault] * count)
 
+    def revoke_api_access(self, *, www_authenticate: bool = True) -> None:
+        """Answer every API request 401 from now on, as for a revoked app (the token endpoint still grants);
+        www_authenticate=False leaves out the header (error="invalid_token") Reddit sends with it."""
+        self.refuse_api = "invalid_token" if www_authenticate else "bare"
+
+    def restore_api_access(self) -> None:
+        self.refuse_api = None
+
     def set_delay(self, seconds: float) -> None:
         """Delay every API and image response by `seconds` (timeouts, slow networks)."""
         self.delay_s = seconds
@@ -501,7 +514,9 @@ class FakeRedditServer:
             time.sleep(self.delay_s)
         if path.startswith("/i/") and method in ("GET", "HEAD"):
             return self._image(path)
-        if not self._authorized(headers):
+        if self.refuse_api == "bare":
+            return _error(401, "Unauthorized")
+        if not self._authorized(headers) or self.refuse_api is not None:
             return _error(401, "Unauthorized", headers={"www-authenticate": 'Bearer realm="reddit", error="invalid_token"'})
         fault = self._next_fault()
         rate_headers, retry_after = self._count_request()
@@ -786,6 +801,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=int, default=600, help="rate-limit window in seconds")
     parser.add_argument("--client-id", default="smpp-test")
     parser.add_argument("--client-secret", default="smpp-secret")
+    parser.add_argument(
+        "--refuse-api", choices=["invalid_token", "bare"],
+        help="answer every API request 401, with Reddit's www-authenticate header or without it",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
@@ -793,7 +812,7 @@ def main(argv: list[str] | None = None) -> int:
     server = FakeRedditServer(
         posts, host=args.host, port=args.port, client_id=args.client_id,
         client_secret=args.client_secret, listing_cap=args.listing_cap,
-        rate_limit_per_window=args.rate_limit, window_s=args.window,
+        rate_limit_per_window=args.rate_limit, window_s=args.window, refuse_api=args.refuse_api,
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -13,19 +13,32 @@ sniffed from the bytes by Pillow, never from the extension or Content-Type); ``w
 SSRF guard: only http/https; before every hop (redirects are followed by hand, at most
 ``max_redirects``) the host is resolved and refused when any address is private, loopback,
 link-local, reserved, multicast, unspecified or otherwise not global, unless the host name is in
-``allowed_private_hosts``. DNS rebinding: the connection itself resolves again and opens the
+``allowed_private_hosts``; an address literal (``http://10.0.0.1/``) is judged as written, with no
+lookup at all. ``offline`` skips every host not in ``allowed_private_hosts`` before any lookup.
+DNS rebinding: the connection itself resolves again and opens the
 socket only to an address it has just checked, so a name that turns private between the check
 and the connect is refused, never followed. Limits: environment proxies are ignored
 (``trust_env=False``) because a proxy would resolve names itself; an allow-listed host is trusted
 whatever it resolves to; TLS certificates are still checked against the host name.
 
 Time bounds: every socket operation is bounded by the (connect, read) timeouts, and a wall
-deadline per image (``total_timeout_s``) covers retries, redirects and the body loop, where the
-socket timeout is lowered to the time left so a slow-drip server is cut off at the deadline.
+deadline per image (``total_timeout_s``) covers connect, TLS, headers, body, retries and
+redirects: socket timeouts restart on every read, so a watchdog timer shuts down the fetch's
+sockets when the deadline passes (a server dripping its headers a byte a second is cut off there;
+requests reads headers before any code here could look at the clock). DNS lookups are not
+interruptible and stay bounded by the system resolver only.
+
+Memory bounds: a decode's peak (every full-size copy, estimated from the header, after JPEG's
+draft reduction) must fit ``max_decode_mb``, and all workers' decodes together hold at most
+``decode_budget_mb`` (a FIFO byte budget, _DecodeBudget). Downloaded bodies are bounded
+separately: ``workers`` x about 2 x ``max_bytes``.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import hashlib
 import io
 import ipaddress
@@ -33,10 +46,10 @@ import logging
 import socket
 import threading
 import time
-from collections import Counter
-from collections.abc import Iterator
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
@@ -76,6 +89,8 @@ FAILURE_REASONS = (
     "truncated",
     "decompression_bomb",
     "too_many_redirects",
+    "over_decode_budget",
+    "offline",
 )
 # Formats Reddit and imgur serve; the rest of Pillow's plugins (EPS runs Ghostscript, exotic
 # scientific formats) are a needless attack surface for untrusted bytes.
@@ -159,16 +174,91 @@ def _normal_host(host: str) -> str:
     return host.strip("[]").rstrip(".").lower()
 
 
+def _literal_address_infos(host: str, port: int) -> list[tuple] | None:
+    """getaddrinfo-shaped results for an IP address literal, None for a name: a literal needs no
+    lookup, and judging it as written keeps a redirect to 10.0.0.1 off the resolver entirely."""
+    try:
+        ip = ipaddress.ip_address(_normal_host(host))
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address):
+        return [(socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (str(ip), port, 0, 0))]
+    return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (str(ip), port))]
+
+
 def checked_addresses(host: str, port: int, allowed_hosts: frozenset[str]) -> list[tuple]:
     """getaddrinfo results for host, or BlockedAddressError if any is private (socket.gaierror
     when the name does not resolve)."""
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    infos = _literal_address_infos(host, port)
+    if infos is None:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     if _normal_host(host) in allowed_hosts:
         return infos
     blocked = sorted({info[4][0] for info in infos if is_blocked_ip(info[4][0])})
     if blocked:
         raise BlockedAddressError(f"{host} resolves to non-public address(es) {blocked}")
     return infos
+
+
+class _Watchdog:
+    """Shuts down every socket of one image fetch once its wall deadline passes.
+
+    A socket timeout restarts on every read, so a server sending one header byte per second holds
+    a blocked read forever; shutdown() from the timer thread ends that read at once (EOF), whatever
+    phase (status line, headers, body) it is in. download() then reports the fetch as past its
+    deadline, never as a short body. The TLS handshake needs no watchdog: CPython bounds the whole
+    handshake by the socket timeout (the connect timeout, capped at the time left).
+    """
+
+    def __init__(self, deadline: float) -> None:
+        self.fired = False
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def watch(self, sock: socket.socket | None) -> None:
+        if sock is None:
+            return
+        with self._lock:
+            if not self.fired:
+                if not any(known is sock for known in self._sockets):
+                    self._sockets.append(sock)
+                return
+        _shutdown(sock)
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            _shutdown(sock)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+        with self._lock:
+            self._sockets = []
+
+
+def _shutdown(sock: socket.socket) -> None:
+    try:
+        # the plain socket's shutdown, also for an SSLSocket: its own shutdown() would tear down
+        # the TLS object under the worker thread's read
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed
+
+
+# The watchdog of the fetch running on this thread: connections are opened (and reused) on the
+# thread that asked for them, so this is how a pooled connection finds the current deadline.
+_fetch_context = threading.local()
+
+
+def _watch(sock: socket.socket | None) -> None:
+    watchdog: _Watchdog | None = getattr(_fetch_context, "watchdog", None)
+    if watchdog is not None:
+        watchdog.watch(sock)
 
 
 def _guarded_connection_class(base: type[HTTPConnection], allowed_hosts: frozenset[str]) -> type:
@@ -182,6 +272,10 @@ def _guarded_connection_class(base: type[HTTPConnection], allowed_hosts: frozens
             # http.client drops .sock on "Connection: close" while the body still streams from it.
             self.io_socket = self.sock
 
+        def request(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+            _watch(self.sock)  # a reused keep-alive connection joins this fetch's watchdog
+            super().request(*args, **kwargs)
+
         def _new_conn(self) -> socket.socket:
             try:
                 infos = checked_addresses(self.host, self.port, allowed_hosts)
@@ -190,12 +284,14 @@ def _guarded_connection_class(base: type[HTTPConnection], allowed_hosts: frozens
             error: Exception = NewConnectionError(self, f"no address for {self.host}")
             for info in infos:
                 try:
-                    return urllib3_connection.create_connection(
+                    sock = urllib3_connection.create_connection(
                         (info[4][0], self.port),
                         self.timeout,
                         source_address=self.source_address,
                         socket_options=self.socket_options,
                     )
+                    _watch(sock)  # plain HTTP; TLS wraps (detaches) it and request() adds the TLS socket
+                    return sock
                 except TimeoutError as exc:
                     error = ConnectTimeoutError(self, f"connect to {self.host} timed out: {exc}")
                 except OSError as exc:
@@ -255,8 +351,19 @@ def _recent_dns_failure(host: str) -> bool:
         return failed_at is not None and time.monotonic() - failed_at < DNS_FAILURE_TTL_S
 
 
-def check_url(url: str, allowed_hosts: frozenset[str]) -> str:
-    """The host to fetch from, after the scheme and address checks; FetchFailure otherwise."""
+def _blocked_literal(host: str) -> bool:
+    """A private address literal, judged as written: offline or not, it is a blocked_address."""
+    try:
+        return is_blocked_ip(host)
+    except ValueError:
+        return False  # a name
+
+
+def check_url(url: str, allowed_hosts: frozenset[str], offline: bool = False) -> str:
+    """The host to fetch from, after the scheme and address checks; FetchFailure otherwise.
+
+    offline: only allowed_hosts may be contacted; the rest fail as "offline" here, decided from
+    the URL text before the DNS-failure cache or any lookup."""
     try:
         split = urlsplit(url)
         port = split.port
@@ -268,6 +375,8 @@ def check_url(url: str, allowed_hosts: frozenset[str]) -> str:
         raise FetchFailure("not_http", f"scheme {scheme!r} in {url!r}")
     if not host:
         raise FetchFailure("not_http", f"no host in {url!r}")
+    if offline and _normal_host(host) not in allowed_hosts and not _blocked_literal(_normal_host(host)):
+        raise FetchFailure("offline", f"{host} is not an allowed host and images.offline is set")
     if _recent_dns_failure(host):
         raise FetchFailure("unresolvable", f"{host}: lookup failed moments ago")
     try:
@@ -382,9 +491,36 @@ def download(
     """Bytes of `url` after the SSRF checks on every hop; FetchFailure for every expected failure."""
     allowed = _allowed_hosts(image_settings)
     deadline = time.monotonic() + image_settings.total_timeout_s
+    watchdog = _Watchdog(deadline)
+    _fetch_context.watchdog = watchdog
+    try:
+        return _download_hops(session, url, image_settings, limiter, allowed, deadline, watchdog)
+    except FetchFailure as failure:
+        # a read the watchdog cut short fails as whatever it saw (a short body, a bad header)
+        if watchdog.fired and failure.reason in ("truncated", "http_error"):
+            raise FetchFailure("unreachable", f"wall deadline per image passed ({failure})") from None
+        raise
+    except Exception as exc:
+        if watchdog.fired:
+            raise FetchFailure("unreachable", f"wall deadline per image passed ({exc})") from exc
+        raise
+    finally:
+        _fetch_context.watchdog = None
+        watchdog.cancel()
+
+
+def _download_hops(
+    session: requests.Session,
+    url: str,
+    image_settings: ImageSettings,
+    limiter: _HostLimiter,
+    allowed: frozenset[str],
+    deadline: float,
+    watchdog: _Watchdog,
+) -> bytes:
     current = url
     for hop in range(image_settings.max_redirects + 1):
-        host = check_url(current, allowed)
+        host = check_url(current, allowed, image_settings.offline)
         with limiter.hold(host):
             try:
                 response = _request(session, current, image_settings, deadline)
@@ -402,7 +538,10 @@ def download(
                 if not 200 <= response.status_code < 300:
                     raise FetchFailure("http_error", f"HTTP {response.status_code} for {current}")
                 try:
-                    return _read_body(response, image_settings, deadline)
+                    body = _read_body(response, image_settings, deadline)
+                    if watchdog.fired:  # the socket was shut: the body may be cut short
+                        raise FetchFailure("unreachable", "wall deadline per image passed")
+                    return body
                 except (ReadTimeoutError, requests.Timeout, TimeoutError) as exc:
                     raise FetchFailure("unreachable", f"read timed out: {exc}") from exc
                 except (ProtocolError, Urllib3HTTPError, requests.RequestException, OSError) as exc:
@@ -422,14 +561,18 @@ class NormalisedImage:
     frames: int
 
 
+def _has_alpha(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
+
+
 def _to_rgb(image: Image.Image) -> Image.Image:
-    """RGB, with transparency composited onto white (a plain convert would turn it black)."""
-    has_alpha = image.mode in ("RGBA", "LA", "PA") or (
-        image.mode == "P" and "transparency" in image.info
-    )
-    if not has_alpha:
+    """RGB, with transparency composited onto white (a plain convert would turn it black).
+    An RGB image comes back as itself: a copy would double the peak for nothing."""
+    if image.mode == "RGB":
+        return image
+    if not _has_alpha(image):
         return image.convert("RGB")
-    rgba = image.convert("RGBA")
+    rgba = image if image.mode == "RGBA" else image.convert("RGBA")
     canvas = Image.new("RGB", rgba.size, (255, 255, 255))
     canvas.paste(rgba, mask=rgba.getchannel("A"))
     return canvas
@@ -440,10 +583,122 @@ def _decode_formats() -> tuple[str, ...]:
     return tuple(name for name in DECODE_FORMATS if name in Image.OPEN)  # AVIF is build-dependent
 
 
-def normalise_image(data: bytes, max_side: int) -> NormalisedImage:
-    """Decode untrusted bytes (first frame), orient, cap the longest side, re-encode as JPEG."""
+MB = 1024 * 1024
+EXIF_ORIENTATION = 0x0112
+# Pillow's own table (ImageOps.exif_transpose), for orienting the already capped image.
+ORIENTATION_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _bytes_per_pixel(mode: str) -> int:
+    # Pillow keeps "1", "L" and "P" in 1 byte a pixel, "I;16*" in 2 and every other mode (RGB too) in 4.
+    if mode in ("1", "L", "P"):
+        return 1
+    return 2 if mode.startswith("I;16") else 4
+
+
+def decode_cost_bytes(
+    width: int, height: int, mode: str, image_format: str, max_side: int, *,
+    alpha: bool, transpose_first: bool,
+) -> int:
+    """Peak bytes normalise_image holds for one width x height image in `mode` (sizes after draft).
+
+    Stage 1: the decoded source, plus the largest full-size working copy: the library's own
+    output buffer (WebP, AVIF), the transposed copy, or the RGB conversion (alpha: an RGBA copy,
+    the white canvas and the alpha mask). Stage 2: the RGB image, plus thumbnail's reduced and
+    resized copies (at most (4 max_side)^2 pixels after its integer reduce, and the output).
+    """
+    pixels = width * height
+    source = pixels * _bytes_per_pixel(mode)
+    if mode == "RGB":
+        convert = 0
+    elif alpha:
+        convert = pixels * ((0 if mode == "RGBA" else 4) + 4 + 1)
+    elif mode in ("1", "L", "P", "CMYK", "YCbCr"):
+        convert = pixels * 4
+    else:
+        convert = pixels * 8  # other modes may convert through an intermediate mode
+    decoder = pixels * 4 if image_format in ("WEBP", "AVIF") else 0
+    transposed = source if transpose_first else 0
+    resize = 4 * min(pixels, 16 * max_side * max_side) + 4 * max_side * max_side
+    return max(source + max(decoder, transposed, convert), 4 * pixels + resize)
+
+
+# Freed decode buffers stay in the worker thread's own glibc malloc arena, not given back to the
+# OS: with one arena per thread, RSS grew by about one large image per worker although the budget
+# held the live bytes (4 workers, 4 x 81 MB images one at a time: 175 MB peak, 78 MB with one
+# thread). malloc_trim(0) returns every arena's free pages; called after large decodes only.
+TRIM_AFTER_BYTES = 32 * MB
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
+        return None
+
+
+def _return_freed_memory(nbytes: int) -> None:
+    trim = _malloc_trim() if nbytes >= TRIM_AFTER_BYTES else None
+    if trim is not None:
+        trim(0)
+
+
+class _DecodeBudget:
+    """Decode working memory shared by one stage's workers, in bytes. Waiters are served in
+    arrival order, so a large image waits for room but is never starved by a stream of small ones."""
+
+    def __init__(self, total_bytes: int) -> None:
+        self.total = total_bytes
+        self.used = 0
+        self.peak = 0  # the most ever held at once (for tests and benchmarks)
+        self._cond = threading.Condition()
+        self._queue: deque[object] = deque()
+
+    @contextmanager
+    def hold(self, nbytes: int) -> Iterator[None]:
+        nbytes = min(nbytes, self.total)  # callers refuse larger images; never wait forever
+        ticket = object()
+        with self._cond:
+            self._queue.append(ticket)
+            while self._queue[0] is not ticket or self.used + nbytes > self.total:
+                self._cond.wait()
+            self._queue.popleft()
+            self.used += nbytes
+            self.peak = max(self.peak, self.used)
+            self._cond.notify_all()  # the next in line may fit as well
+        try:
+            yield
+        finally:
+            with self._cond:
+                self.used -= nbytes
+                self._cond.notify_all()
+
+
+def normalise_image(
+    data: bytes,
+    max_side: int,
+    max_decode_bytes: int | None = None,
+    budget: _DecodeBudget | None = None,
+) -> NormalisedImage:
+    """Decode untrusted bytes (first frame), orient, cap the longest side, re-encode as JPEG.
+
+    Refused as "over_decode_budget", from the header alone, when the decode would need more than
+    max_decode_bytes (default: ImageSettings' max_decode_mb); the decode itself runs holding its
+    estimated bytes of `budget`, when given.
+    """
     if not data:
         raise FetchFailure("empty", "zero bytes")
+    if max_decode_bytes is None:
+        max_decode_bytes = ImageSettings.model_fields["max_decode_mb"].default * MB
     try:
         with Image.open(io.BytesIO(data), formats=_decode_formats()) as image:
             limit = Image.MAX_IMAGE_PIXELS
@@ -456,9 +711,37 @@ def normalise_image(data: bytes, max_side: int) -> NormalisedImage:
             frames = int(getattr(image, "n_frames", 1))
             image.seek(0)
             image.draft("RGB", (max_side, max_side))  # JPEG: decode at a reduced scale
-            image.load()
-            oriented = ImageOps.exif_transpose(image)
-            rgb = _to_rgb(oriented)
+            # EXIF read at open (JPEG, WebP): orient the full image first, as before (same bytes
+            # stored for the same source). Otherwise reading it now would decode (PNG): orient the
+            # capped image after load instead.
+            early = image.getexif().get(EXIF_ORIENTATION, 1) if "exif" in image.info else 1
+            transpose_first = early in ORIENTATION_TRANSPOSE
+            cost = decode_cost_bytes(
+                image.width, image.height, image.mode, source_format, max_side,
+                alpha=_has_alpha(image), transpose_first=transpose_first,
+            )
+            if cost > max_decode_bytes:
+                raise FetchFailure(
+                    "over_decode_budget",
+                    f"{image.width}x{image.height} {image.mode} {source_format} needs ~{cost // MB} MB "
+                    f"to decode > {max_decode_bytes // MB} MB",
+                )
+            with budget.hold(cost) if budget is not None else nullcontext():
+                image.load()
+                if transpose_first:
+                    ImageOps.exif_transpose(image, in_place=True)
+                    late = 1
+                else:
+                    late = image.getexif().get(EXIF_ORIENTATION, 1)
+                rgb = _to_rgb(image)
+                if rgb is not image:
+                    image.close()  # free the decoded source before resizing
+                rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+                if late in ORIENTATION_TRANSPOSE:
+                    rgb = rgb.transpose(ORIENTATION_TRANSPOSE[late])
+                buffer = io.BytesIO()
+                rgb.save(buffer, format="JPEG", quality=JPEG_QUALITY)  # no EXIF copied: GPS etc. stripped
+                _return_freed_memory(cost)  # the full-size copies are gone; before the next holder
     except FetchFailure:
         raise
     except Image.DecompressionBombError as exc:
@@ -467,9 +750,6 @@ def normalise_image(data: bytes, max_side: int) -> NormalisedImage:
         raise FetchFailure("not_an_image", f"not a {'/'.join(DECODE_FORMATS)} image") from exc
     except Exception as exc:  # any decoder error on untrusted bytes is a bad file, not a bug here
         raise FetchFailure("truncated", f"{type(exc).__name__}: {exc}") from exc
-    rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-    buffer = io.BytesIO()
-    rgb.save(buffer, format="JPEG", quality=JPEG_QUALITY)  # no EXIF copied: GPS etc. stripped
     return NormalisedImage(buffer.getvalue(), rgb.width, rgb.height, source_format, frames)
 
 
@@ -494,7 +774,11 @@ def _failed(url: str, reason: str) -> FetchedImage:
 
 
 def fetch_one(
-    settings: Settings, session: requests.Session, url: str | None, limiter: _HostLimiter
+    settings: Settings,
+    session: requests.Session,
+    url: str | None,
+    limiter: _HostLimiter,
+    budget: _DecodeBudget | None = None,
 ) -> FetchedImage:
     """Fetch, normalise and store one image; never raises for bad input or a bad server."""
     if url is None or not str(url).strip():
@@ -503,7 +787,9 @@ def fetch_one(
     url = str(url).strip()
     try:
         data = download(session, url, settings.images, limiter)
-        normalised = normalise_image(data, settings.images.max_side)
+        images = settings.images
+        max_decode_mb = min(images.max_decode_mb, images.decode_budget_mb)
+        normalised = normalise_image(data, images.max_side, max_decode_mb * MB, budget)
         sha, path = store_image(settings, normalised.jpeg)
     except FetchFailure as failure:
         logger.warning("image fetch failed: %s %s (%s)", failure.reason, url, failure.detail)
@@ -540,7 +826,8 @@ def _as_url(value: object) -> str | None:
 def fetch_images(settings: Settings, requests_: pd.DataFrame) -> pd.DataFrame:
     """One row per input row (`post_id`, `image_url`) with the FetchedImage fields as columns.
 
-    Each distinct URL is fetched once; workers share a per-host concurrency bound.
+    Each distinct URL is fetched once; workers share a per-host concurrency bound and one decode
+    memory budget (decode_budget_mb).
     """
     missing = {"post_id", "image_url"} - set(requests_.columns)
     if missing:
@@ -548,6 +835,7 @@ def fetch_images(settings: Settings, requests_: pd.DataFrame) -> pd.DataFrame:
     urls = [_as_url(v) for v in requests_["image_url"].tolist()]
     unique_urls = list(dict.fromkeys(urls))
     limiter = _HostLimiter(settings.images.per_host_concurrency)
+    budget = _DecodeBudget(settings.images.decode_budget_mb * MB)
     local = threading.local()
     sessions: list[requests.Session] = []
     sessions_lock = threading.Lock()
@@ -558,7 +846,7 @@ def fetch_images(settings: Settings, requests_: pd.DataFrame) -> pd.DataFrame:
             session = local.session = _new_session(settings.images, settings.reddit.user_agent)
             with sessions_lock:
                 sessions.append(session)
-        return fetch_one(settings, session, url, limiter)
+        return fetch_one(settings, session, url, limiter, budget)
 
     try:
         with ThreadPoolExecutor(max_workers=max(1, settings.images.workers)) as pool:

@@ -26,13 +26,13 @@ import io
 import json
 import logging
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from smpp.sources.archive_select import subreddit_of
-from smpp.sources.records import PostRecord
+from smpp.sources.records import CREATED_RANGE, PostRecord
 
 log = logging.getLogger(__name__)
 
@@ -60,28 +60,58 @@ class ArchiveScan:
     indexes: list[dict[str, Any]] = field(default_factory=list)  # every file's index read
     files: list[dict[str, Any]] = field(default_factory=list)  # plain scans: what each read
 
-    def skip(self, reason: str, post_id: str | None = None, where: str = "", bad: bool = True) -> None:
+    def skip(
+        self, reason: str, post_id: str | None = None, where: str | Callable[[], str] = "", bad: bool = True
+    ) -> None:
+        """Count a skipped line; where (the dump and line, or a callable giving it) is logged for a few."""
         count = self.skip_reasons.get(reason, 0) + 1
         self.skip_reasons[reason] = count
         if bad:
             self.bad_lines += 1
             if count <= LOGGED_PER_REASON:
+                where = where() if callable(where) else where
                 log.warning("archive %s: skipped post %s: %s", where, post_id or "(unknown id)", reason)
 
 
+class _ChunkStream(io.RawIOBase):
+    """A readable stream over an iterator of byte chunks."""
+
+    def __init__(self, chunks: Iterator[bytes]):
+        self._chunks = chunks
+        self._chunk = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._chunk:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._chunk = memoryview(chunk)
+        size = min(len(buffer), len(self._chunk))
+        buffer[:size] = self._chunk[:size]
+        self._chunk = self._chunk[size:]
+        return size
+
+    def close(self) -> None:
+        self._chunks.close()  # type: ignore[attr-defined]
+        super().close()
+
+
 def open_binary(path: Path) -> IO[bytes]:
-    """The dump's decompressed bytes, buffered for fast line iteration."""
+    """The dump's decompressed bytes (zstd detected by its magic), buffered for fast line iteration.
+
+    Read through archive_select.decompressed_chunks, so a truncated, corrupt or misnamed .zst raises
+    ArchiveReadError naming the file and byte offset (a bare stream_reader read a cut file as short).
+    """
+    from smpp.sources.archive_select import ScanProgress, decompressed_chunks
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"archive dump not found: {path} (set the archive_path param)")
-    raw = path.open("rb")
-    if path.suffix != ".zst":
-        return raw
-    import zstandard
-
-    # Pushshift dumps use long windows; 2 GiB is what their readers use.
-    reader = zstandard.ZstdDecompressor(max_window_size=2**31).stream_reader(raw, closefd=True)
-    return io.BufferedReader(reader, buffer_size=1 << 20)
+    chunks = decompressed_chunks(path, ScanProgress(path, path.stat().st_size))
+    return io.BufferedReader(_ChunkStream(chunks), buffer_size=1 << 20)
 
 
 try:  # 5x faster than json.loads on dump lines; pinned in requirements.lock (via Airflow)
@@ -118,6 +148,20 @@ def created_of(value: Any) -> int | None:
     return int(number) if math.isfinite(number) else None
 
 
+def created_or_reason(value: Any) -> tuple[int | None, str | None]:
+    """(created_utc in whole seconds, None), or (None, skip reason) when it names no day.
+
+    A plain scan and the day index (archive_index.place_line) both decide with this, so both
+    count the lines without a usable time alike.
+    """
+    created = created_of(value)
+    if created is None:
+        return None, "missing_created_utc" if value is None or value == "" else "bad_created_utc"
+    if not CREATED_RANGE[0] <= created <= CREATED_RANGE[1]:  # no date can name its day
+        return None, "bad_created_utc"
+    return created, None
+
+
 def observed_at_of(data: Mapping[str, Any]) -> int | None:
     meta = data.get("_meta")
     if isinstance(meta, Mapping):
@@ -149,12 +193,18 @@ def normalize_archive_post(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def record_from_line(
-    line: bytes | str, scan: ArchiveScan, where: str, start_utc: int, end_utc: int, selection: Any = None
+    line: bytes | str,
+    scan: ArchiveScan,
+    where: str | Callable[[], str],
+    start_utc: int,
+    end_utc: int,
+    selection: Any = None,
 ) -> PostRecord | None:
     """The line's record if it was created in [start_utc, end_utc) (in `selection`, when given).
 
     Lines of other times are passed over unvalidated (a scan reads the whole dump); bad or
     skipped lines of the interval, and lines without a usable time, are counted on `scan`.
+    where: the dump and line number for the log (a callable: only computed for a logged line).
     """
     try:
         data = load_line(line)
@@ -164,15 +214,14 @@ def record_from_line(
     if not isinstance(data, dict):
         scan.skip("not_an_object", where=where)
         return None
-    value = data.get("created_utc")
-    if isinstance(value, bool):  # as the index does: True is no timestamp
-        scan.skip("bad_created_utc", post_id_of(data), where)
-        return None
-    created = created_of(value)
+    created, reason = created_or_reason(data.get("created_utc"))
     if created is not None and not (start_utc <= created < end_utc):
         return None
     if selection is not None and not selection.everything and not selection.keeps(subreddit_of(data)):
         scan.skip("other_subreddit", bad=False)  # the prefilter's near misses: pics2, a title "pics"
+        return None
+    if reason is not None:  # no day: a bad line of every interval read (the index counts it so too)
+        scan.skip(reason, post_id_of(data), where)
         return None
     if data.get("crosspost_parent"):
         scan.skip("crosspost", post_id_of(data), where, bad=False)
@@ -182,7 +231,8 @@ def record_from_line(
             normalize_archive_post(data), observed_at=observed_at_of(data), source="archive"
         )
     except (ValueError, TypeError) as exc:
-        scan.skip(getattr(exc, "reason", "bad_record"), post_id_of(data), f"{where} ({exc})")
+        scan.skip(getattr(exc, "reason", "bad_record"), post_id_of(data),
+                  lambda exc=exc: f"{where() if callable(where) else where} ({exc})")
         return None
 
 
@@ -194,13 +244,28 @@ def select_interval(
     where: str,
     seen: set[str],
     selection: Any = None,
+    line_number: Callable[[bytes], int] | None = None,
 ) -> Iterator[PostRecord]:
-    """The records of `lines` created in [start_utc, end_utc), each id once."""
+    """The records of `lines` created in [start_utc, end_utc), each id once.
+
+    line_number: a line's number in `where` (default: its position among `lines`), for the log.
+    """
+    line = b""
+    # one closure, reading the loop's current line when a skip is logged (no cost per line)
+    if line_number is None:
+        first = scan.lines
+
+        def locate() -> str:
+            return f"{where}:{scan.lines - first}"
+    else:
+        def locate() -> str:
+            return f"{where}:{line_number(line)}"
+
     for line in lines:
         scan.lines += 1
         if not line.strip():
             continue
-        record = record_from_line(line, scan, f"{where}:{scan.lines}", start_utc, end_utc, selection)
+        record = record_from_line(line, scan, locate, start_utc, end_utc, selection)
         if record is None:
             continue
         if record.id in seen:
@@ -234,7 +299,8 @@ def scan_archive_posts(
     progress = ScanProgress(path, path.stat().st_size)
     before = scan.lines
     yield from select_interval(
-        iter_candidate_lines(path, selection, progress), start_utc, end_utc, scan, str(path), set(), selection
+        iter_candidate_lines(path, selection, progress), start_utc, end_utc, scan, str(path), set(), selection,
+        line_number=progress.line_number,
     )
     scan.lines = before + progress.lines  # every line of the dump, parsed or not
     if progress.lines > progress.candidates:

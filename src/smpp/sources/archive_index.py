@@ -9,6 +9,10 @@ The first reader instead splits the dump once into shards, one per selected subr
     <root>/<key>/r-<subreddit>/ds=YYYY-MM-DD.ndjson   that subreddit's lines created that UTC day
     <root>/<key>/r-<subreddit>/manifest.json      line and per-day counts, bad lines, the scan's costs
 
+Lines are validated while indexing (as a scan would validate them), so a bad line is logged once,
+with the dump's path and line number, and counted in the manifest (per day, or `undated_skips`
+when it has no usable created_utc) instead of being stored; every read counts them as a scan does.
+
 and every later read opens only the days it needs, so the index's disk is proportional to the
 selection, not to all of Reddit. Adding a subreddit later scans the dump once more for only the
 missing shards (one scan fills all of them). key = sha256(absolute path, size, mtime, index
@@ -44,8 +48,10 @@ from smpp.sources.archive import (
     LOGGED_PER_REASON,
     SECONDS_PER_DAY,
     ArchiveScan,
-    created_of,
+    created_or_reason,
     load_line,
+    normalize_archive_post,
+    observed_at_of,
     post_id_of,
     select_interval,
 )
@@ -55,7 +61,7 @@ from smpp.sources.records import DELETED_MARKERS, PostRecord
 log = logging.getLogger(__name__)
 
 # Bump when what a day file holds changes (parsing or slimming rules): old indexes are ignored.
-INDEX_FORMAT = 2  # 2: per-subreddit shards
+INDEX_FORMAT = 3  # 2: per-subreddit shards; 3: lines validated when indexed, undated_skips
 MANIFEST = "manifest.json"
 DUMP_INFO = "dump.json"
 ALL_SHARD = "all"
@@ -356,6 +362,11 @@ def build_day_index(
     bad: dict[str, int] = {}
     scan_skips: dict[str, int] = {}
     day_skips: dict[str, dict[str, dict[str, int]]] = {name: {} for name in shards}
+    # bad lines without a usable day: a plain scan counts them on every read, so reads add them
+    undated: dict[str, dict[str, int]] = {name: {} for name in shards}
+    # a line that does not parse names no subreddit: it is each shard's whose name its bytes hold,
+    # as a scan of that selection counts the prefilter's candidates that do not parse
+    patterns = {name: Selection(frozenset({name.removeprefix("r-")})).pattern() for name in shards}
     slimmed = dict.fromkeys(shards, 0)
     progress = ScanProgress(dump, stat.st_size, every_s=progress_every_s)
     for line in iter_candidate_lines(dump, selection, progress):
@@ -363,24 +374,26 @@ def build_day_index(
             continue
         day, reason, post_id, stored, subreddit = place_line(line)
         if everything:
-            shard = ALL_SHARD
+            owners = [ALL_SHARD]
         elif reason in ("malformed_json", "not_an_object"):
-            shard = None  # cannot tell whose line it was
+            owners = [name for name, pattern in patterns.items() if pattern.search(line)]  # type: ignore[union-attr]
         elif selection.keeps(subreddit):
-            shard = shard_name(subreddit)
+            owners = [shard_name(subreddit)]
         else:  # the prefilter's near misses: pics2, a title "pics", a decoy field
             scan_skips["other_subreddit"] = scan_skips.get("other_subreddit", 0) + 1
             continue
         if reason is None:
-            slimmed[shard] += stored is not line  # type: ignore[index]
-            files[shard].add(day, stored if stored.endswith(b"\n") else stored + b"\n")  # type: ignore[index,arg-type]
+            [shard] = owners
+            slimmed[shard] += stored is not line
+            files[shard].add(day, stored if stored.endswith(b"\n") else stored + b"\n")  # type: ignore[arg-type]
             continue
         if reason not in NOT_BAD:
             bad[reason] = bad.get(reason, 0) + 1
             if bad[reason] <= LOGGED_PER_REASON:
-                log.warning("archive %s (line ~%d): skipped post %s: %s", dump, progress.lines, post_id or "(unknown id)", reason)
-        if day is not None and shard is not None:
-            skips = day_skips[shard].setdefault(day, {})
+                log.warning("archive %s:%d: skipped post %s: %s", dump, progress.line_number(line),
+                            post_id or "(unknown id)", reason)
+        for shard in owners:
+            skips = undated[shard] if day is None else day_skips[shard].setdefault(day, {})
             skips[reason] = skips.get(reason, 0) + 1
     scan_skips["not_selected"] = progress.lines - progress.candidates
     seconds = round(time.monotonic() - started, 3)
@@ -406,6 +419,7 @@ def build_day_index(
             "bad_lines": dict(sorted(bad.items())),
             "days": dict(sorted(counts.items())),
             "day_skips": dict(sorted(day_skips[name].items())),
+            "undated_skips": dict(sorted(undated[name].items())),
             "created_at": datetime.now(timezone.utc).isoformat(),
             "build_seconds": seconds,
             "decompressed_bytes": progress.decompressed,
@@ -426,8 +440,8 @@ def build_day_index(
 def place_line(line: bytes) -> tuple[str | None, str | None, str | None, bytes, str | None]:
     """(day, skip reason or None, post id, line to store, subreddit) for one dump line.
 
-    Only what decides the day and the shard is checked here; the rest is validated when the day
-    is read, exactly as a plain scan does.
+    The line is validated as a plain scan validates it (archive.record_from_line), so the day files
+    hold only usable lines and the reasons are the scan's; the day is None when it has no usable time.
     """
     try:
         data = load_line(line)
@@ -437,19 +451,16 @@ def place_line(line: bytes) -> tuple[str | None, str | None, str | None, bytes, 
         return None, "not_an_object", None, line, None
     subreddit = subreddit_of(data)
     post_id = post_id_of(data)
-    value = data.get("created_utc")
-    created = created_of(value)
+    created, reason = created_or_reason(data.get("created_utc"))
     if created is None:
-        reason = "missing_created_utc" if value is None or value == "" else "bad_created_utc"
         return None, reason, post_id, line, subreddit
-    try:
-        day = day_name(created // SECONDS_PER_DAY)
-    except (ValueError, OverflowError):
-        return None, "bad_created_utc", post_id, line, subreddit
-    if post_id is None:
-        return day, "missing_id", None, line, subreddit
+    day = day_name(created // SECONDS_PER_DAY)
     if data.get("crosspost_parent"):
         return day, "crosspost", post_id, line, subreddit
+    try:  # normalized in place: the stored line (or its slim form) parses to the same record
+        PostRecord.from_reddit_json(normalize_archive_post(data), observed_at=observed_at_of(data), source="archive")
+    except (ValueError, TypeError) as exc:
+        return day, getattr(exc, "reason", "bad_record"), post_id, line, subreddit
     if len(line) > SLIM_ABOVE_BYTES:
         line = json.dumps(slim_archive_post(data), ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
     return day, None, post_id, line, subreddit
@@ -488,12 +499,16 @@ def iter_indexed_posts(
 ) -> Iterator[PostRecord]:
     """Yield the posts created in [start_utc, end_utc) from the index's day files (every shard).
 
-    scan gets the lines of the days read, their bad lines, and the index-time skips
-    (crossposts, lines without an id) of those days from the manifests.
+    scan gets the lines of the days read and, from the manifests, the index-time skips of those
+    days (bad lines, crossposts) and the bad lines without a usable day (as a plain scan counts them).
     """
     scan = scan if scan is not None else ArchiveScan()
     scan.index = index.summary()
     scan.indexes.append(scan.index)
+    for shard in index.shards:
+        for reason, count in shard.manifest.get("undated_skips", {}).items():
+            scan.skip_reasons[reason] = scan.skip_reasons.get(reason, 0) + count
+            scan.bad_lines += count
     seen: set[str] = set()
     for day in index.days_overlapping(start_utc, end_utc):
         read = False

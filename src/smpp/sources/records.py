@@ -13,6 +13,17 @@ DELETED_MARKERS = {"[removed]", "[deleted]"}
 POST_ID = re.compile(r"[0-9a-z]{1,16}")  # Reddit ids are base36; they also name cache files
 TRUE_STRINGS = frozenset({"true", "1", "yes"})
 FALSE_STRINGS = frozenset({"false", "0", "no", ""})
+# The warehouse column types (smpp.warehouse.models; tests/warehouse/test_db.py checks they agree):
+# BIGINT and INTEGER. A value outside them fails the whole day's insert (OverflowError on SQLite,
+# "integer out of range" on Postgres), so the record is refused instead, on both dialects alike.
+INT64 = (-(2**63), 2**63 - 1)
+INT32 = (-(2**31), 2**31 - 1)
+# created_utc of years 1-9999 (what a date can name: archive day files are named by it); this
+# also keeps what is derived from it (label maturity: created_utc + label age) inside BIGINT.
+CREATED_RANGE = (-62_135_596_800, 253_402_300_799)
+# Postgres TEXT cannot hold NUL (the insert fails); SQLite would store it: refused on both alike.
+TEXT_FIELDS = ("subreddit", "title", "author", "author_fullname", "url", "domain", "permalink", "post_hint",
+               "preview_url", "flair_text")
 
 
 class InvalidRecord(ValueError):
@@ -36,13 +47,23 @@ def _number(value: Any, name: str, post_id: str) -> float:
     return number
 
 
-def _int_field(data: Mapping[str, Any], name: str, post_id: str, default: int | None) -> int | None:
+def _int_field(
+    data: Mapping[str, Any], name: str, post_id: str, default: int | None, bounds: tuple[int, int]
+) -> int | None:
     value = data.get(name)
     if type(value) is int:  # the common case, checked first: archive backfills parse millions
-        return value
-    if value is None or value == "":
+        number = value
+    elif value is None or value == "":
         return default
-    return int(_number(value, name, post_id))
+    else:
+        number = int(_number(value, name, post_id))
+    low, high = bounds
+    if not low <= number <= high:
+        # no clamping: a score of 10**30 is not a big score but a broken line
+        raise InvalidRecord(
+            "out_of_range", f"post {post_id}: {name} {value!r:.40} is outside the stored range [{low}, {high}]"
+        )
+    return number
 
 
 def _optional_float(value: Any, name: str, post_id: str) -> float | None:
@@ -156,7 +177,7 @@ class PostRecord:
             raise InvalidRecord("missing_id", "post has neither id nor name")
         if not POST_ID.fullmatch(post_id):
             raise InvalidRecord("bad_id", f"post id {post_id!r:.40} is not a base36 Reddit id")
-        created_utc = _int_field(data, "created_utc", post_id, None)
+        created_utc = _int_field(data, "created_utc", post_id, None, CREATED_RANGE)
         if created_utc is None:
             raise InvalidRecord("missing_created_utc", f"post {post_id} has no created_utc")
         subreddit = _str_or_none(get("subreddit"))
@@ -176,9 +197,11 @@ class PostRecord:
             or selftext in DELETED_MARKERS
             or (author is None and source == "reddit")
         )
-        selftext_len = _int_field(data, "selftext_len", post_id, None)
+        selftext_len = _int_field(data, "selftext_len", post_id, None, INT32)
         if selftext_len is None:
             selftext_len = len(selftext) if isinstance(selftext, str) else 0
+        if observed_at is not None and not INT64[0] <= observed_at <= INT64[1]:
+            raise InvalidRecord("out_of_range", f"post {post_id}: observed at {observed_at!r:.40}, outside BIGINT")
         record = object.__new__(cls)
         # The frozen dataclass __init__ sets each of the 24 fields through object.__setattr__:
         # ~5 us of a ~12 us parse on archive backfills. Equality, hash and repr are unchanged
@@ -200,15 +223,22 @@ class PostRecord:
             preview_url=_preview_url(data),
             gallery_urls=_gallery_urls(data),
             flair_text=_str_or_none(get("link_flair_text")),
-            subreddit_subscribers=_int_field(data, "subreddit_subscribers", post_id, None),
+            subreddit_subscribers=_int_field(data, "subreddit_subscribers", post_id, None, INT64),
             selftext_len=selftext_len,
-            score=_int_field(data, "score", post_id, 0),
-            num_comments=_int_field(data, "num_comments", post_id, 0),
+            score=_int_field(data, "score", post_id, 0, INT32),
+            num_comments=_int_field(data, "num_comments", post_id, 0, INT32),
             upvote_ratio=_optional_float(get("upvote_ratio"), "upvote_ratio", post_id),
             removed=removed,
             observed_at=observed_at,
             source=source,
         )
+        stored = record.__dict__
+        for name in TEXT_FIELDS:
+            text = stored[name]
+            if text is not None and "\x00" in text:
+                raise InvalidRecord("nul_in_text", f"post {post_id}: {name} holds a NUL character")
+        if any("\x00" in url for url in stored["gallery_urls"]):
+            raise InvalidRecord("nul_in_text", f"post {post_id}: gallery_urls holds a NUL character")
         return record
 
 

@@ -25,12 +25,15 @@ import logging
 import random
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import prawcore
 import requests
+from pydantic import SecretStr
 from tenacity import RetryCallState, Retrying, retry_base, stop_never
 
 from smpp.settings import RedditSettings, Settings
@@ -187,7 +190,8 @@ def make_reddit(settings: Settings, *, rate_window_s: int = RATE_WINDOW_S) -> "p
     from praw.exceptions import MissingRequiredAttributeException
 
     cfg = settings.reddit
-    budget = rate_budget(cfg.oauth_url or "https://oauth.reddit.com", cfg.client_id or f"site:{cfg.site}")
+    client_id = _secret(cfg.client_id)
+    budget = rate_budget(cfg.oauth_url or "https://oauth.reddit.com", client_id or f"site:{cfg.site}")
     kwargs: dict[str, Any] = {
         "user_agent": cfg.user_agent,
         "check_for_updates": False,
@@ -196,10 +200,10 @@ def make_reddit(settings: Settings, *, rate_window_s: int = RATE_WINDOW_S) -> "p
         "requestor_kwargs": {"timeout": cfg.timeout_s, "budget": budget},
     }
     for name in ("client_id", "client_secret", "username", "password", "oauth_url", "reddit_url", "short_url"):
-        value = getattr(cfg, name)
+        value = _secret(getattr(cfg, name))  # PRAW needs the real values; nothing else gets them
         if value:
             kwargs[name] = value
-    if not cfg.site and not (cfg.client_id and cfg.client_secret):
+    if not cfg.site and not (client_id and _secret(cfg.client_secret)):
         raise RedditConfigError(
             "No Reddit API credentials configured: set SMPP_REDDIT__CLIENT_ID and "
             "SMPP_REDDIT__CLIENT_SECRET, or SMPP_REDDIT__SITE to a praw.ini section "
@@ -217,6 +221,11 @@ def make_reddit(settings: Settings, *, rate_window_s: int = RATE_WINDOW_S) -> "p
             f"The praw.ini site {cfg.site!r} has no client_secret; set it there or set {CREDENTIAL_SETTINGS}."
         )
     return reddit
+
+
+def _secret(value: SecretStr | str | None) -> str | None:
+    """The plain value of a SecretStr setting (other settings pass through)."""
+    return value.get_secret_value() if isinstance(value, SecretStr) else value
 
 
 def scrape_new(
@@ -626,6 +635,30 @@ class _Caller:
                 f"Reddit answered 401 Unauthorized while requesting {what}: the client id or "
                 f"secret is wrong or revoked; check {CREDENTIAL_SETTINGS}."
             ) from None
+        except KeyError as exc:
+            status = _unmapped_auth_status(exc)
+            if status is None:
+                raise
+            raise RedditAuthError(
+                f"Reddit answered {status} without a usable www-authenticate header while requesting {what}: "
+                f"the credentials were refused (wrong or revoked client id / secret, or a proxy in between); "
+                f"check {CREDENTIAL_SETTINGS}."
+            ) from None
+
+
+def _unmapped_auth_status(exc: KeyError) -> str | None:
+    """The status line of a 401/403 that prawcore could not map to an exception; None for any other KeyError.
+
+    prawcore picks the exception of a 401/403 by the error named in its www-authenticate header and
+    raises a bare KeyError (the status, or the unknown error name) when there is none it knows.
+    """
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames or Path(frames[-1].filename).parent != Path(prawcore.__file__).parent:
+        return None
+    key = exc.args[0] if exc.args else None
+    if isinstance(key, int):
+        return f"HTTP {key}"
+    return f"HTTP 401/403 (www-authenticate error {str(key)[:40]!r})"
 
 
 def _unique(items: Iterator[str] | Sequence[str]) -> list[str]:

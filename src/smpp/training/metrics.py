@@ -92,9 +92,71 @@ def regression_metrics(
             "mae": float(np.mean(np.abs(errors))) if n else None,
             "rmse": float(np.sqrt(np.mean(errors**2))) if n else None,
             "r2": 1.0 - float(np.sum(errors**2)) / ss_tot if ss_tot > 0 else None,
+            # the promotion gate checks these against the train label range (smpp.registry)
+            "prediction_min": float(y_pred.min()) if n else None,
+            "prediction_max": float(y_pred.max()) if n else None,
             "per_subreddit": per_subreddit,
         }
     )
+
+
+def scored_or_error(y_true: np.ndarray, y_pred: np.ndarray, subreddits: np.ndarray, min_posts: int) -> dict[str, Any]:
+    """regression_metrics, or for non-finite predictions (a broken model) a record saying so, not an exception.
+
+    For re-scoring another version (the champion): its breakage is evidence for the decision, and must
+    not fail the challenger's training or publication.
+    """
+    y_pred = np.asarray(y_pred, dtype=float)
+    bad = int((~np.isfinite(y_pred)).sum())
+    if not bad:
+        return regression_metrics(y_true, y_pred, subreddits, min_posts)
+    return {"n": len(y_pred), "error": f"{bad} of {len(y_pred)} predictions are not finite", "non_finite_predictions": bad,
+            "spearman": None, "spearman_within_subreddit": None, "mae": None, "rmse": None, "r2": None}
+
+
+def label_summary(labels: np.ndarray) -> dict[str, Any]:
+    """n, min, max, mean, median, std of a slice's labels (what plausibility is judged against)."""
+    labels = np.asarray(labels, dtype=float)
+    labels = labels[np.isfinite(labels)]
+    if not len(labels):
+        return {"n": 0, "min": None, "max": None, "mean": None, "median": None, "std": None}
+    return json_safe({
+        "n": len(labels), "min": labels.min(), "max": labels.max(), "mean": labels.mean(),
+        "median": float(np.median(labels)), "std": labels.std(),
+    })
+
+
+def implausibility(
+    scores: dict[str, Any] | None, train_labels: dict[str, Any] | None, constant_mae: float | None,
+    max_std_outside: float, max_mae_vs_constant: float,
+) -> list[str]:
+    """Why test `scores` (regression_metrics) cannot come from a working model; [] when none is found.
+
+    Predictions more than `max_std_outside` train-label stds outside the train label range, an MAE
+    above `max_mae_vs_constant` times a constant predictor's on the same test slice, or a recorded
+    scoring error. Checks whose inputs are missing (older metrics files) are skipped, not failed.
+    """
+    if not scores:
+        return []
+    problems: list[str] = []
+    if scores.get("error"):
+        problems.append(f"scoring failed: {scores['error']}")
+    low, high, std = (train_labels or {}).get("min"), (train_labels or {}).get("max"), (train_labels or {}).get("std")
+    p_min, p_max = scores.get("prediction_min"), scores.get("prediction_max")
+    if None not in (low, high, std, p_min, p_max):
+        spread = max(float(std), 1e-6)
+        outside = max(float(low) - float(p_min), float(p_max) - float(high), 0.0) / spread
+        if outside > max_std_outside:
+            problems.append(
+                f"test predictions [{p_min:.4g}, {p_max:.4g}] lie {outside:.3g} label std outside the train label "
+                f"range [{low:.4g}, {high:.4g}] (limit {max_std_outside:g})"
+            )
+    mae = scores.get("mae")
+    if mae is not None and constant_mae is not None and mae > max_mae_vs_constant * constant_mae:
+        problems.append(
+            f"MAE {mae:.6g} worse than {max_mae_vs_constant:g} x the constant train-median predictor's {constant_mae:.4f}"
+        )
+    return problems
 
 
 PAIR_WINDOW_HOURS = 24.0

@@ -239,6 +239,77 @@ class CategoryStats:
         )
 
 
+MOMENT_CHUNK_ROWS = 8192  # rows per step of the float64 moments (a 50k x 1024 sample is not copied at once)
+
+
+def feature_moments(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and (population) variance in float64, two passes over row chunks.
+
+    float64 on purpose: float32 sums leave a constant column a variance of ~1e-12 instead of 0
+    (day of week in a one-day slice), and dividing by its square root exploded the next day's inputs.
+    """
+    values = np.asarray(values)
+    n = max(1, len(values))
+    total = np.zeros(values.shape[1], dtype=np.float64)
+    for start in range(0, len(values), MOMENT_CHUNK_ROWS):
+        total += values[start : start + MOMENT_CHUNK_ROWS].sum(axis=0, dtype=np.float64)
+    mean = total / n
+    squares = np.zeros_like(mean)
+    for start in range(0, len(values), MOMENT_CHUNK_ROWS):
+        squares += ((values[start : start + MOMENT_CHUNK_ROWS].astype(np.float64) - mean) ** 2).sum(axis=0)
+    return mean, squares / n
+
+
+def guarded_normalised(layers, inputs, sample: np.ndarray, name: str, training: TrainingSettings):
+    """`inputs` standardised with `sample`'s moments, the std floored, constant columns zeroed, clipped.
+
+    A column whose train std is below training.normaliser_min_std carries nothing the model could
+    learn, so it is fed as 0 whatever its value later; the others are divided by at least that std and
+    clipped to +-training.normalised_clip (non-finite -> 0). Keras' own Normalization divides by
+    max(std, 1e-7), which let a feature constant in training reach ~1e5 the next day.
+    """
+    mean, variance = feature_moments(sample)
+    floor = float(training.normaliser_min_std)
+    keep = (np.sqrt(variance) >= floor).astype(np.float32)
+    normaliser = layers.Normalization(
+        mean=mean.astype(np.float32), variance=np.maximum(variance, floor**2).astype(np.float32), name=f"{name}_norm"
+    )
+    guard = feature_guard_class()(clip=float(training.normalised_clip), name=f"{name}_guard")
+    guarded = guard(normaliser(inputs))
+    guard.set_weights([keep])
+    return guarded
+
+
+@lru_cache(maxsize=1)
+def feature_guard_class():
+    """FeatureGuard, registered with Keras (load_model calls this first, so saved models find it)."""
+    keras = keras_module()
+    ops = keras.ops
+
+    @keras.saving.register_keras_serializable(package="smpp")
+    class FeatureGuard(keras.layers.Layer):
+        """x -> keep * clip(x, -clip, clip), non-finite -> 0; `keep` (0/1 per feature) is a frozen weight."""
+
+        def __init__(self, clip: float = 10.0, **kwargs):
+            super().__init__(**kwargs)
+            self.clip = float(clip)
+
+        def build(self, input_shape):
+            self.keep = self.add_weight(name="keep", shape=(int(input_shape[-1]),), initializer="ones", trainable=False)
+
+        def call(self, inputs):
+            finite = ops.where(ops.isfinite(inputs), inputs, ops.zeros_like(inputs))
+            return ops.clip(finite, -self.clip, self.clip) * ops.cast(self.keep, inputs.dtype)
+
+        def compute_output_shape(self, input_shape):
+            return input_shape
+
+        def get_config(self):
+            return {**super().get_config(), "clip": self.clip}
+
+    return FeatureGuard
+
+
 def build_model(
     train_inputs: dict[str, np.ndarray], train_labels: np.ndarray, spec: InputSpec,
     training: TrainingSettings | None = None, categories: CategoryStats | None = None,
@@ -263,10 +334,9 @@ def build_model(
         vectors = keras.Input(shape=(dim,), name=column)
         mask = keras.Input(shape=(1,), name=f"{column}_mask")
         model_inputs_[column], model_inputs_[f"{column}_mask"] = vectors, mask
-        normaliser = layers.Normalization(name=f"{column}_norm")
         present = train_inputs[f"{column}_mask"][:, 0] > 0
-        normaliser.adapt(train_inputs[column][present] if present.any() else np.zeros((1, dim), np.float32))
-        shared[column] = (normaliser(vectors), mask)
+        sample = train_inputs[column][present] if present.any() else np.zeros((1, dim), np.float32)
+        shared[column] = (guarded_normalised(layers, vectors, sample, column, training), mask)
 
     n_tab = len(spec.tabular_columns)
     tab = keras.Input(shape=(n_tab,), name=TABULAR_INPUT)
@@ -278,9 +348,9 @@ def build_model(
     column_means = np.divide(
         (tab_values * tab_present).sum(axis=0), counts, out=np.zeros(n_tab, dtype=np.float32), where=counts > 0
     )
-    tab_normaliser = layers.Normalization(name="tabular_norm")
-    tab_normaliser.adapt(np.where(tab_present > 0, tab_values, column_means).astype(np.float32))
-    tab_hidden = layers.Multiply(name="tabular_masked")([tab_normaliser(tab), tab_mask])
+    filled = np.where(tab_present > 0, tab_values, column_means).astype(np.float32)
+    tab_normalised = guarded_normalised(layers, tab, filled, TABULAR_INPUT, training)
+    tab_hidden = layers.Multiply(name="tabular_masked")([tab_normalised, tab_mask])
     shared[TABULAR_INPUT] = layers.Concatenate(name="tabular_with_mask")([tab_hidden, tab_mask])
 
     subreddit = keras.Input(shape=(1,), dtype="string", name=SUBREDDIT_INPUT)
@@ -537,6 +607,7 @@ def load_model(version_dir: Path):
     if not path.is_file():
         raise FileNotFoundError(f"no trained model at {path} (skipped or unfinished version?)")
     keras = keras_module()
+    feature_guard_class()  # registers the custom layer before deserialising
     model = keras.saving.load_model(path, compile=False)
     model.smpp_input_spec = InputSpec.load(version_dir) if (version_dir / INPUT_SPEC_FILE).is_file() else None
     return model

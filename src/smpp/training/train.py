@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import logging
 import platform
-import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,15 @@ from smpp.settings import Settings
 from smpp.storage import atomic_write_json, atomic_write_text
 from smpp.training.baselines import BASELINE_NAMES, fit_baselines
 from smpp.training.card import random_encoder_warnings, render_model_card
-from smpp.training.metrics import full_metrics, json_safe, regression_metrics, tier_thresholds
+from smpp.training.metrics import (
+    full_metrics,
+    implausibility,
+    json_safe,
+    label_summary,
+    regression_metrics,
+    scored_or_error,
+    tier_thresholds,
+)
 from smpp.training.model import (
     CategoryStats,
     PREDICT_BATCH,
@@ -40,9 +47,7 @@ from smpp.training.stream import SlicePlan, input_columns, release_freed_memory
 log = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ["post_id", "subreddit", "created_utc", "label"]
-SECRET_KEY_PATTERN = re.compile(r"secret|password|token|api_key", re.IGNORECASE)
-URL_PASSWORD_PATTERN = re.compile(r"(://[^:/@]+:)[^@]+@")
-REDACTED = "***redacted***"
+CONSTANT_BASELINE = "baseline_train_median"  # the train-slice median label for every post (not in the Spearman gate)
 
 
 @dataclass
@@ -54,20 +59,9 @@ class TrainReport:
 
 
 def redacted_settings(settings: Settings) -> dict[str, Any]:
-    """The resolved settings as JSON, with secrets and URL passwords replaced."""
-
-    def scrub(node: Any, key: str = "") -> Any:
-        if isinstance(node, dict):
-            return {k: scrub(v, k) for k, v in node.items()}
-        if isinstance(node, list):
-            return [scrub(v, key) for v in node]
-        if node is not None and SECRET_KEY_PATTERN.search(key):
-            return REDACTED
-        if isinstance(node, str):
-            return URL_PASSWORD_PATTERN.sub(rf"\1{REDACTED}@", node)
-        return node
-
-    return scrub(settings.model_dump(mode="json"))
+    """The resolved settings as JSON. Secrets are declared as such in Settings (SecretStr, the database
+    URL's password serializer), so the dump itself shows them masked; no guessing by key names here."""
+    return settings.model_dump(mode="json")
 
 
 def _iso(seconds: Any) -> str | None:
@@ -171,7 +165,7 @@ def evaluate_model_on(settings: Settings, version: str, features_test: pd.DataFr
 
     model = load_model(version_dir(settings, version))
     labelled = labelled_rows(features_test)
-    return regression_metrics(
+    return scored_or_error(
         labelled["label"].to_numpy(float), predict_frame(model, labelled), labelled["subreddit"].to_numpy(),
         settings.training.within_subreddit_min_posts,
     )
@@ -256,6 +250,28 @@ def _error(exc: Exception) -> str:
 
 
 def train_from_partitions(
+    settings: Settings,
+    paths: list[Path],
+    version_dir: Path,
+    *,
+    labels: pd.DataFrame | LabelQuery | None = None,
+    lineage: dict | None = None,
+) -> TrainReport:
+    """Train into `version_dir` (see _train_into), which appears only once complete.
+
+    The folder is built under a staging name beside it and renamed into place at the end (as the
+    data partitions are), so a killed training leaves no half-written version for the registry or UI;
+    the next training removes such leftovers.
+    """
+    from smpp.registry import staged_version
+
+    final = Path(version_dir)
+    with staged_version(final, settings.training.staging_max_age_hours) as building:
+        report = _train_into(settings, paths, building, labels=labels, lineage=lineage)
+    return replace(report, version_dir=final)
+
+
+def _train_into(
     settings: Settings,
     paths: list[Path],
     version_dir: Path,
@@ -378,15 +394,30 @@ def train_from_partitions(
     }
     for name in BASELINE_NAMES:
         metrics[name] = full_metrics(y_test, test[name], subreddits, created, min_posts, tiers)
+    # what plausibility is judged against (registry gate): the train labels, and a constant predictor
+    metrics["train_labels"] = label_summary(y_train)
+    median = metrics["train_labels"]["median"]
+    metrics[CONSTANT_BASELINE] = regression_metrics(y_test, np.full(len(y_test), median, float), subreddits, min_posts)
+    own_problems = _implausible(settings, metrics["model"], metrics)
+    if own_problems:
+        metrics["warnings"].append(f"this model's test scores are implausible: {'; '.join(own_problems)}")
     if champion_version is not None:
         error = test["champion_error"] or (_error(champion_model) if isinstance(champion_model, Exception) else None)
         if error:
             log.warning("champion %s could not score the test slice: %s", champion_version, error)
+        rescored = None if error else scored_or_error(y_test, test["champion"], subreddits, min_posts)
+        problems = _implausible(settings, rescored, metrics)
+        if problems:
+            log.warning("champion %s re-scored on this test slice looks broken: %s", champion_version, problems)
+            metrics["warnings"].append(
+                f"champion {champion_version} re-scored on this test slice looks broken: {'; '.join(problems)}"
+            )
         metrics["champion"] = {
             "version": champion_version,
-            "metrics": None if error else regression_metrics(y_test, test["champion"], subreddits, min_posts),
+            "metrics": rescored,
             "error": error,
             "same_test_slice": error is None,
+            "implausible": problems,
         }
     metrics["features"] = {
         "embedding_towers": list(tower_dims),
@@ -407,6 +438,15 @@ def train_from_partitions(
         rows,
     )
     return TrainReport(version_dir, metrics, rows, None)
+
+
+def _implausible(settings: Settings, scores: dict | None, metrics: dict) -> list[str]:
+    """implausibility() of `scores` on this version's test slice, with the settings' limits."""
+    training = settings.training
+    return implausibility(
+        scores, metrics.get("train_labels"), (metrics.get(CONSTANT_BASELINE) or {}).get("mae"),
+        training.promotion_max_label_std_outside, training.promotion_max_mae_vs_constant,
+    )
 
 
 def _predict_slice(plan: SlicePlan, name: str, model, columns: list[str] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -463,4 +503,4 @@ def score_version_on_test(
         return None
     model = load_model(registered_dir(settings, version))
     y, predictions, subreddits = _predict_slice(passed.plan, "test", model, None)
-    return regression_metrics(y, predictions, subreddits, settings.training.within_subreddit_min_posts)
+    return scored_or_error(y, predictions, subreddits, settings.training.within_subreddit_min_posts)

@@ -9,9 +9,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, Column, Engine, Select, bindparam, create_engine, event, make_url, select
+from sqlalchemy import (
+    JSON, BigInteger, Column, Engine, Integer, Select, SmallInteger, bindparam, create_engine, event, make_url, select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
 from smpp.warehouse.models import Base
@@ -21,6 +24,35 @@ from smpp.warehouse.models import Base
 # backfills. Elsewhere (Postgres) they run as the equivalent Core statements.
 DRIVER_DIALECTS = frozenset({"sqlite"})
 IN_CHUNK = 500  # keys per IN (...) query: SQLite caps bound parameters per statement
+# What each integer column type holds on Postgres (SQLite's INTEGER holds 64 bits, its driver no more):
+# sources.records refuses values outside them, so that a day stores the same rows on both.
+INTEGER_RANGES = ((BigInteger, 64), (SmallInteger, 16), (Integer, 32))  # subclasses first
+
+
+class ColumnRangeError(ValueError):
+    """A row value outside its integer column's type: names the table, column, value and row key."""
+
+
+def integer_range(column: Column) -> tuple[int, int] | None:
+    """The values an integer column stores on every dialect; None for other types."""
+    for kind, bits in INTEGER_RANGES:
+        if isinstance(column.type, kind):
+            return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    return None
+
+
+def out_of_range(table: Any, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str | None:
+    """A description of the first value of `rows` outside its integer column (None: all fit)."""
+    for position, name in enumerate(columns):
+        bounds = integer_range(table.c[name])
+        if bounds is None:
+            continue
+        for row in rows:
+            value = row[position]
+            if isinstance(value, int) and not bounds[0] <= value <= bounds[1]:
+                return (f"{table.name}.{name} = {value!r:.40} is outside its {table.c[name].type} range {bounds} "
+                        f"(row {dict(zip(columns, row[:1]))})")
+    return None
 
 
 @lru_cache(maxsize=8)
@@ -94,16 +126,22 @@ def insert_rows(
     connection = session.connection()
     dialect = connection.dialect
     update = tuple(update or ())
-    if dialect.name not in DRIVER_DIALECTS:
-        names = tuple(columns)
-        connection.execute(_upsert_statement(dialect, model.__table__, names, update, compiled=False),
-                           [dict(zip(names, row)) for row in rows])
-        return len(rows)
-    sql, json_positions = _upsert_statement(dialect, model.__table__, tuple(columns), update, compiled=True)
-    if json_positions:  # what SQLAlchemy's JSON type binds: json.dumps of the value
-        rows = [_with_json(row, json_positions) for row in rows]
-    with closing(_driver_cursor(session)) as cursor:
-        cursor.executemany(sql, rows)
+    try:
+        if dialect.name not in DRIVER_DIALECTS:
+            names = tuple(columns)
+            connection.execute(_upsert_statement(dialect, model.__table__, names, update, compiled=False),
+                               [dict(zip(names, row)) for row in rows])
+            return len(rows)
+        sql, json_positions = _upsert_statement(dialect, model.__table__, tuple(columns), update, compiled=True)
+        driver_rows = [_with_json(row, json_positions) for row in rows] if json_positions else rows
+        with closing(_driver_cursor(session)) as cursor:
+            cursor.executemany(sql, driver_rows)
+    except (OverflowError, DataError) as exc:
+        # the driver's message names neither the column nor the row (records validate before this)
+        problem = out_of_range(model.__table__, columns, rows)
+        if problem is None:
+            raise
+        raise ColumnRangeError(problem) from exc
     return len(rows)
 
 
