@@ -83,3 +83,25 @@ def test_replanning_drops_stale_chunks(settings):
     storage.write_chunk(settings, "joint_embeddings", day, 0, pa.table({"post_id": ["a"]}))
     storage.merge_chunks(settings, "joint_embeddings", day)
     assert storage.read_partition(settings, "joint_embeddings", day)["post_id"].tolist() == ["a"]
+
+
+def test_a_killed_writers_temp_file_is_removed_by_the_next_write(settings):
+    """kill -9 between writing a partition's temp file and renaming it leaves the temp; the next
+    write of that partition removes it once it is stale, and never a live writer's."""
+    import os
+    import time
+
+    import pandas as pd
+
+    from smpp import storage
+
+    path = storage.write_partition(settings, "posts", "2013-07-30", pd.DataFrame({"id": ["a"]}))
+    stale = path.parent / f".{path.name}.killed.tmp"
+    live = path.parent / f".{path.name}.live.tmp"
+    stale.write_bytes(b"half")
+    live.write_bytes(b"half")
+    old = time.time() - storage.STALE_TEMP_S - 60
+    os.utime(stale, (old, old))
+    storage.write_partition(settings, "posts", "2013-07-30", pd.DataFrame({"id": ["b"]}))
+    assert not stale.exists() and live.exists()
+    assert storage.read_partition(settings, "posts", "2013-07-30")["id"].tolist() == ["b"]

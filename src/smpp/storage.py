@@ -8,9 +8,11 @@ replaces it instead of appending.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterable
 from datetime import date, datetime
 from pathlib import Path
@@ -41,8 +43,19 @@ def partition_path(settings: Settings, stage: str, day: date | str) -> Path:
     return partition_dir(settings, stage, day) / PART_FILE
 
 
+STALE_TEMP_S = 3600.0  # a temp file this old is a killed writer's; a live one renames in seconds
+
+
 def _atomic_target(path: Path) -> tuple[int, str]:
     path.parent.mkdir(parents=True, exist_ok=True)
+    # a writer killed between writing and renaming leaves its temp file: the next write removes it
+    cutoff = time.time() - STALE_TEMP_S
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        try:
+            if stale.stat().st_mtime < cutoff:
+                stale.unlink()
+        except FileNotFoundError:
+            pass  # another writer removed it first
     return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
 
 
