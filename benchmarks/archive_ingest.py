@@ -10,7 +10,7 @@ process), so the numbers do not leak into each other:
   source  every indexed day's PostRecords, read as the DAG's scrape_posts reads them
           (iter_archive_posts per day), nothing stored: the archive source's own cost
   ingest  every indexed day into a fresh SQLite warehouse, one iter_archive_posts +
-          smpp.ingest.ingest_posts call per day, exactly as the DAG's scrape_posts does
+          smpp.warehouse.ingest.ingest_posts call per day, exactly as the DAG's scrape_posts does
   ingest_postgres (with --postgres) the ingest phase into a fresh Postgres database
   monthly (with --monthly) the same posts ingested one call per month: the per-post cost
           without the per-day fixed cost (queries + one commit per day)
@@ -95,7 +95,7 @@ def phase_source(dump: Path, work: Path) -> dict:
 
 
 def phase_ingest(dump: Path, work: Path, monthly: bool, database_url: str | None = None) -> dict:
-    from smpp.ingest import ingest_posts
+    from smpp.warehouse.ingest import ingest_posts
     from smpp.settings import Settings
     from smpp.sources.archive import ArchiveScan, iter_archive_posts
     from smpp.sources.archive_index import ensure_day_index
@@ -122,7 +122,7 @@ def phase_ingest(dump: Path, work: Path, monthly: bool, database_url: str | None
 def phase_db_floor(dump: Path, work: Path, drop_indexes: bool) -> dict:
     import sqlite3
 
-    from smpp.ingest import LABEL_COLUMNS, POST_COLUMNS, archive_label_row
+    from smpp.warehouse.ingest import LABEL_COLUMNS, POST_COLUMNS, archive_label_row
     from smpp.sources.archive import ArchiveScan, iter_archive_posts
     from smpp.sources.archive_index import ensure_day_index
     from smpp.settings import Settings

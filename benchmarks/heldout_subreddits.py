@@ -35,7 +35,7 @@ def subreddit_half(name: str) -> int:
 
 def evaluate_posts(posts, out_dir: Path) -> dict:
     """evaluate_archive's protocol on an in-memory post frame (the dump already read)."""
-    from smpp.evaluate import archive_feature_frame
+    from smpp.lifecycle.evaluate import archive_feature_frame
     from smpp.settings import Settings
     from smpp.training.train import train_and_evaluate
 
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="the dump's oldest N posts only (e.g. the part whose title vectors are cached)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    from smpp.evaluate import read_archive
+    from smpp.lifecycle.evaluate import read_archive
 
     out = args.out or Path(tempfile.mkdtemp(prefix="heldout-"))
     posts, scan = read_archive(args.dump)

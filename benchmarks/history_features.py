@@ -39,7 +39,7 @@ def build_warehouse(url: str, size: int, day_posts: int) -> None:
     """N posts + labels of r/big, spread evenly over size // day_posts days."""
     import numpy as np
 
-    from smpp.ingest import LABEL_COLUMNS, POST_COLUMNS
+    from smpp.warehouse.ingest import LABEL_COLUMNS, POST_COLUMNS
     from smpp.warehouse import Label, Post, session_for
     from smpp.warehouse.db import insert_rows
 
@@ -66,7 +66,7 @@ def run_size(size: int, day_posts: int, work: Path) -> dict:
     import pandas as pd
     from sqlalchemy import select
 
-    from smpp.history_store import history_columns
+    from smpp.warehouse.history_store import history_columns
     from smpp.warehouse import Post, session_for
 
     url = f"sqlite:///{work / f'history-{size}.sqlite'}"

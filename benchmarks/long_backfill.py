@@ -60,9 +60,9 @@ def bulk_build(url: str, first: int, last: int, per_day: int) -> None:
     import numpy as np
     from sqlalchemy import text
 
-    from smpp.author_history import recent_level
-    from smpp.ingest import LABEL_COLUMNS, POST_COLUMNS
-    from smpp.labels import label_of_score
+    from smpp.features.author_history import recent_level
+    from smpp.warehouse.ingest import LABEL_COLUMNS, POST_COLUMNS
+    from smpp.warehouse.labels import label_of_score
     from smpp.warehouse import Label, Post, PostLevel, SubredditDay, get_engine, session_for
     from smpp.warehouse.db import insert_rows
     from smpp.warehouse.history_schema import create_sqlite_triggers
@@ -128,8 +128,8 @@ def day_posts(session, day: int):  # noqa: ANN001
 
 def run_days(url: str, days: list[int], per_day: int, out: Path) -> dict:
     """Ingest and build `days` in order as the DAG would; time the last one."""
-    from smpp.history_store import history_columns
-    from smpp.ingest import LABEL_COLUMNS, POST_COLUMNS
+    from smpp.warehouse.history_store import history_columns
+    from smpp.warehouse.ingest import LABEL_COLUMNS, POST_COLUMNS
     from smpp.warehouse import Label, Post, session_for
     from smpp.warehouse.db import insert_rows
 
@@ -152,8 +152,8 @@ def run_old(url: str, day: int, out: Path) -> dict:
     """The code path before incremental history: every earlier post of the subreddits involved."""
     import pandas as pd
 
-    from smpp.author_history import history_features
-    from smpp.history_store import warehouse_history
+    from smpp.features.author_history import history_features
+    from smpp.warehouse.history_store import warehouse_history
     from smpp.warehouse import session_for
 
     with session_for(url) as session:

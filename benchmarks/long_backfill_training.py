@@ -42,8 +42,8 @@ def write_history(root: Path, days: int, posts_per_day: int, title_dim: int, see
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from smpp import schema
-    from smpp.author_history import HISTORY_COLUMNS
+    from smpp.features import schema
+    from smpp.features.author_history import HISTORY_COLUMNS
     from training import _day_start
 
     rng = np.random.default_rng(seed)

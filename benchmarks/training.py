@@ -38,8 +38,8 @@ def write_partitions(root: Path, rows: int, rows_per_day: int, title_dim: int, s
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from smpp import schema
-    from smpp.author_history import HISTORY_COLUMNS
+    from smpp.features import schema
+    from smpp.features.author_history import HISTORY_COLUMNS
 
     rng = np.random.default_rng(seed)
     w = rng.normal(size=title_dim).astype(np.float32) / np.sqrt(title_dim)

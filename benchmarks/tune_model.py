@@ -65,7 +65,7 @@ def proxy_title_vectors(titles: pd.Series, seed: int = 0) -> list[np.ndarray]:
 
 def build_frame(dump: Path, cache: Path, proxy_text: bool = False, max_posts: int | None = None) -> pd.DataFrame:
     """The archive feature frame; `max_posts` keeps the dump's oldest posts (it is in time order)."""
-    from smpp.evaluate import archive_feature_frame, read_archive
+    from smpp.lifecycle.evaluate import archive_feature_frame, read_archive
 
     started = time.perf_counter()
     posts, scan = read_archive(dump)

@@ -43,7 +43,7 @@ def smpp_score_champion():
         import pandas as pd
 
         from smpp import storage
-        from smpp.registry import version_dir
+        from smpp.lifecycle.registry import version_dir
         from smpp.settings import get_settings
         from smpp.training import load_model, predict_frame
 

@@ -9,7 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from smpp import cli, schema
+from smpp import cli
+
+from smpp.features import schema
 
 SUBREDDITS = {"pics": 3.0, "aww": 2.0, "funny": 1.0}
 
@@ -34,7 +36,7 @@ def _feature_frame(n: int = 240, seed: int = 0) -> pd.DataFrame:
 
 @pytest.fixture
 def trained_version(settings):
-    from smpp.registry import new_version_id, version_dir
+    from smpp.lifecycle.registry import new_version_id, version_dir
     from smpp.training import train_and_evaluate
 
     quick = settings.with_overrides(training={**settings.training.model_dump(), "epochs": 3, "batch_size": 32})

@@ -21,7 +21,7 @@ def cmd_prepare_models(_: argparse.Namespace) -> int:
 def cmd_summary(args: argparse.Namespace) -> int:
     """Where the day's model landed and its headline metrics (what `make demo` prints last)."""
     from smpp import storage
-    from smpp.registry import champion
+    from smpp.lifecycle.registry import champion
 
     settings = get_settings()
     runs = storage.read_run_metrics(settings, args.day)
@@ -62,7 +62,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from datetime import datetime, timezone
     from pathlib import Path
 
-    from smpp.evaluate import evaluate_archive
+    from smpp.lifecycle.evaluate import evaluate_archive
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     archive = Path(args.archive)
@@ -84,7 +84,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import contextlib
     import logging
 
-    from smpp.predict import predict_lines
+    from smpp.lifecycle.predict import predict_lines
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     settings = get_settings()

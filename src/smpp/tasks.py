@@ -94,8 +94,8 @@ def _day_posts_frame(settings: Settings, start_utc: int, end_utc: int) -> pd.Dat
 
 def _scrape_live(ctx: RunContext, session, subreddits: list[str]) -> dict[str, Any]:
     """PRAW over each subreddit's /new for the interval, into the warehouse."""
-    from smpp.ingest import ingest_authors, ingest_posts, unknown_author_fullnames
-    from smpp.labels import assign_labels
+    from smpp.warehouse.ingest import ingest_authors, ingest_posts, unknown_author_fullnames
+    from smpp.warehouse.labels import assign_labels
     from smpp.sources.reddit import BatchReport, fetch_authors, make_reddit, scrape_new
 
     settings = ctx.settings
@@ -146,7 +146,7 @@ def _scrape_live(ctx: RunContext, session, subreddits: list[str]) -> dict[str, A
 
 def scrape_posts(interval_start, interval_end, params=None) -> dict[str, Any]:
     """Live: PRAW over each subreddit's /new. Archive: the dump's posts of the interval."""
-    from smpp.ingest import ingest_posts
+    from smpp.warehouse.ingest import ingest_posts
 
     ctx = run_context(interval_start, interval_end, params)
     settings = ctx.settings
@@ -192,15 +192,15 @@ def scrape_frequent(interval_start, interval_end, params=None) -> dict[str, Any]
 def _purge(settings: Settings, removed_ids: list[str]) -> dict[str, Any]:
     if not removed_ids:
         return {"posts": 0}
-    from smpp.purge import purge_ids
+    from smpp.warehouse.purge import purge_ids
 
     return vars(purge_ids(settings, removed_ids))
 
 
 def refresh_scores(interval_start, interval_end, params=None) -> dict[str, Any]:
     """Re-read young posts' scores so each gets its label at the fixed age."""
-    from smpp.ingest import ingest_posts, now_utc
-    from smpp.labels import assign_labels, posts_due_for_refresh
+    from smpp.warehouse.ingest import ingest_posts, now_utc
+    from smpp.warehouse.labels import assign_labels, posts_due_for_refresh
 
     ctx = run_context(interval_start, interval_end, params)
     settings = ctx.settings
@@ -229,7 +229,7 @@ def refresh_scores(interval_start, interval_end, params=None) -> dict[str, Any]:
 
 
 def filter_posts(interval_start, interval_end, params=None) -> dict[str, Any]:
-    from smpp.filtering import apply_filters
+    from smpp.features.filtering import apply_filters
     from smpp.images.gallery import add_image_urls
 
     ctx = run_context(interval_start, interval_end, params)
@@ -504,8 +504,8 @@ def _with_history_columns(ctx: RunContext, kept: pd.DataFrame, table):
     import numpy as np
     import pyarrow as pa
 
-    from smpp.author_history import HISTORY_COLUMNS
-    from smpp.history_store import history_columns
+    from smpp.features.author_history import HISTORY_COLUMNS
+    from smpp.warehouse.history_store import history_columns
 
     posts = pd.DataFrame(
         {
@@ -523,12 +523,12 @@ def _with_history_columns(ctx: RunContext, kept: pd.DataFrame, table):
 
 
 def build_features(interval_start, interval_end, params=None) -> dict[str, Any]:
-    from smpp.authors import first_snapshots
+    from smpp.warehouse.authors import first_snapshots
     from smpp.encoders import model_info
-    from smpp.features import build_feature_table
+    from smpp.features.table import build_feature_table
     from smpp.images.features import image_features_frame
     from smpp.images.gallery import primary_images
-    from smpp.schema import EMBEDDING_COLUMNS
+    from smpp.features.schema import EMBEDDING_COLUMNS
 
     ctx = run_context(interval_start, interval_end, params)
     settings = ctx.settings
@@ -613,7 +613,7 @@ def _window_start_utc(settings: Settings, paths: list[Path]) -> int | None:
 
 def train_model(interval_start, interval_end, params=None) -> dict[str, Any]:
     """Train from the window's feature partitions, streamed (memory stays flat as history grows)."""
-    from smpp.registry import new_version_id, version_dir
+    from smpp.lifecycle.registry import new_version_id, version_dir
     from smpp.training.first_pass import LabelQuery
     from smpp.training.train import train_from_partitions
 
@@ -655,7 +655,7 @@ def _between_retrains(ctx: RunContext) -> dict[str, Any] | None:
     The day follows from its date alone; a day without a champion yet trains anyway (nothing else
     could score it).
     """
-    from smpp.registry import champion
+    from smpp.lifecycle.registry import champion
     from smpp.training.cadence import days_until_training, is_training_day
 
     every = ctx.settings.training.retrain_every_days
@@ -677,7 +677,7 @@ def evaluate_and_publish(interval_start, interval_end, version: str | None, para
     `version` None (a day between retrains): the champion is scored on the test slice a training
     this day would hold out (the window's newest days), recorded as such; nothing is promoted.
     """
-    from smpp.registry import champion, decide_and_publish, version_dir
+    from smpp.lifecycle.registry import champion, decide_and_publish, version_dir
 
     ctx = run_context(interval_start, interval_end, params)
     settings = ctx.settings
@@ -706,7 +706,7 @@ def evaluate_and_publish(interval_start, interval_end, version: str | None, para
 
 def _score_champion_on_day(ctx: RunContext, current: str | None) -> dict[str, Any]:
     """The champion's metrics on the day's test slice (the window's newest days), for a day that did not train."""
-    from smpp.registry import metrics_summary
+    from smpp.lifecycle.registry import metrics_summary
     from smpp.training.first_pass import LabelQuery
     from smpp.training.train import score_version_on_test
 

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from smpp.author_history import HISTORY_COLUMNS
-from smpp.registry import champion, decide_and_publish, new_version_id, version_dir
+from smpp.features.author_history import HISTORY_COLUMNS
+from smpp.lifecycle.registry import champion, decide_and_publish, new_version_id, version_dir
 from smpp.settings import Settings, TrainingSettings
 
 DAY = int(datetime(2013, 7, 24, tzinfo=timezone.utc).timestamp())

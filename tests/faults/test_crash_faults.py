@@ -181,7 +181,7 @@ def _seed_day(settings, features: pd.DataFrame) -> None:
 
 
 def _versions(settings) -> dict:
-    from smpp.registry import list_versions
+    from smpp.lifecycle.registry import list_versions
 
     models = settings.models_dir
     listed = [(v["status"], v["rows"]) for v in list_versions(settings)]

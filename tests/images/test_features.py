@@ -8,7 +8,7 @@ import pytest
 from PIL import Image, ImageFilter
 
 from smpp.images.features import image_features, image_features_frame
-from smpp.schema import IMAGE_FEATURE_COLUMNS
+from smpp.features.schema import IMAGE_FEATURE_COLUMNS
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 import zstandard
 from sqlalchemy import select
 
-from smpp.ingest import ingest_posts
+from smpp.warehouse.ingest import ingest_posts
 from smpp.sources import archive_index
 from smpp.sources.archive import (
     ArchiveScan,

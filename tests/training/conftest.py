@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from smpp import schema
+from smpp.features import schema
 
 SUBREDDIT_EFFECTS = {"pics": 2.0, "aww": 1.0, "EarthPorn": 0.0, "funny": -1.0}
 TITLE_DIM = 32
@@ -17,7 +17,7 @@ START_UTC = 1_780_000_000
 def synthetic_features(
     n_rows: int = 720, seed: int = 0, title_dim: int = TITLE_DIM, image_dim: int = IMAGE_DIM
 ) -> pd.DataFrame:
-    """A feature table shaped like smpp.schema whose label depends on subreddit, title and image.
+    """A feature table shaped like smpp.features.schema whose label depends on subreddit, title and image.
 
     label = 3 + subreddit effect + 0.8 * title.w_title + 0.8 * image.w_image (image posts only) + noise.
     The image term is invisible to the title ridge and metadata baselines, so only a
@@ -93,7 +93,7 @@ def features() -> pd.DataFrame:
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory, features):
     """(settings, report) of one version trained on the synthetic frame, shared by the module's tests."""
-    from smpp.registry import new_version_id, version_dir
+    from smpp.lifecycle.registry import new_version_id, version_dir
     from smpp.training import train_and_evaluate
 
     settings = training_settings(tmp_path_factory.mktemp("trained") / "data")

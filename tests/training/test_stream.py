@@ -85,7 +85,7 @@ def test_labels_from_elsewhere_are_inner_joined(tmp_path, make_features):
 
 
 def test_partitions_written_before_the_history_columns_still_train(tmp_path, make_features, make_settings, caplog):
-    from smpp.author_history import HISTORY_COLUMNS, add_history_features
+    from smpp.features.author_history import HISTORY_COLUMNS, add_history_features
     from smpp.training.train import train_from_partitions, write_day_partitions
 
     frame = add_history_features(make_features(n_rows=300, seed=4))

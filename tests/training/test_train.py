@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from smpp import schema
+from smpp.features import schema
 from smpp.training import evaluate_model_on, load_model, predict_frame, test_slice, train_and_evaluate
 from smpp.training.plots import PLOT_FILES
 from smpp.training.split import chronological_split
@@ -201,7 +201,7 @@ def test_stale_staging_folders_are_removed_live_ones_kept(tmp_path, make_feature
     import subprocess
     import sys
 
-    from smpp.registry import list_versions
+    from smpp.lifecycle.registry import list_versions
 
     settings = make_settings(tmp_path / "data", min_rows=1000)
     models = settings.models_dir

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 
-from smpp.registry import champion, decide_and_publish, list_versions, new_version_id, version_dir
+from smpp.lifecycle.registry import champion, decide_and_publish, list_versions, new_version_id, version_dir
 from smpp import training
 from smpp.training import evaluate_model_on, train_and_evaluate
 

@@ -113,11 +113,11 @@ def write_artifacts(settings) -> dict:
 
 
 def synthetic_features(n_rows: int = 300, seed: int = 0):
-    """A small feature table in smpp.schema's shape; the label follows subreddit and title."""
+    """A small feature table in smpp.features.schema's shape; the label follows subreddit and title."""
     import numpy as np
     import pandas as pd
 
-    from smpp import schema
+    from smpp.features import schema
 
     rng = np.random.default_rng(seed)
     subreddits = rng.choice(["pics", "aww", "EarthPorn", "funny"], size=n_rows)
@@ -143,7 +143,7 @@ def synthetic_features(n_rows: int = 300, seed: int = 0):
 
 def train_real_version(data_dir: str, run_day: str = FULL_DAY) -> str:
     """One version trained by the pipeline's own code (metrics, plots, card) into an empty registry."""
-    from smpp.registry import new_version_id, version_dir
+    from smpp.lifecycle.registry import new_version_id, version_dir
     from smpp.settings import Settings, TrainingSettings
     from smpp.training import train_and_evaluate
 

@@ -30,7 +30,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from smpp.registry import decide_and_publish
+from smpp.lifecycle.registry import decide_and_publish
 from smpp.settings import Settings
 from smpp.storage import write_run_metrics
 from smpp_ui_testdata import CHALLENGER, CHAMPION, FULL_DAY, write_artifacts

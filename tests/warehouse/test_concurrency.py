@@ -12,7 +12,7 @@ from smpp.warehouse import Post, PostSnapshot, session_for
 SRC = Path(__file__).resolve().parents[2] / "src"
 WORKER = """
 import sys
-from smpp.ingest import ingest_posts
+from smpp.warehouse.ingest import ingest_posts
 from smpp.settings import Settings
 from smpp.sources.records import PostRecord
 from smpp.warehouse import session_for

@@ -1,4 +1,4 @@
-"""Hand-crafted image features (numpy + Pillow), keys exactly smpp.schema.IMAGE_FEATURE_COLUMNS.
+"""Hand-crafted image features (numpy + Pillow), keys exactly smpp.features.schema.IMAGE_FEATURE_COLUMNS.
 
 Pixels are read as stored (the fetch stage has already applied EXIF orientation) and measured on
 a copy downscaled to FEATURE_SIDE on the longest side; width, height and file size come from the
@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from smpp.schema import IMAGE_FEATURE_COLUMNS
+from smpp.features.schema import IMAGE_FEATURE_COLUMNS
 
 logger = logging.getLogger(__name__)
 

@@ -42,7 +42,7 @@ class LabelQuery:
     created_from_utc: int | None = None
 
     def fetch(self, settings: Settings) -> pd.DataFrame:
-        from smpp.labels import trainable_labels
+        from smpp.warehouse.labels import trainable_labels
         from smpp.warehouse import session_for
 
         with session_for(settings.database_url) as session:

@@ -92,7 +92,7 @@ def regression_metrics(
             "mae": float(np.mean(np.abs(errors))) if n else None,
             "rmse": float(np.sqrt(np.mean(errors**2))) if n else None,
             "r2": 1.0 - float(np.sum(errors**2)) / ss_tot if ss_tot > 0 else None,
-            # the promotion gate checks these against the train label range (smpp.registry)
+            # the promotion gate checks these against the train label range (smpp.lifecycle.registry)
             "prediction_min": float(y_pred.min()) if n else None,
             "prediction_max": float(y_pred.max()) if n else None,
             "per_subreddit": per_subreddit,

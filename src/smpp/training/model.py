@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from smpp import schema
-from smpp.author_history import HISTORY_COLUMNS
+from smpp.features import schema
+from smpp.features.author_history import HISTORY_COLUMNS
 from smpp.settings import TrainingSettings
 
 log = logging.getLogger(__name__)

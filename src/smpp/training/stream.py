@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from smpp import schema
+from smpp.features import schema
 from smpp.training.model import (
     DOMAIN_INPUT,
     OPTIONAL_TABULAR_COLUMNS,
@@ -166,7 +166,7 @@ def scan_index(paths: Sequence[Path], labels: pd.DataFrame | None = None, batch_
     """
     import pyarrow.parquet as pq
 
-    from smpp.author_history import HISTORY_COLUMNS
+    from smpp.features.author_history import HISTORY_COLUMNS
 
     paths = [Path(p) for p in paths]
     wanted = [*INDEX_COLUMNS, *OPTIONAL_TABULAR_COLUMNS, *schema.EMBEDDING_COLUMNS] + (["label"] if labels is None else [])

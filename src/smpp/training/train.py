@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from smpp import schema
+from smpp.features import schema
 from smpp.settings import Settings
 from smpp.storage import atomic_write_json, atomic_write_text
 from smpp.training.baselines import BASELINE_NAMES, fit_baselines
@@ -137,7 +137,7 @@ def with_history(settings: Settings, features: pd.DataFrame) -> pd.DataFrame:
 
     Every row (labelled or not) counts as a prior post; labels count only once matured.
     """
-    from smpp.author_history import HISTORY_COLUMNS, add_history_features
+    from smpp.features.author_history import HISTORY_COLUMNS, add_history_features
 
     if features.empty or "author" not in features or all(c in features for c in HISTORY_COLUMNS):
         return features
@@ -161,7 +161,7 @@ test_slice.__test__ = False  # its name starts with "test": keep pytest from col
 
 def evaluate_model_on(settings: Settings, version: str, features_test: pd.DataFrame) -> dict:
     """Re-score a registered version (e.g. the champion) on another version's test slice."""
-    from smpp.registry import version_dir
+    from smpp.lifecycle.registry import version_dir
 
     model = load_model(version_dir(settings, version))
     labelled = labelled_rows(features_test)
@@ -220,7 +220,7 @@ def train_and_evaluate(
 
 def _champion_model(settings: Settings, version: str) -> tuple[str | None, Any]:
     """(champion version, its loaded model or the exception that stopped loading it); (None, None) if none."""
-    from smpp.registry import champion, version_dir as champion_dir
+    from smpp.lifecycle.registry import champion, version_dir as champion_dir
 
     current = champion(settings)
     if current is None or current == version:
@@ -263,7 +263,7 @@ def train_from_partitions(
     data partitions are), so a killed training leaves no half-written version for the registry or UI;
     the next training removes such leftovers.
     """
-    from smpp.registry import staged_version
+    from smpp.lifecycle.registry import staged_version
 
     final = Path(version_dir)
     with staged_version(final, settings.training.staging_max_age_hours) as building:
@@ -496,7 +496,7 @@ def score_version_on_test(
     The same first pass as training (in its child process), then the test rows streamed; None when
     a training on `paths` would have been skipped (no test slice to share).
     """
-    from smpp.registry import version_dir as registered_dir
+    from smpp.lifecycle.registry import version_dir as registered_dir
 
     passed = run_first_pass(settings, [Path(p) for p in paths], labels)
     if passed.plan is None or passed.split is None or passed.split.test.empty:

@@ -1,6 +1,6 @@
 """Read-only views of what the pipeline wrote for a day and for each model version.
 
-The pipeline owns the formats (smpp.tasks, smpp.training, smpp.registry); these readers are
+The pipeline owns the formats (smpp.tasks, smpp.training, smpp.lifecycle.registry); these readers are
 defensive: a missing or unreadable file becomes a note on the page, never an exception, and
 unknown fields are shown as they are, so new metrics appear without a change here.
 Every file path served to a browser goes through `model_file`, which confines it to the
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from smpp import storage
-from smpp.registry import (
+from smpp.lifecycle.registry import (
     CHAMPION_FILE,
     DECISION_FILE,
     METRICS_FILE,

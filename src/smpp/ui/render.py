@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from html import escape
 from typing import Any
 
-from smpp.registry import FALLBACK_METRIC, PRIMARY_METRIC
+from smpp.lifecycle.registry import FALLBACK_METRIC, PRIMARY_METRIC
 from smpp.ui.artifacts import ModelView, RunView, VersionRow
 
 FileUrl = Callable[[str, str], str]  # (version, file name) -> URL path

@@ -229,8 +229,8 @@ def history_frame(settings: Settings, posts: list[ParsedPost]) -> pd.DataFrame |
 
     The same query build_features runs for the pipeline's history columns (never the whole window).
     """
-    from smpp.authors import warehouse_exists
-    from smpp.history_store import warehouse_history
+    from smpp.warehouse.authors import warehouse_exists
+    from smpp.warehouse.history_store import warehouse_history
     from smpp.warehouse import session_for
 
     if not posts or not warehouse_exists(settings):
@@ -265,7 +265,7 @@ def resolve_authors(settings: Settings, posts: list[ParsedPost], fetch: bool = F
 
     Raises RedditConfigError / RedditAuthError when `fetch` is asked for without usable credentials.
     """
-    from smpp.authors import warehouse_authors
+    from smpp.warehouse.authors import warehouse_authors
 
     frame = pd.DataFrame(np.nan, index=range(len(posts)), columns=AUTHOR_FACT_COLUMNS)
     sources = ["unknown"] * len(posts)
@@ -304,7 +304,7 @@ def _fetch_into(
     """Fill `pending` posts' facts from Reddit (by t2_ id: the input's, else the warehouse's)."""
     import prawcore
 
-    from smpp.authors import fetch_current, known_fullnames
+    from smpp.warehouse.authors import fetch_current, known_fullnames
     from smpp.sources.reddit import MalformedResponse
 
     try:
@@ -349,9 +349,9 @@ def feature_frame(
 
     `authors`: resolve_authors' facts per post (None: every author unknown).
     """
-    from smpp import schema
-    from smpp.author_history import HISTORY_COLUMNS, history_features
-    from smpp.features import extra_post_features, metadata_features
+    from smpp.features import schema
+    from smpp.features.author_history import HISTORY_COLUMNS, history_features
+    from smpp.features.table import extra_post_features, metadata_features
 
     raw = pd.DataFrame([p.post for p in posts])
     # metadata_features joins authors on the name; a per-post key lets two posts by one author
@@ -445,7 +445,7 @@ def predict_lines(
     fetch_authors: look up authors that are neither in the input nor in the warehouse on Reddit
     (needs Reddit credentials in settings.reddit).
     """
-    from smpp.registry import champion, version_dir
+    from smpp.lifecycle.registry import champion, version_dir
     from smpp.training.model import load_model, predict_frame
 
     lines = list(lines)

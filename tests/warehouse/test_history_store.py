@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, insert, select
 
-from smpp import history_store
-from smpp.history_store import HISTORY_ROW_COLUMNS, warehouse_history
+from smpp.warehouse import history_store
+from smpp.warehouse.history_store import HISTORY_ROW_COLUMNS, warehouse_history
 from smpp.warehouse import Label, Post, session_for
 from smpp.warehouse.db import stream_tuples
 
@@ -97,8 +97,8 @@ def test_history_rows_are_every_earlier_kept_post_of_the_subreddits_and_the_auth
 
 def test_stored_history_columns_equal_the_features_over_the_whole_warehouse(db_url):
     """Authors post in other subreddits too: their relative labels need those subreddits' levels."""
-    from smpp.author_history import HISTORY_COLUMNS, history_features
-    from smpp.history_store import history_columns
+    from smpp.features.author_history import HISTORY_COLUMNS, history_features
+    from smpp.warehouse.history_store import history_columns
 
     posts, _ = _warehouse(db_url, size=400, days=60)
     with session_for(db_url) as session:
@@ -137,7 +137,7 @@ def test_stream_tuples_batches_plain_tuples_and_refuses_parameters_it_cannot_pas
 
 def test_trainable_labels_are_matured_trainable_and_of_kept_posts(db_url):
     """What training joins: ok/archive labels matured by the end, of posts not removed, from the window start."""
-    from smpp.labels import label_of_score, trainable_labels
+    from smpp.warehouse.labels import label_of_score, trainable_labels
 
     posts, labels = _warehouse(db_url, size=120, days=60)
     end, window_start = UNTIL - 5 * DAY, UNTIL - 40 * DAY
@@ -175,7 +175,7 @@ def _day_rows(day: int, rng: np.random.Generator, per_day: int = 30) -> tuple[li
 
 def _ingest(session, posts: list[dict], labels: list[dict]) -> None:
     """What ingest does: posts keep their first sight, labels take the newest score."""
-    from smpp.ingest import LABEL_COLUMNS, POST_COLUMNS
+    from smpp.warehouse.ingest import LABEL_COLUMNS, POST_COLUMNS
     from smpp.warehouse.db import insert_rows
 
     defaults = {"is_self": False, "over_18": False, "is_gallery": False, "gallery_urls": []}
@@ -190,7 +190,7 @@ def _day_posts(posts: list[dict]) -> pd.DataFrame:
 
 
 def _whole_features(session, day: pd.DataFrame, until: int) -> pd.DataFrame:
-    from smpp.author_history import history_features
+    from smpp.features.author_history import history_features
 
     whole = warehouse_history(session, [], [f"sub{i}" for i in range(4)], until)
     return history_features(day, whole, label_age_hours=24.0)
@@ -203,8 +203,8 @@ def _table_rows(session, model) -> list[tuple]:
 def test_history_of_a_warehouse_built_day_by_day_equals_the_whole_warehouse_computation(db_url):
     """Days ingested and built one after another (and one day ingested late, after later days were
     built): each day's columns equal history_features over the whole warehouse as it then is."""
-    from smpp.author_history import HISTORY_COLUMNS
-    from smpp.history_store import history_columns
+    from smpp.features.author_history import HISTORY_COLUMNS
+    from smpp.warehouse.history_store import history_columns
     from smpp.warehouse import PostLevel
 
     rng = np.random.default_rng(3)
@@ -237,8 +237,8 @@ def test_history_of_a_warehouse_built_day_by_day_equals_the_whole_warehouse_comp
 def test_rerunning_a_day_mid_backfill_gives_identical_features_and_rows(db_url):
     """Days 0-9 built, then day 4 re-ingested and rebuilt: its columns, every later day's, and the
     history tables' rows are as before (nothing duplicated, nothing changed)."""
-    from smpp.author_history import HISTORY_COLUMNS
-    from smpp.history_store import history_columns
+    from smpp.features.author_history import HISTORY_COLUMNS
+    from smpp.warehouse.history_store import history_columns
     from smpp.warehouse import PostLevel, SubredditDay
 
     rng = np.random.default_rng(5)
@@ -265,8 +265,8 @@ def test_an_existing_warehouse_is_upgraded_in_place(tmp_path):
     gets them when opened, and its history columns are right."""
     import sqlite3
 
-    from smpp.author_history import HISTORY_COLUMNS
-    from smpp.history_store import history_columns
+    from smpp.features.author_history import HISTORY_COLUMNS
+    from smpp.warehouse.history_store import history_columns
     from smpp.warehouse import db
     from smpp.warehouse.history_schema import _ready
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from smpp.authors import first_snapshots, known_fullnames
-from smpp.ingest import ingest_authors
+from smpp.warehouse.authors import first_snapshots, known_fullnames
+from smpp.warehouse.ingest import ingest_authors
 from smpp.sources.records import AuthorRecord
 from smpp.warehouse import session_for
 

@@ -1,6 +1,6 @@
 import pandas as pd
 
-from smpp.filtering import apply_filters
+from smpp.features.filtering import apply_filters
 from smpp.settings import FilterSettings
 
 

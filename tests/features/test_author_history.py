@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from smpp.author_history import HISTORY_COLUMNS, add_history_features, history_features
+from smpp.features.author_history import HISTORY_COLUMNS, add_history_features, history_features
 
 HOUR = 3600
 DAY = 86400

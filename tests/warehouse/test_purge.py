@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 
 from smpp import storage
 from smpp.encoders.cache import CaptionCache, VectorCache, joint_key, text_key
-from smpp.purge import purge_posts
+from smpp.warehouse.purge import purge_posts
 
 DAY = "2013-07-30"
 CREATED = 1375142400 + 3600

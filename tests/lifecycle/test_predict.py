@@ -12,7 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from smpp import cli, schema
+from smpp import cli
+
+from smpp.features import schema
 
 POST_UTC = 1_704_000_000
 DAY = 86_400
@@ -44,7 +46,7 @@ def _frame(n: int = 200, seed: int = 0, dims: dict[str, int] | None = None) -> p
 
 
 def _train(settings, frame: pd.DataFrame) -> str:
-    from smpp.registry import new_version_id, version_dir
+    from smpp.lifecycle.registry import new_version_id, version_dir
     from smpp.training import train_and_evaluate
 
     quick = settings.with_overrides(training={**settings.training.model_dump(), "epochs": 3, "batch_size": 32})
@@ -83,7 +85,7 @@ def _run(tmp_path, capsys, posts: list, *args: str) -> tuple[int, list[dict]]:
 
 def _snapshot(settings, name: str, created_utc: int | None, karma: list[tuple[int, int, int]], fullname: str | None = None) -> None:
     """Warehouse author with (observed_at, link_karma, comment_karma) snapshots."""
-    from smpp.ingest import ingest_authors
+    from smpp.warehouse.ingest import ingest_authors
     from smpp.sources.records import AuthorRecord
     from smpp.warehouse import session_for
 
@@ -182,9 +184,9 @@ def _fake_posts() -> list[dict]:
 
 
 def test_fetch_authors_from_reddit_through_praw(settings, trained_version, tmp_path, capsys, model_frames, reddit_env, monkeypatch):
-    from smpp.authors import fetch_current
+    from smpp.warehouse.authors import fetch_current
     from smpp.devtools.fake_reddit import FakeRedditServer, author_fullname_for
-    from smpp.ingest import ingest_posts
+    from smpp.warehouse.ingest import ingest_posts
     from smpp.settings import get_settings
     from smpp.sources.records import PostRecord
     from smpp.warehouse import session_for
@@ -288,7 +290,7 @@ def image_server(jpeg):
 
 
 def test_real_jpeg_by_path_and_url_feeds_the_image_towers(settings, tiny_encoders, jpeg, image_server, tmp_path, capsys, model_frames):
-    from smpp.registry import version_dir
+    from smpp.lifecycle.registry import version_dir
     from smpp.training.model import load_model, model_inputs
 
     encoders_dir, dims = tiny_encoders

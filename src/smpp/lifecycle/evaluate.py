@@ -58,10 +58,10 @@ def read_archive(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
 
 def archive_feature_frame(settings: Settings, posts: pd.DataFrame, embed_titles: bool = True) -> pd.DataFrame:
     """The feature table (+ labels) the pipeline would build for these posts, without images."""
-    from smpp import schema
-    from smpp.author_history import add_history_features
-    from smpp.features import extra_post_features, metadata_features
-    from smpp.labels import label_of_score
+    from smpp.features import schema
+    from smpp.features.author_history import add_history_features
+    from smpp.features.table import extra_post_features, metadata_features
+    from smpp.warehouse.labels import label_of_score
 
     authors = pd.DataFrame(columns=["name", "created_utc", "link_karma", "comment_karma"])
     meta = metadata_features(posts, authors)

@@ -136,7 +136,7 @@ def archive_label_row(record: PostRecord, label_age_hours: float, label_age_seco
 def mark_removed(session: Session, records: Iterable[PostRecord], now: int) -> list[str]:
     """Tombstone removed/deleted posts and purge their warehouse content; returns stored ids hit.
 
-    The post's partitions, caches and image are purged by smpp.purge (outside the warehouse).
+    The post's partitions, caches and image are purged by smpp.warehouse.purge (outside the warehouse).
     """
     records = list(records)
     tombstones = [

@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import and_, select
 
 from smpp import storage, tasks
-from smpp.author_history import HISTORY_COLUMNS, history_features
+from smpp.features.author_history import HISTORY_COLUMNS, history_features
 
-DUMP = Path(__file__).parent / "data" / "backfill_3days.ndjson.zst"
+DUMP = Path(__file__).parents[1] / "data" / "backfill_3days.ndjson.zst"
 DAYS = [datetime(2013, 7, 24, tzinfo=timezone.utc) + timedelta(days=i) for i in range(3)]
 DIM = 4
 
@@ -47,7 +47,7 @@ def built(settings, monkeypatch):
 
 def _warehouse_frame(settings) -> pd.DataFrame:
     """Every stored post of the dump (all three days) with its trainable label: the 'full frame'."""
-    from smpp.labels import TRAINABLE_STATUSES
+    from smpp.warehouse.labels import TRAINABLE_STATUSES
     from smpp.warehouse import Label, Post, session_for
 
     with session_for(settings.database_url) as session:
@@ -106,7 +106,7 @@ def test_train_model_streams_partitions_without_the_whole_window_read(built, mon
     assert len(lineage["partitions_read"]) == 3
 
     # make it the champion, then a challenger re-scores it on its own (streamed) test slice
-    from smpp.registry import CHAMPION_FILE
+    from smpp.lifecycle.registry import CHAMPION_FILE
     from smpp.training.first_pass import LabelQuery
     from smpp.training.train import score_version_on_test
 

@@ -4,8 +4,8 @@ from dataclasses import replace
 
 from sqlalchemy import func, select
 
-from smpp.ingest import ingest_authors, ingest_posts, unknown_author_fullnames
-from smpp.labels import assign_labels, posts_due_for_refresh
+from smpp.warehouse.ingest import ingest_authors, ingest_posts, unknown_author_fullnames
+from smpp.warehouse.labels import assign_labels, posts_due_for_refresh
 from smpp.sources.records import AuthorRecord, PostRecord
 from smpp.warehouse import Author, Label, Post, PostSnapshot, Tombstone, session_for
 

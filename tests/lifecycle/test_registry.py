@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from smpp.registry import champion, decide_and_publish, list_versions, new_version_id, version_dir
+from smpp.lifecycle.registry import champion, decide_and_publish, list_versions, new_version_id, version_dir
 
 BASELINES = ("baseline_subreddit_mean", "baseline_metadata_gbm", "baseline_text_ridge")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 from sqlalchemy import select
 
-from smpp.history_store import in_chunks
+from smpp.warehouse.history_store import in_chunks
 from smpp.settings import Settings
 
 AUTHOR_COLUMNS = ["name", "created_utc", "link_karma", "comment_karma"]

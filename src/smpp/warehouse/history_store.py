@@ -1,4 +1,4 @@
-"""History rows from the warehouse for the leak-free author/subreddit features (smpp.author_history).
+"""History rows from the warehouse for the leak-free author/subreddit features (smpp.features.author_history).
 
 `build_features` stores the history columns in each day's feature partition as point-in-time facts,
 computed from these rows; `smpp predict` can compute the same columns for new posts from them.
@@ -40,7 +40,7 @@ def warehouse_history(
     left out, as in training. Which labels are visible when is author_history's job (matured at or
     before a post's creation), so labels maturing after `until_utc` do no harm.
     """
-    from smpp.labels import TRAINABLE_STATUSES, label_of_score
+    from smpp.warehouse.labels import TRAINABLE_STATUSES, label_of_score
     from smpp.warehouse import Label, Post
     from smpp.warehouse.db import stream_tuples
 
@@ -100,7 +100,7 @@ def history_columns(
     Assumes labels mature after their post was created (labels.py and ingest write created +
     label age); author_history's guard for bad stamps is not replayed in the bounded queries.
     """
-    from smpp.author_history import (
+    from smpp.features.author_history import (
         HISTORY_COLUMNS, SUBREDDIT_HISTORY_COLUMNS, author_features, history_features, query_times)
     from smpp.warehouse.history_schema import ensure_history_schema
 
@@ -133,7 +133,7 @@ def history_columns(
 
 
 def _kept(until: int | None) -> list:
-    from smpp.labels import TRAINABLE_STATUSES
+    from smpp.warehouse.labels import TRAINABLE_STATUSES
     from smpp.warehouse import Label, Post
 
     where = [Label.status.in_(TRAINABLE_STATUSES), Post.removed.is_(False)]
@@ -160,8 +160,8 @@ def _posts_before(session: Session, subreddit: str, times: np.ndarray) -> np.nda
 def subreddit_levels(session: Session, subreddit: str, times: np.ndarray, until: int | None) -> np.ndarray:
     """author_history's subreddit level (mean of the last RECENT_LABELS labels visible at or before
     each time) from labels of posts created before `until` (None: any), per day of the times."""
-    from smpp.author_history import RECENT_LABELS, recent_level
-    from smpp.labels import label_of_score
+    from smpp.features.author_history import RECENT_LABELS, recent_level
+    from smpp.warehouse.labels import label_of_score
     from smpp.warehouse import Label, Post
 
     times = np.asarray(times, dtype=np.int64)
@@ -194,7 +194,7 @@ def subreddit_levels(session: Session, subreddit: str, times: np.ndarray, until:
 def _author_posts(session: Session, authors: Iterable[str | None], until: int) -> pd.DataFrame:
     """Every kept post of these authors created before `until`, with its trainable label and its
     subreddit's level when it was created: from post_levels, computed and stored where it lacks them."""
-    from smpp.labels import TRAINABLE_STATUSES, label_of_score
+    from smpp.warehouse.labels import TRAINABLE_STATUSES, label_of_score
     from smpp.warehouse import Label, Post, PostLevel
     from smpp.warehouse.db import stream_tuples, upsert
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from smpp import schema
+from smpp.features import schema
 from smpp.storage import vectors_to_arrow
 
 

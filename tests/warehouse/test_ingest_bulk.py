@@ -7,13 +7,13 @@ import sqlite3
 from dataclasses import replace
 from pathlib import Path
 
-from smpp.ingest import ingest_posts
+from smpp.warehouse.ingest import ingest_posts
 from smpp.sources.archive import ArchiveScan, scan_archive_posts
 from smpp.sources.records import PostRecord
 from smpp.warehouse import db, session_for
 from smpp.warehouse.models import Base
 
-SAMPLE_ARCHIVE = Path(__file__).parent / "data" / "sample_archive.ndjson.zst"
+SAMPLE_ARCHIVE = Path(__file__).parents[1] / "data" / "sample_archive.ndjson.zst"
 DAY = 1375142400  # 2013-07-30 00:00 UTC, the sample's first day
 D = 86400
 TABLES = {t.name: [c.name for c in t.primary_key.columns] for t in Base.metadata.sorted_tables}

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from smpp import schema
-from smpp.features import FeatureValidationError, build_feature_table, metadata_features
+from smpp.features import schema
+from smpp.features.table import FeatureValidationError, build_feature_table, metadata_features
 
 DIMS = {"title_emb": 4, "caption_emb": 4, "image_emb": 3, "joint_emb": 5}
 

@@ -1,0 +1,1 @@
+"""The merged feature table: filter rules, author/subreddit history, the column contract."""
