@@ -3,6 +3,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from partition_readers import partition_metadata
 from smpp import storage
 
 
@@ -58,7 +59,7 @@ def test_chunks_merge_in_order_and_replace_the_partition(settings):
     storage.write_chunk(settings, "text_embeddings", day, 0, pa.table({"post_id": ["a", "b"]}).replace_schema_metadata(meta))
     assert storage.merge_chunks(settings, "text_embeddings", day)
     assert storage.read_partition(settings, "text_embeddings", day)["post_id"].tolist() == ["a", "b", "c", "d"]
-    assert storage.partition_metadata(settings, "text_embeddings", day)["model_id"] == "m"
+    assert partition_metadata(settings, "text_embeddings", day)["model_id"] == "m"
     assert not storage.chunk_dir(settings, "text_embeddings", day).exists()
     assert storage.merge_chunks(settings, "text_embeddings", day) is False  # nothing planned now
 

@@ -7,6 +7,7 @@ import json
 import sys
 
 from smpp.settings import get_settings
+from smpp.training.metric_names import CLI_METRICS
 
 
 def cmd_prepare_models(_: argparse.Namespace) -> int:
@@ -45,10 +46,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
         for name in ("model", "baseline_subreddit_mean", "baseline_metadata_gbm", "baseline_text_ridge"):
             m = metrics.get(name) or {}
             if m:
-                print(
-                    f"  {name:<26} spearman={m.get('spearman')} within_subreddit={m.get('spearman_within_subreddit')} "
-                    f"mae={m.get('mae')} rmse={m.get('rmse')}"
-                )
+                print(f"  {name:<26} " + " ".join(f"{k}={m.get(k)}" for k in CLI_METRICS))
     publish = runs.get("evaluate_and_publish", {})
     if publish:
         print(f"promotion        : promoted={publish.get('promoted')} ({publish.get('reason')})")

@@ -13,7 +13,6 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Iterable
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -121,11 +120,6 @@ def read_partition(settings: Settings, stage: str, day: date | str) -> pd.DataFr
     return pq.read_table(path).to_pandas()
 
 
-def partition_metadata(settings: Settings, stage: str, day: date | str) -> dict[str, str]:
-    meta = pq.read_schema(partition_path(settings, stage, day)).metadata or {}
-    return {k.decode(): v.decode() for k, v in meta.items() if not k.startswith(b"pandas")}
-
-
 def list_partition_days(settings: Settings, stage: str) -> list[date]:
     root = settings.partitions_dir / stage
     if not root.is_dir():
@@ -135,17 +129,6 @@ def list_partition_days(settings: Settings, stage: str) -> list[date]:
         if child.name.startswith("ds=") and (child / PART_FILE).is_file():
             days.append(date.fromisoformat(child.name[3:]))
     return sorted(days)
-
-
-def read_partitions(
-    settings: Settings, stage: str, days: Iterable[date] | None = None
-) -> pd.DataFrame:
-    chosen = list_partition_days(settings, stage) if days is None else list(days)
-    frames = [read_partition(settings, stage, d) for d in chosen if has_partition(settings, stage, d)]
-    frames = [f for f in frames if len(f)]
-    if not frames:
-        return pd.DataFrame()
-    return pd.concat(frames, ignore_index=True)
 
 
 def run_metrics_path(settings: Settings, day: date | str, stage: str) -> Path:

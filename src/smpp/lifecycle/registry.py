@@ -25,6 +25,7 @@ from typing import Any
 from smpp.settings import Settings
 from smpp.storage import atomic_write_json
 from smpp.training.baselines import BASELINE_NAMES
+from smpp.training.metric_names import DECISION_METRICS
 from smpp.training.metrics import implausibility, json_safe
 
 log = logging.getLogger(__name__)
@@ -98,8 +99,7 @@ def _summary(metrics: dict | None) -> dict:
     """The numbers a decision is made on (not the per-subreddit detail)."""
     if not metrics:
         return {}
-    keep = ("spearman_within_subreddit", "spearman_within_subreddit_weighted", "spearman", "mae", "rmse", "r2", "n",
-            "prediction_min", "prediction_max", "error")
+    keep = (*DECISION_METRICS, "prediction_min", "prediction_max", "error")
     return {k: metrics.get(k) for k in keep}
 
 

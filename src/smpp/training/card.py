@@ -5,26 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from smpp.training.baselines import BASELINE_NAMES
+from smpp.training.metric_names import CARD_METRICS
 
 # Profiles whose encoders run with random weights (no model hub here), by embedding column.
 RANDOM_WEIGHT_COLUMNS = {
     "tiny": ["title_emb", "caption_emb", "image_emb", "joint_emb"],
     "offline": ["caption_emb", "image_emb", "joint_emb"],
 }
-CARD_METRICS = [
-    "spearman_within_subreddit",
-    "spearman_within_subreddit_weighted",
-    "spearman",
-    "mae",
-    "rmse",
-    "r2",
-    "pairwise_accuracy",
-    "tier_accuracy",
-    "tier_macro_f1",
-    "latency_ms_per_post",
-    "params",
-    "n",
-]
 
 
 def random_encoder_warnings(profile: str, embedding_columns: list[str]) -> list[str]:

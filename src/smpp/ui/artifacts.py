@@ -27,36 +27,11 @@ from smpp.lifecycle.registry import (
     list_versions,
 )
 from smpp.settings import Settings
+from smpp.stages import STAGE_NAMES
+from smpp.training.metric_names import UI_METRICS
 
-# DAG order of the stages that write runs/ds=.../<task>.json; anything else is listed after them.
-STAGE_ORDER = (
-    "scrape_posts",
-    "refresh_scores",
-    "filter_posts",
-    "fetch_images",
-    "caption_images",
-    "plan_embed_text",
-    "embed_text",
-    "plan_embed_images",
-    "embed_images",
-    "plan_embed_image_text",
-    "embed_image_text",
-    "build_features",
-    "train_model",
-    "evaluate_and_publish",
-)
 # Server-side paths mean nothing to a reader of the page.
 HIDDEN_KEYS = frozenset({"partition", "version_dir", "metrics_file", "day"})
-METRIC_ROWS = (
-    "spearman_within_subreddit",
-    "spearman_within_subreddit_weighted",
-    "spearman",
-    "mae",
-    "rmse",
-    "r2",
-    "n",
-    "subreddits_scored",
-)
 # Files of a version folder a browser may fetch (the model weights are not among them).
 SERVED_SUFFIXES = {".png": "image/png", ".json": "application/json", ".md": "text/markdown; charset=utf-8"}
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
@@ -141,7 +116,7 @@ class RunView:
 
 
 def _stage_sort_key(name: str) -> tuple[int, str]:
-    return (STAGE_ORDER.index(name), name) if name in STAGE_ORDER else (len(STAGE_ORDER), name)
+    return (STAGE_NAMES.index(name), name) if name in STAGE_NAMES else (len(STAGE_NAMES), name)
 
 
 def _read_stage_files(settings: Settings, day: date) -> tuple[dict[str, dict], list[str]]:
@@ -257,7 +232,7 @@ def _comparison(metrics: dict[str, Any], decision: dict[str, Any] | None) -> tup
         note = "champion metrics from the promotion decision"
     elif isinstance(stored, dict) and stored.get("error"):
         note = f"champion {stored.get('version')} could not be scored: {stored['error']}"
-    return {name: {k: v for k, v in values.items() if k in METRIC_ROWS} for name, values in columns.items()}, note
+    return {name: {k: v for k, v in values.items() if k in UI_METRICS} for name, values in columns.items()}, note
 
 
 def _servable(settings: Settings, version: str, name: str) -> bool:
