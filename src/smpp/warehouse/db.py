@@ -69,16 +69,15 @@ def get_engine(url: str) -> Engine:
             # no fsync per commit (WAL stays consistent; a power cut may undo the last commits,
             # which re-running the day restores): ~1 commit per day made backfills fsync-bound
             cur.execute("PRAGMA synchronous=NORMAL")
-            # Checkpoint every ~64 MB of WAL instead of ~4 MB: a backfilled day rewrites a few
-            # hundred index pages, so the default checkpointed (two fsyncs, pages copied back)
-            # every few days; a larger WAL copies each hot page back once per many days.
+            # Checkpoint every ~64 MB of WAL: a backfilled day rewrites a few hundred hot index pages,
+            # and a larger WAL copies each one back once per many days rather than every few days.
             cur.execute("PRAGMA wal_autocheckpoint=16384")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 
     elif make_url(url).get_driver_name() == "psycopg2":
-        # psycopg2's executemany is one round trip per row, and SQLAlchemy batches an
-        # INSERT ... ON CONFLICT only in this mode (archive ingest of the dev dump: 98.5 s -> 40.9 s)
+        # psycopg2's executemany is one round trip per row; SQLAlchemy batches an
+        # INSERT ... ON CONFLICT only in this mode (numbers: benchmarks/README.md, archive_ingest.py)
         engine = create_engine(url, pool_pre_ping=True, executemany_mode="values_plus_batch")
     else:
         engine = create_engine(url, pool_pre_ping=True)

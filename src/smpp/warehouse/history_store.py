@@ -55,9 +55,8 @@ def warehouse_history(
         .outerjoin(Label, and_(Label.post_id == Post.id, Label.status.in_(TRAINABLE_STATUSES)))
         .where(kept)
     )
-    # A big subreddit's whole history comes back: rows stream into per-batch frames instead of
-    # all being Python objects at once (benchmarks/history_features.py: 1M rows took 3.9 s and
-    # a 0.82 GB peak RSS, now 2.4 s and 0.32 GB).
+    # A big subreddit's whole history comes back: stream it into per-batch frames, so it is never
+    # all Python objects at once (numbers: benchmarks/README.md, history_features.py).
     batches = []
     for chunk in in_chunks(sorted(subreddit_names), IN_CHUNK):
         for rows in stream_tuples(session, query.where(Post.subreddit.in_(chunk)), BATCH_ROWS):
