@@ -67,7 +67,7 @@ class ImageSettings(BaseModel):
     max_redirects: int = 5
     per_host_concurrency: int = 4
     workers: int = 8
-    # Decode memory (issue 14): an image whose decode would need more than max_decode_mb (width x
+    # Decode memory: an image whose decode would need more than max_decode_mb (width x
     # height x bytes per pixel of every full-size copy, estimated from the header before decoding)
     # is refused as "over_decode_budget"; all workers' decodes together hold at most
     # decode_budget_mb. 256 MB at max_side 1024: up to ~49 MP RGB or ~27 MP palette/alpha PNG; a
@@ -105,13 +105,10 @@ class TrainingSettings(BaseModel):
     batch_size: int = 256  # archive evaluations train on ~10^5 rows; small days simply take few steps
     learning_rate: float = 1e-3
     patience: int = 6
-    # The daily step's cost must not grow with history (issue 13): train on a rolling window of the
-    # newest `train_window_rows` labelled rows (within the newest `train_window_days` days, if set;
-    # None = no bound). Rows, not days: one bound serves a sparse dump (the dev dump: 270k posts over
-    # 7 years) and a 5k-posts/day user (~40 days). Validation within-subreddit Spearman on the dev dump
-    # (same val slice, TF-IDF title stand-in; benchmarks/tune_model.py): all history 0.298, 250k 0.299,
-    # 200k 0.295 (-0.004, inside the 0.005 bar), 150k 0.291 (-0.008, outside). 200k keeps a 5k/day
-    # backfill's daily cost flat from day ~41 on (benchmarks/long_backfill_training.py).
+    # A daily step whose cost does not grow with history: a rolling window of the newest labelled rows
+    # (within the newest `train_window_days` days, if set; None = no bound). Rows, not days, so one bound
+    # serves a sparse dump and a busy subreddit alike; the smallest window within 0.005 validation
+    # Spearman of all history (benchmarks/README.md, "Training window").
     train_window_rows: int | None = Field(200_000, ge=1)
     train_window_days: int | None = Field(None, ge=1)
     # Train on days whose number since 1970-01-01 is a multiple of this (1 = daily, as the card asks);
@@ -129,9 +126,8 @@ class TrainingSettings(BaseModel):
     promotion_margin: float = 0.01  # on within-subreddit Spearman
     mae_tolerance: float = 0.05
     within_subreddit_min_posts: int = 20  # subreddits with fewer test posts are not scored
-    # Evidence a promotion needs (issue 14; README "Promotion evidence"). 1000 train rows come with ~300
-    # test rows at the default fractions; 200 test rows put the overall Spearman's standard error near
-    # 1/sqrt(197) = 0.07. A one-day sample (the 3-day dump: 145 / 298 train rows) never becomes champion.
+    # Evidence a promotion needs (README "Promotion evidence"): 200 test rows put the overall
+    # Spearman's standard error near 1/sqrt(197) = 0.07, so a one-day sample never becomes champion.
     promotion_min_train_rows: int = Field(1000, ge=0)
     promotion_min_test_rows: int = Field(200, ge=0)
     # Off: a null within-subreddit Spearman (no subreddit with within_subreddit_min_posts test posts)
@@ -142,7 +138,7 @@ class TrainingSettings(BaseModel):
     # (the train-slice median label) on the same test slice, mean a broken model, never a champion.
     promotion_max_label_std_outside: float = Field(3.0, gt=0.0)
     promotion_max_mae_vs_constant: float = Field(1.0, gt=0.0)
-    # Normalisers (issue 14): a feature whose train-slice std is below this is constant there (e.g. day of
+    # Normalisers: a feature whose train-slice std is below this is constant there (e.g. day of
     # week in a one-day slice) and is fed as 0, since nothing could be learnt from it; every other
     # feature is divided by at least this std. Normalised values are then clipped to +-normalised_clip
     # (NaN -> 0), so one unseen value cannot move a prediction without bound.
@@ -166,20 +162,16 @@ class TrainingSettings(BaseModel):
     # The metadata LightGBM fits in memory on a uniform train-slice sample of at most this many rows (val
     # likewise; narrow columns, ~100 B a row); the dev dump uses every row. The other baselines stream.
     baseline_max_rows: int = 250_000
-    # Model shape and regularisation (issue 5), chosen on the validation slices of both halves of the dev
-    # dump's subreddits (zlib.crc32(name.lower()) % 2; benchmarks/tune_model.py), never on test slices; title
-    # vectors were a TF-IDF/SVD stand-in there (the encoder cache was cold), checked on real vectors after.
-    # 3 sub-networks averaged in the one saved model: +0.019 / +0.015 within-subreddit Spearman (half 0 / 1).
-    ensemble_size: int = Field(3, ge=1, le=8)
-    # Pairwise RankNet term over same-subreddit posts in a batch: off, weight 1 gave -0.005 / +0.004 (noise)
-    # alone and -0.007 / +0.002 on top of the ensemble, at twice the fit time.
+    # Model shape and regularisation: chosen on validation slices only, of both halves of the dev dump's
+    # subreddits (benchmarks/tune_model.py; each candidate's numbers in benchmarks/README.md).
+    ensemble_size: int = Field(3, ge=1, le=8)  # sub-networks averaged in the one saved model
+    # Pairwise RankNet term over same-subreddit posts in a batch: off, its gain was noise at twice the fit time.
     rank_loss_weight: float = Field(0.0, ge=0.0)
     rank_group_size: int = Field(32, ge=2)  # posts of one subreddit per run in a training batch (rank loss)
-    tower_units: int = Field(256, ge=8)  # first tower / fusion layer width; 128 was no better (+0.001 / -0.002)
-    # Dropout in towers and fusion head (half of it on the input vectors): the model peaked by epoch 3-5 at
-    # 0.2; 0.35 gave +0.009 / +0.005 alone and +0.000 / +0.006 with the ensemble.
+    tower_units: int = Field(256, ge=8)  # first tower / fusion layer width
+    # Dropout in towers and fusion head (half of it on the input vectors): the model overfit by epoch 3-5 at 0.2.
     dropout: float = Field(0.35, ge=0.0, lt=1.0)
-    l2: float = Field(0.0, ge=0.0)  # L2 penalty on Dense kernels: 1e-5 gave -0.004 / -0.008, so off
+    l2: float = Field(0.0, ge=0.0)  # L2 penalty on Dense kernels: off, it lowered validation Spearman
 
 
 class Settings(BaseSettings):
