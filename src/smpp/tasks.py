@@ -492,19 +492,12 @@ def merge_embedding_chunks(ctx: RunContext) -> None:
         _finish(ctx, task_name, total)
 
 
-def _with_history_columns(ctx: RunContext, kept: pd.DataFrame, table):
-    """The day's table plus the leak-free author/subreddit history columns, as point-in-time facts.
+def _day_history(ctx: RunContext, kept: pd.DataFrame) -> pd.DataFrame:
+    """The day's leak-free author/subreddit history columns, as point-in-time facts at the interval's end.
 
-    History is every warehouse post created before the interval's end that shares an author or a
-    subreddit with the day's posts (the day's own posts included: an earlier post of the same day is
-    history for a later one), so training streams partitions without recomputing it from the window.
-    history_columns reads it incrementally (per-day counts, bounded label windows, the authors' own
-    posts), so its cost follows the day's posts, not the length of the history.
+    An earlier post of the same day is history for a later one; history_columns reads the warehouse
+    incrementally, so its cost follows the day's posts, not the length of the history.
     """
-    import numpy as np
-    import pyarrow as pa
-
-    from smpp.features.author_history import HISTORY_COLUMNS
     from smpp.warehouse.history_store import history_columns
 
     posts = pd.DataFrame(
@@ -515,20 +508,17 @@ def _with_history_columns(ctx: RunContext, kept: pd.DataFrame, table):
         }
     )
     with _session(ctx.settings) as session:
-        history = history_columns(session, posts, ctx.end_utc, ctx.settings.label_age_hours)
-    for column in HISTORY_COLUMNS:
-        values = history[column].to_numpy(np.float32) if len(history) else np.zeros(0, np.float32)
-        table = table.append_column(column, pa.array(values, pa.float32(), from_pandas=True))
-    return table
+        return history_columns(session, posts, ctx.end_utc, ctx.settings.label_age_hours)
 
 
 def build_features(interval_start, interval_end, params=None) -> dict[str, Any]:
-    from smpp.warehouse.authors import first_snapshots
+    """The day's feature table: kept posts + authors + images + embeddings + history, one validated assembly."""
     from smpp.encoders import model_info
-    from smpp.features.table import build_feature_table
+    from smpp.features.schema import EMBEDDING_COLUMNS
+    from smpp.features.table import build_feature_table, vectors_by_post
     from smpp.images.features import image_features_frame
     from smpp.images.gallery import primary_images
-    from smpp.features.schema import EMBEDDING_COLUMNS
+    from smpp.warehouse.authors import first_snapshots
 
     ctx = run_context(interval_start, interval_end, params)
     settings = ctx.settings
@@ -538,8 +528,9 @@ def build_features(interval_start, interval_end, params=None) -> dict[str, Any]:
     ok = images[images["status"] == "ok"] if not images.empty else images
     image_feats = image_features_frame(ok["path"].tolist() if not ok.empty else [])
     image_feats.insert(0, "post_id", ok["post_id"].tolist() if not ok.empty else [])
+    post_ids = kept["id"].astype(str).tolist() if not kept.empty else []
     text_embeddings = storage.read_partition(settings, "text_embeddings", ctx.day)
-    embeddings = {
+    stored = {
         "title_emb": text_embeddings,
         "caption_emb": text_embeddings,
         "image_emb": storage.read_partition(settings, "image_embeddings", ctx.day),
@@ -547,9 +538,15 @@ def build_features(interval_start, interval_end, params=None) -> dict[str, Any]:
     }
     dims = {col: int(model_info(settings, role)["dim"]) for col, role in EMBEDDING_COLUMNS.items()}
     table = build_feature_table(
-        ctx.day, kept, first_snapshots(settings, kept["author"].dropna().tolist()), images, image_feats, embeddings, dims
+        kept,
+        first_snapshots(settings, kept["author"].dropna().tolist()),
+        day=ctx.day,
+        history=_day_history(ctx, kept),
+        dims=dims,
+        embeddings={col: vectors_by_post(post_ids, frame, col) for col, frame in stored.items()},
+        image_ok=ok["post_id"].tolist() if not ok.empty else [],
+        image_features=image_feats,
     )
-    table = _with_history_columns(ctx, kept, table)
     meta = {f"{col}_dim": str(dim) for col, dim in dims.items()}
     meta.update({"model_profile": settings.model_profile})
     table = table.replace_schema_metadata({k.encode(): v.encode() for k, v in meta.items()})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Collection, Mapping, Sequence
 from datetime import date
 
 import numpy as np
@@ -10,6 +11,7 @@ import pandas as pd
 import pyarrow as pa
 
 from smpp.features import schema
+from smpp.features.author_history import HISTORY_COLUMNS
 from smpp.storage import vectors_to_arrow
 
 
@@ -69,50 +71,95 @@ def extra_post_features(posts: pd.DataFrame) -> dict[str, np.ndarray]:
     }
 
 
-def _vectors_by_post(frame: pd.DataFrame | None, column: str) -> dict[str, np.ndarray]:
+def vectors_by_post(post_ids: Sequence[str], frame: pd.DataFrame | None, column: str) -> list[np.ndarray | None]:
+    """`column`'s vector for each of `post_ids` from a (post_id, column) frame; None where absent."""
     if frame is None or frame.empty or column not in frame:
-        return {}
-    return {pid: vec for pid, vec in zip(frame["post_id"], frame[column]) if vec is not None}
+        return [None] * len(post_ids)
+    found = {pid: vec for pid, vec in zip(frame["post_id"], frame[column]) if vec is not None}
+    return [found.get(pid) for pid in post_ids]
 
 
 def build_feature_table(
-    day: date,
     posts: pd.DataFrame,
     authors: pd.DataFrame,
-    images: pd.DataFrame,
-    image_features: pd.DataFrame,
-    embeddings: dict[str, pd.DataFrame],
+    *,
+    day: date | None,
+    history: pd.DataFrame,
     dims: dict[str, int],
+    embeddings: Mapping[str, Sequence[np.ndarray | None]] | None = None,
+    image_ok: Collection[str] = (),
+    image_features: pd.DataFrame | None = None,
+    author_keys: Sequence[str] | None = None,
 ) -> pa.Table:
-    """One row per kept post of `day`. `embeddings`: column -> frame(post_id, column)."""
+    """The feature rows of `posts`, validated: the one assembly the DAG, `smpp evaluate` and `smpp predict` share.
+
+    posts: id, subreddit, author, created_utc, title, is_self, over_18 (+ domain, selftext_len).
+    authors: first-sight facts by name (name, created_utc, link_karma, comment_karma).
+    day: the run's day for `ds`; None gives each post its own UTC creation day.
+    history: HISTORY_COLUMNS, one row per post in `posts` order (leak-free, computed by the caller's store).
+    embeddings: column -> one vector per post in `posts` order (None: modality missing, masked by the model).
+    image_ok: ids of posts whose image was fetched; image_features: post_id + IMAGE_FEATURE_COLUMNS.
+    author_keys: join `authors` on these per-post keys instead of the name (facts stated per post).
+    """
     # an empty day's partitions come back with float columns: give keys one dtype to merge on
-    posts = posts.astype({c: object for c in ("id", "subreddit", "author", "title") if c in posts})
-    image_features = image_features.astype({"post_id": object})
-    meta = metadata_features(posts, authors)
+    posts = posts.astype({c: object for c in ("id", "subreddit", "author", "title") if c in posts}).reset_index(drop=True)
+    post_ids = posts["id"].astype(str).tolist()
+    keyed = posts if author_keys is None else posts.assign(author=list(author_keys))
+    meta = metadata_features(keyed, authors)
+    created = pd.to_numeric(posts["created_utc"]).astype("int64")
+    if day is not None:
+        ds = [day.isoformat()] * len(posts)
+    else:
+        ds = pd.to_datetime(created, unit="s", utc=True).dt.strftime("%Y-%m-%d").tolist()
     table: dict[str, pa.Array] = {
-        "post_id": pa.array(posts["id"].astype(str).tolist(), pa.string()),
+        "post_id": pa.array(post_ids, pa.string()),
         "subreddit": pa.array(posts["subreddit"].astype(str).tolist(), pa.string()),
         "author": pa.array(posts["author"], pa.string(), from_pandas=True),
-        "created_utc": pa.array(posts["created_utc"].astype("int64").tolist(), pa.int64()),
-        "ds": pa.array([day.isoformat()] * len(posts), pa.string()),
+        "created_utc": pa.array(created.tolist(), pa.int64()),
+        "ds": pa.array(ds, pa.string()),
     }
-    ok_ids = set(images.loc[images["status"] == "ok", "post_id"]) if not images.empty else set()
-    meta["has_image"] = posts["id"].isin(ok_ids).astype("float32").to_numpy()
+    meta["has_image"] = posts["id"].isin(set(image_ok)).astype("float32").to_numpy()
     for col in schema.META_COLUMNS:
         table[col] = pa.array(meta[col].to_numpy(np.float32), pa.float32())
     extra = extra_post_features(posts)
     table["domain"] = pa.array(extra["domain"].tolist(), pa.string())
     table["selftext_len_log"] = pa.array(extra["selftext_len_log"], pa.float32(), from_pandas=True)
-    imgf = posts[["id"]].merge(image_features, left_on="id", right_on="post_id", how="left")
+    if image_features is None or image_features.empty:
+        image_features = pd.DataFrame(columns=["post_id", *schema.IMAGE_FEATURE_COLUMNS])
+    imgf = posts[["id"]].merge(image_features.astype({"post_id": object}), left_on="id", right_on="post_id", how="left")
     for col in schema.IMAGE_FEATURE_COLUMNS:
         values = imgf[col].to_numpy(np.float32) if col in imgf else np.full(len(posts), np.nan, np.float32)
         table[col] = pa.array(values, pa.float32(), from_pandas=True)
-    for column, frame in embeddings.items():
-        by_post = _vectors_by_post(frame, column)
-        table[column] = vectors_to_arrow([by_post.get(pid) for pid in posts["id"]], dims[column])
+    if len(history) != len(posts):
+        raise FeatureValidationError(f"history has {len(history)} rows for {len(posts)} posts")
+    for col in HISTORY_COLUMNS:
+        values = history[col].to_numpy(np.float32) if len(history) else np.zeros(0, np.float32)
+        table[col] = pa.array(values, pa.float32(), from_pandas=True)
+    embeddings = embeddings or {}
+    for column, dim in dims.items():
+        vectors = embeddings.get(column)
+        if vectors is None:
+            vectors = [None] * len(posts)
+        if len(vectors) != len(posts):
+            raise FeatureValidationError(f"{column}: {len(vectors)} vectors for {len(posts)} posts")
+        table[column] = vectors_to_arrow(list(vectors), dim)
     result = pa.table(table)
     validate_feature_table(result, expected_rows=len(posts), dims=dims)
     return result
+
+
+def feature_frame_of(table: pa.Table) -> pd.DataFrame:
+    """A feature table as the in-memory frame training and scoring take (vectors as arrays, None where missing)."""
+    vector_columns = [c for c in table.column_names if pa.types.is_fixed_size_list(table.schema.field(c).type)]
+    frame = table.drop_columns(vector_columns).to_pandas()
+    for column in vector_columns:
+        array = table.column(column).combine_chunks()
+        dim = table.schema.field(column).type.list_size
+        # child values hold a slot per row, nulls included: reshape once instead of a Python list per row
+        matrix = array.values.slice(array.offset * dim, len(array) * dim).to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(len(array), dim)
+        missing = array.is_null().to_numpy(zero_copy_only=False)
+        frame[column] = [None if gone else row for row, gone in zip(matrix, missing)]
+    return frame[table.column_names]
 
 
 def validate_feature_table(table: pa.Table, expected_rows: int, dims: dict[str, int]) -> None:
@@ -127,7 +174,10 @@ def validate_feature_table(table: pa.Table, expected_rows: int, dims: dict[str, 
         values = table.column(col).to_numpy(zero_copy_only=False)
         if not np.isfinite(values).all():
             problems.append(f"{col} has NaN/inf")
-    for col in schema.IMAGE_FEATURE_COLUMNS:
+    for col in [*schema.IMAGE_FEATURE_COLUMNS, *HISTORY_COLUMNS]:
+        if col not in table.column_names:
+            problems.append(f"missing column {col}")
+            continue
         values = table.column(col).to_numpy(zero_copy_only=False)
         if np.isinf(values).any():
             problems.append(f"{col} has inf")

@@ -20,7 +20,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from smpp.encoders import embed_texts
+from smpp.features.author_history import history_features
+from smpp.features.table import build_feature_table, feature_frame_of
 from smpp.settings import Settings
+from smpp.warehouse.labels import label_of_score
 
 log = logging.getLogger(__name__)
 
@@ -58,44 +62,32 @@ def read_archive(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
 
 def archive_feature_frame(settings: Settings, posts: pd.DataFrame, embed_titles: bool = True) -> pd.DataFrame:
     """The feature table (+ labels) the pipeline would build for these posts, without images."""
-    from smpp.features import schema
-    from smpp.features.author_history import add_history_features
-    from smpp.features.table import extra_post_features, metadata_features
-    from smpp.warehouse.labels import label_of_score
-
-    authors = pd.DataFrame(columns=["name", "created_utc", "link_karma", "comment_karma"])
-    meta = metadata_features(posts, authors)
-    frame = pd.DataFrame(
-        {
-            "post_id": posts["id"].astype(str).to_numpy(),
-            "subreddit": posts["subreddit"].astype(str).to_numpy(),
-            "author": posts["author"].to_numpy(),
-            "created_utc": posts["created_utc"].astype("int64").to_numpy(),
-        }
-    )
-    meta["has_image"] = np.float32(0.0)  # images are not fetched here
-    for column in schema.META_COLUMNS:
-        frame[column] = meta[column].to_numpy(np.float32)
-    for column in schema.IMAGE_FEATURE_COLUMNS:
-        frame[column] = np.float32(np.nan)
-    for column, values in extra_post_features(posts).items():
-        frame[column] = values
+    posts = posts.reset_index(drop=True)
     # label: log1p(max(score, 0)); an archive's score counts as matured at the label age
-    frame["label_score"] = pd.to_numeric(posts["score"], errors="coerce").to_numpy(float)
-    frame["label"] = label_of_score(frame["label_score"])
-    frame["label_age_hours"] = np.float32(settings.label_age_hours)
-    frame["label_matured_utc"] = frame["created_utc"] + int(settings.label_age_hours * 3600)
-    frame = add_history_features(frame, label_age_hours=settings.label_age_hours)
+    labels = pd.DataFrame({"label_score": pd.to_numeric(posts["score"], errors="coerce").to_numpy(float)})
+    labels["label"] = label_of_score(labels["label_score"])
+    labels["label_age_hours"] = np.float32(settings.label_age_hours)
+    created = pd.to_numeric(posts["created_utc"]).astype("int64")
+    labels["label_matured_utc"] = created.to_numpy() + int(settings.label_age_hours * 3600)
+    # the dump is its own history: every earlier post, its label once matured (leak-free by time)
+    history = history_features(
+        pd.DataFrame({"author": posts["author"].to_numpy(), "subreddit": posts["subreddit"].to_numpy(),
+                      "created_utc": created.to_numpy(), "label": labels["label"].to_numpy(),
+                      "label_matured_utc": labels["label_matured_utc"].to_numpy()}),
+        label_age_hours=settings.label_age_hours,
+    )
+    embeddings, dims = {}, {}
     if embed_titles:
-        from smpp.encoders import embed_texts
-
         started = time.perf_counter()
         result = embed_texts(settings, posts["title"].fillna("").astype(str).tolist())
         log.info(
             "title embeddings: %d (%d cached) in %.1fs with %s",
             len(posts), result.cache_hits, time.perf_counter() - started, result.model_id,
         )
-        frame["title_emb"] = list(result.vectors)
+        embeddings["title_emb"], dims["title_emb"] = list(result.vectors), int(result.dim)
+    authors = pd.DataFrame(columns=["name", "created_utc", "link_karma", "comment_karma"])  # dumps carry no karma
+    table = build_feature_table(posts, authors, day=None, history=history, dims=dims, embeddings=embeddings)
+    frame = feature_frame_of(table).drop(columns="ds").join(labels)
     return frame.sort_values(["created_utc", "post_id"], kind="stable").reset_index(drop=True)
 
 

@@ -38,6 +38,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from smpp.features.author_history import history_features
+from smpp.features.table import build_feature_table, feature_frame_of
+from smpp.images.features import image_features_frame
 from smpp.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -345,96 +348,87 @@ def feature_frame(
     settings: Settings, posts: list[ParsedPost], embedding_dims: dict[str, int], history: pd.DataFrame | None,
     authors: AuthorFacts | None = None,
 ) -> tuple[pd.DataFrame, dict[str, str]]:
-    """The feature rows for `posts` (as the pipeline builds them) and per-post image notes.
+    """The feature rows for `posts` (the pipeline's one assembly, build_feature_table) and per-post image notes.
 
     `authors`: resolve_authors' facts per post (None: every author unknown).
     """
-    from smpp.features import schema
-    from smpp.features.author_history import HISTORY_COLUMNS, history_features
-    from smpp.features.table import extra_post_features, metadata_features
-
     raw = pd.DataFrame([p.post for p in posts])
-    # metadata_features joins authors on the name; a per-post key lets two posts by one author
-    # carry different input facts (and gives facts to posts without a name)
-    keys = [f"post:{i}" for i in range(len(posts))]
+    post_ids = raw["id"].astype(str).tolist()
+    # authors are joined on a per-post key: two posts by one author may state different facts
+    author_keys = [f"post:{i}" for i in range(len(posts))]
     facts = authors.frame if authors is not None else pd.DataFrame(np.nan, index=range(len(posts)), columns=AUTHOR_FACT_COLUMNS)
-    author_rows = facts[AUTHOR_FACT_COLUMNS].astype("float64").assign(name=keys)
-    meta = metadata_features(raw.assign(author=keys), author_rows)
-    frame = raw[["id", "subreddit", "author", "created_utc"]].rename(columns={"id": "post_id"})
-    for column in schema.META_COLUMNS:
-        if column in meta:
-            frame[column] = meta[column].to_numpy(np.float32)
-    for column, values in extra_post_features(raw).items():
-        frame[column] = values
+    author_rows = facts[AUTHOR_FACT_COLUMNS].astype("float64").assign(name=author_keys)
 
     notes: dict[str, str] = {}
     images = _images(settings, posts) if any(p.image for p in posts) else {}
     paths: list[str | None] = []
-    keys: list[str | None] = []
-    for pid in frame["post_id"]:
+    image_keys: list[str | None] = []
+    for pid in post_ids:
         found = images.get(pid)
         if isinstance(found, tuple):
-            keys.append(found[0])
+            image_keys.append(found[0])
             paths.append(found[1])
         else:
             if isinstance(found, str):
                 notes[pid] = found
-            keys.append(None)
+            image_keys.append(None)
             paths.append(None)
-    frame["has_image"] = np.array([p is not None for p in paths], dtype=np.float32)
-    from smpp.images.features import image_features_frame
+    with_image = [(pid, path) for pid, path in zip(post_ids, paths) if path is not None]
+    image_feats = image_features_frame([path for _, path in with_image])
+    image_feats.insert(0, "post_id", [pid for pid, _ in with_image])
 
-    image_feats = image_features_frame(paths)
-    for column in schema.IMAGE_FEATURE_COLUMNS:
-        frame[column] = image_feats[column].to_numpy(np.float32)
-
-    history_source = frame
+    keys = raw[["id", "subreddit", "author", "created_utc"]].rename(columns={"id": "post_id"})
+    history_source = keys
     if history is not None:  # a scored post the warehouse has counts once, with its stored label
-        history_source = pd.concat([history, frame.loc[~frame["post_id"].isin(history["post_id"])]], ignore_index=True)
-    hist = history_features(frame, history_source, settings.label_age_hours)
-    for column in HISTORY_COLUMNS:
-        frame[column] = hist[column].to_numpy(np.float32)
+        history_source = pd.concat([history, keys.loc[~keys["post_id"].isin(history["post_id"])]], ignore_index=True)
+    hist = history_features(keys, history_source, settings.label_age_hours)
 
-    _embed(settings, frame, raw["title"].tolist(), paths, keys, embedding_dims, notes)
-    return frame, notes
+    embeddings = _embed(settings, post_ids, raw["title"].tolist(), paths, image_keys, embedding_dims, notes)
+    table = build_feature_table(
+        raw, author_rows, day=None, history=hist, dims=embedding_dims, embeddings=embeddings,
+        image_ok=[pid for pid, _ in with_image], image_features=image_feats, author_keys=author_keys,
+    )
+    return feature_frame_of(table), notes
 
 
 def _embed(
-    settings: Settings, frame: pd.DataFrame, titles: list[str], paths: list[str | None], keys: list[str | None],
+    settings: Settings, post_ids: list[str], titles: list[str], paths: list[str | None], keys: list[str | None],
     dims: dict[str, int], notes: dict[str, str],
-) -> None:
-    """Fill the embedding columns the model has towers for (missing -> None, which the model masks)."""
+) -> dict[str, list]:
+    """The embedding columns the model has towers for, one vector per post (None: missing, the model masks it)."""
     from smpp import encoders
 
-    n = len(frame)
+    n = len(post_ids)
+    out: dict[str, list] = {column: [None] * n for column in dims}
     if "title_emb" in dims:
-        frame["title_emb"] = list(encoders.embed_texts(settings, titles).vectors)
+        out["title_emb"] = list(encoders.embed_texts(settings, titles).vectors)
     with_image = [i for i in range(n) if paths[i] is not None]
-    for column in ("image_emb", "caption_emb", "joint_emb"):
-        if column in dims:
-            frame[column] = pd.Series([None] * n, dtype=object)
     if not with_image or not ({"image_emb", "caption_emb", "joint_emb"} & set(dims)):
-        return
+        return out
     img_paths = [paths[i] for i in with_image]
     img_keys = [keys[i] for i in with_image]
     try:
         if "image_emb" in dims:
             vectors = encoders.embed_images(settings, img_paths, img_keys).vectors
             for i, v in zip(with_image, vectors):
-                frame.at[i, "image_emb"] = v
+                out["image_emb"][i] = v
         if "caption_emb" in dims:
             captions = encoders.caption_images(settings, img_paths, img_keys).captions
             vectors = encoders.embed_texts(settings, captions).vectors
             for i, v in zip(with_image, vectors):
-                frame.at[i, "caption_emb"] = v
+                out["caption_emb"][i] = v
         if "joint_emb" in dims:
             vectors = encoders.embed_image_text(settings, img_paths, [titles[i] for i in with_image], img_keys).vectors
             for i, v in zip(with_image, vectors):
-                frame.at[i, "joint_emb"] = v
+                out["joint_emb"][i] = v
     except Exception as exc:  # noqa: BLE001 - an encoder failure drops the image modalities, not the posts
         log.warning("image encoders failed, scoring without image embeddings: %s", exc)
+        for column in ("image_emb", "caption_emb", "joint_emb"):
+            if column in dims:
+                out[column] = [None] * n
         for i in with_image:
-            notes[frame.at[i, "post_id"]] = f"image embeddings failed ({type(exc).__name__}); scored without them"
+            notes[post_ids[i]] = f"image embeddings failed ({type(exc).__name__}); scored without them"
+    return out
 
 
 def predict_lines(
