@@ -57,7 +57,8 @@ airflow-db: venv
 	@mkdir -p $(AIRFLOW_HOME)
 	@if [ ! -f $(AIRFLOW_HOME)/.migrated-$(LOCK_HASH) ]; then \
 		$(AIRFLOW) db migrate >$(AIRFLOW_HOME)/migrate.log 2>&1 || { tail -30 $(AIRFLOW_HOME)/migrate.log; exit 1; }; \
-		$(AIRFLOW) pools set reddit_api 1 "one slot per Reddit OAuth client" >/dev/null; \
+		$(AIRFLOW) pools set "$$($(PY) -c 'from smpp.settings import get_settings; print(get_settings().reddit_pool)')" \
+			1 "one slot per Reddit OAuth client" >/dev/null; \
 		touch $(AIRFLOW_HOME)/.migrated-$(LOCK_HASH); \
 	fi
 	@echo ">> airflow metadata db ready in $(AIRFLOW_HOME)"

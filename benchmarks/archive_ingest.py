@@ -74,8 +74,14 @@ def phase_index(dump: Path, work: Path) -> dict:
     index = ensure_day_index(dump, work / "archive_index", flush_bytes=settings.archive_index_flush_mb << 20)
     seconds = time.perf_counter() - started
     size = sum(p.stat().st_size for p in index.directory.iterdir())
-    return {"seconds": seconds, "items": index.manifest["lines"], "unit": "lines", "built": index.built,
-            "days": len(index.manifest["days"]), "index_mb": round(size / 1e6, 1)}
+    return {
+        "seconds": seconds,
+        "items": index.manifest["lines"],
+        "unit": "lines",
+        "built": index.built,
+        "days": len(index.manifest["days"]),
+        "index_mb": round(size / 1e6, 1),
+    }
 
 
 def phase_source(dump: Path, work: Path) -> dict:
@@ -95,11 +101,11 @@ def phase_source(dump: Path, work: Path) -> dict:
 
 
 def phase_ingest(dump: Path, work: Path, monthly: bool, database_url: str | None = None) -> dict:
-    from smpp.warehouse.ingest import ingest_posts
     from smpp.settings import Settings
     from smpp.sources.archive import ArchiveScan, iter_archive_posts
     from smpp.sources.archive_index import ensure_day_index
     from smpp.warehouse import session_for
+    from smpp.warehouse.ingest import ingest_posts
 
     database_url = database_url or f"sqlite:///{work / ('monthly' if monthly else 'daily')}.sqlite"
     settings = Settings(data_dir=work, database_url=database_url)
@@ -122,11 +128,11 @@ def phase_ingest(dump: Path, work: Path, monthly: bool, database_url: str | None
 def phase_db_floor(dump: Path, work: Path, drop_indexes: bool) -> dict:
     import sqlite3
 
-    from smpp.warehouse.ingest import LABEL_COLUMNS, POST_COLUMNS, archive_label_row
+    from smpp.settings import Settings
     from smpp.sources.archive import ArchiveScan, iter_archive_posts
     from smpp.sources.archive_index import ensure_day_index
-    from smpp.settings import Settings
     from smpp.warehouse import get_engine
+    from smpp.warehouse.ingest import LABEL_COLUMNS, POST_COLUMNS, archive_label_row
 
     name = "floor_noidx" if drop_indexes else "floor"
     for stale in work.glob(f"{name}.sqlite*"):  # a fresh warehouse, as the ingest phase gets
@@ -139,23 +145,50 @@ def phase_db_floor(dump: Path, work: Path, drop_indexes: bool) -> dict:
     if drop_indexes:
         conn.execute("DROP INDEX ix_posts_author")
         conn.execute("DROP INDEX ix_posts_subreddit")
-    post_sql = (f"INSERT INTO posts ({', '.join(POST_COLUMNS)}) VALUES ({', '.join('?' * len(POST_COLUMNS))}) "
-                "ON CONFLICT (id) DO NOTHING")
-    label_sql = (f"INSERT INTO labels ({', '.join(LABEL_COLUMNS)}) VALUES ({', '.join('?' * len(LABEL_COLUMNS))}) "
-                 "ON CONFLICT (post_id) DO UPDATE SET score = excluded.score, age_hours = excluded.age_hours, "
-                 "observed_at = excluded.observed_at, status = excluded.status")
+    post_sql = (
+        f"INSERT INTO posts ({', '.join(POST_COLUMNS)}) VALUES ({', '.join('?' * len(POST_COLUMNS))}) "
+        "ON CONFLICT (id) DO NOTHING"
+    )
+    label_sql = (
+        f"INSERT INTO labels ({', '.join(LABEL_COLUMNS)}) VALUES ({', '.join('?' * len(LABEL_COLUMNS))}) "
+        "ON CONFLICT (post_id) DO UPDATE SET score = excluded.score, age_hours = excluded.age_hours, "
+        "observed_at = excluded.observed_at, status = excluded.status"
+    )
     days = sorted(ensure_day_index(dump, work / "archive_index").manifest["days"])
     seconds = 0.0
     posts = 0
     for day in days:
         start = _utc(day)
         records = list(iter_archive_posts(dump, start, start + 86_400, ArchiveScan(), settings=settings))
-        post_rows = [(r.id, r.subreddit, r.title, r.author, r.author_fullname, r.created_utc, r.url, r.domain,
-                      r.permalink, r.is_self, r.over_18, r.is_gallery, r.post_hint, r.preview_url, "[]",
-                      r.flair_text, r.subreddit_subscribers, r.selftext_len, r.source, start, r.removed)
-                     for r in records]
-        label_rows = [archive_label_row(r, settings.label_age_hours, int(settings.label_age_hours * 3600))
-                      for r in records]
+        post_rows = [
+            (
+                r.id,
+                r.subreddit,
+                r.title,
+                r.author,
+                r.author_fullname,
+                r.created_utc,
+                r.url,
+                r.domain,
+                r.permalink,
+                r.is_self,
+                r.over_18,
+                r.is_gallery,
+                r.post_hint,
+                r.preview_url,
+                "[]",
+                r.flair_text,
+                r.subreddit_subscribers,
+                r.selftext_len,
+                r.source,
+                start,
+                r.removed,
+            )
+            for r in records
+        ]
+        label_rows = [
+            archive_label_row(r, settings.label_age_hours, int(settings.label_age_hours * 3600)) for r in records
+        ]
         ids = [r.id for r in records]
         marks = ", ".join("?" * len(ids))
         started = time.perf_counter()
@@ -180,8 +213,11 @@ def write_removed_variant(dump: Path, target: Path, fraction: float, seed: int =
 
     rng = random.Random(seed)
     removed = 0
-    with open_binary(dump) as lines, target.open("wb") as raw, \
-            zstandard.ZstdCompressor(level=3).stream_writer(raw) as out:
+    with (
+        open_binary(dump) as lines,
+        target.open("wb") as raw,
+        zstandard.ZstdCompressor(level=3).stream_writer(raw) as out,
+    ):
         for line in lines:
             if line.strip() and rng.random() < fraction:
                 post = json.loads(line)
@@ -234,8 +270,9 @@ PHASES = {
     "ingest": lambda dump, work: phase_ingest(dump, work, monthly=False),
     "monthly": lambda dump, work: phase_ingest(dump, work, monthly=True),
     # --postgres: the same per-day ingest into a fresh Postgres database (SMPP_BENCH_DATABASE_URL)
-    "ingest_postgres": lambda dump, work: phase_ingest(dump, work, monthly=False,
-                                                       database_url=os.environ["SMPP_BENCH_DATABASE_URL"]),
+    "ingest_postgres": lambda dump, work: phase_ingest(
+        dump, work, monthly=False, database_url=os.environ["SMPP_BENCH_DATABASE_URL"]
+    ),
     "db_floor": lambda dump, work: phase_db_floor(dump, work, drop_indexes=False),
     "db_floor_noidx": lambda dump, work: phase_db_floor(dump, work, drop_indexes=True),
 }
@@ -245,7 +282,10 @@ def run_phase(name: str, dump: Path, work: Path, **env_extra: str) -> dict:
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), **env_extra}
     done = subprocess.run(
         [sys.executable, __file__, "--phase", name, "--dump", str(dump), "--work-dir", str(work)],
-        env=env, capture_output=True, text=True, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if done.returncode != 0:
         raise RuntimeError(f"phase {name} failed:\n{done.stderr[-4000:]}")
@@ -258,11 +298,19 @@ def main() -> None:
     parser.add_argument("--work-dir", type=Path, default=None, help="default: a temp dir, removed afterwards")
     parser.add_argument("--monthly", action="store_true", help="also ingest one call per month")
     parser.add_argument("--floor", action="store_true", help="also time the SQLite work alone (db_floor phases)")
-    parser.add_argument("--removed", type=float, default=0.0, metavar="FRACTION",
-                        help="run on a variant of the dump with this fraction of posts removed")
-    parser.add_argument("--postgres", metavar="ADMIN_URL",
-                        help="also ingest into a fresh database created (and dropped) on this Postgres, "
-                             "e.g. postgresql+psycopg2://postgres@127.0.0.1:5432/test")
+    parser.add_argument(
+        "--removed",
+        type=float,
+        default=0.0,
+        metavar="FRACTION",
+        help="run on a variant of the dump with this fraction of posts removed",
+    )
+    parser.add_argument(
+        "--postgres",
+        metavar="ADMIN_URL",
+        help="also ingest into a fresh database created (and dropped) on this Postgres, "
+        "e.g. postgresql+psycopg2://postgres@127.0.0.1:5432/test",
+    )
     parser.add_argument("--phase", choices=sorted(PHASES), help=argparse.SUPPRESS)
     args = parser.parse_args()
     dump = args.dump.resolve()
@@ -290,22 +338,29 @@ def main() -> None:
             results[name] = result = run_phase(name, dump, work)
             rate = result["items"] / result["seconds"]
             extra = {k: v for k, v in result.items() if k not in {"seconds", "items", "unit", "peak_rss_mb"}}
-            print(f"{name:13s} {result['seconds']:8.2f} s  {result['items']:>8d} {result['unit']:5s} "
-                  f"{rate:>10,.0f}/s  peak RSS {result['peak_rss_mb']:6.1f} MB  {extra or ''}")
+            print(
+                f"{name:13s} {result['seconds']:8.2f} s  {result['items']:>8d} {result['unit']:5s} "
+                f"{rate:>10,.0f}/s  peak RSS {result['peak_rss_mb']:6.1f} MB  {extra or ''}"
+            )
         if args.postgres:
             with fresh_postgres_database(args.postgres) as url:
-                results["ingest_postgres"] = result = run_phase("ingest_postgres", dump, work,
-                                                                SMPP_BENCH_DATABASE_URL=url)
-            print(f"{'ingest_postgres':13s} {result['seconds']:8.2f} s  {result['items']:>8d} posts "
-                  f"{result['items'] / result['seconds']:>10,.0f}/s  peak RSS {result['peak_rss_mb']:6.1f} MB")
+                results["ingest_postgres"] = result = run_phase(
+                    "ingest_postgres", dump, work, SMPP_BENCH_DATABASE_URL=url
+                )
+            print(
+                f"{'ingest_postgres':13s} {result['seconds']:8.2f} s  {result['items']:>8d} posts "
+                f"{result['items'] / result['seconds']:>10,.0f}/s  peak RSS {result['peak_rss_mb']:6.1f} MB"
+            )
     finally:
         if args.work_dir is None:
             shutil.rmtree(work, ignore_errors=True)
     floor, stdlib = results["parse"]["seconds"], results["parse_stdlib"]["seconds"]
     for what in ("source", "ingest"):
         total = results["index"]["seconds"] + results[what]["seconds"]
-        print(f"index + {what} = {total:.2f} s = {total / floor:.1f}x decompress+parse ({floor:.2f} s, msgspec); "
-              f"{total / stdlib:.1f}x with stdlib json ({stdlib:.2f} s)")
+        print(
+            f"index + {what} = {total:.2f} s = {total / floor:.1f}x decompress+parse ({floor:.2f} s, msgspec); "
+            f"{total / stdlib:.1f}x with stdlib json ({stdlib:.2f} s)"
+        )
     print(f"peak RSS max {max(r['peak_rss_mb'] for r in results.values()):.0f} MB")
 
 

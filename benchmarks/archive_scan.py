@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,9 +47,15 @@ def self_rss_mb() -> float:
 def phase_floor(dump: Path, _subs: list[str], _work: Path) -> dict:
     started = time.monotonic()
     if shutil.which("zstd"):
-        out = subprocess.run(f"zstd -dc --long=31 {dump} | wc -l", shell=True, check=True, capture_output=True, text=True)
-        return {"seconds": time.monotonic() - started, "lines": int(out.stdout.strip()), "rss_mb": child_rss_mb(),
-                "how": "zstd -dc --long=31 | wc -l"}
+        out = subprocess.run(
+            f"zstd -dc --long=31 {dump} | wc -l", shell=True, check=True, capture_output=True, text=True
+        )
+        return {
+            "seconds": time.monotonic() - started,
+            "lines": int(out.stdout.strip()),
+            "rss_mb": child_rss_mb(),
+            "how": "zstd -dc --long=31 | wc -l",
+        }
     import zstandard
 
     lines = 0
@@ -56,8 +63,12 @@ def phase_floor(dump: Path, _subs: list[str], _work: Path) -> dict:
         reader = zstandard.ZstdDecompressor(max_window_size=2**31).stream_reader(fh)
         while chunk := reader.read(1 << 24):
             lines += chunk.count(b"\n")
-    return {"seconds": time.monotonic() - started, "lines": lines, "rss_mb": self_rss_mb(),
-            "how": "python zstandard decompress + count (no zstd CLI)"}
+    return {
+        "seconds": time.monotonic() - started,
+        "lines": lines,
+        "rss_mb": self_rss_mb(),
+        "how": "python zstandard decompress + count (no zstd CLI)",
+    }
 
 
 def phase_json_filter(dump: Path, subs: list[str], _work: Path) -> dict:
@@ -93,10 +104,18 @@ def phase_smpp_scan(dump: Path, subs: list[str], work: Path) -> dict:
     index = ensure_day_index(dump, root, subreddits=subs, progress_every_s=1e9)
     seconds = time.monotonic() - started
     manifest = index.shards[0].manifest
-    return {"seconds": seconds, "lines": manifest["lines"], "parsed": manifest["parsed"],
-            "kept": index.manifest["indexed"], "scan_skips": manifest["scan_skips"],
-            "index_bytes": index.disk_bytes(), "decompressed_bytes": manifest["decompressed_bytes"],
-            "rss_mb": max(self_rss_mb(), child_rss_mb()), "python_rss_mb": self_rss_mb(), "zstd_rss_mb": child_rss_mb()}
+    return {
+        "seconds": seconds,
+        "lines": manifest["lines"],
+        "parsed": manifest["parsed"],
+        "kept": index.manifest["indexed"],
+        "scan_skips": manifest["scan_skips"],
+        "index_bytes": index.disk_bytes(),
+        "decompressed_bytes": manifest["decompressed_bytes"],
+        "rss_mb": max(self_rss_mb(), child_rss_mb()),
+        "python_rss_mb": self_rss_mb(),
+        "zstd_rss_mb": child_rss_mb(),
+    }
 
 
 def phase_dag_day(dump: Path, subs: list[str], work: Path) -> dict:
@@ -105,36 +124,72 @@ def phase_dag_day(dump: Path, subs: list[str], work: Path) -> dict:
     shutil.rmtree(home, ignore_errors=True)
     shutil.rmtree(data, ignore_errors=True)
     airflow = Path(sys.executable).parent / "airflow"
-    env = {**os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-           "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "PYTHONPATH": str(REPO / "src"), "SMPP_DATA_DIR": str(data),
-           "SMPP_MODEL_PROFILE": "tiny", "SMPP_IMAGES__OFFLINE": "true", "SMPP_SOURCE": "archive", "SMPP_ARCHIVE_PATH": str(dump),
-           "SMPP_SUBREDDITS": json.dumps(subs), "SMPP_TASK_RETRIES": "0", "HF_HUB_OFFLINE": "1",
-           "SMPP_IMAGES__MAX_RETRIES": "0", "SMPP_IMAGES__CONNECT_TIMEOUT_S": "1"}
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "PYTHONPATH": str(REPO / "src"),
+        "SMPP_DATA_DIR": str(data),
+        "SMPP_MODEL_PROFILE": "tiny",
+        "SMPP_IMAGES__OFFLINE": "true",
+        "SMPP_SOURCE": "archive",
+        "SMPP_ARCHIVE_PATH": str(dump),
+        "SMPP_SUBREDDITS": json.dumps(subs),
+        "SMPP_TASK_RETRIES": "0",
+        "HF_HUB_OFFLINE": "1",
+        "SMPP_IMAGES__MAX_RETRIES": "0",
+        "SMPP_IMAGES__CONNECT_TIMEOUT_S": "1",
+    }
     env.pop("SMPP_CONFIG", None)
     subprocess.run([str(airflow), "db", "migrate"], env=env, check=True, capture_output=True, timeout=600)
+    from datetime import datetime
+
     from synthetic_dump import START_UTC
 
-    from datetime import datetime, timezone
-
-    interval_end = datetime.fromtimestamp(START_UTC + 86_400, timezone.utc).date().isoformat()  # runs day 1
+    interval_end = datetime.fromtimestamp(START_UTC + 86_400, UTC).date().isoformat()  # runs day 1
     log = work / "dag_day.log"
     started = time.monotonic()
     with log.open("w") as fh:
-        proc = subprocess.run([str(airflow), "dags", "test", "smpp_pipeline", interval_end], env=env, stdout=fh,
-                              stderr=subprocess.STDOUT, timeout=3600)
+        proc = subprocess.run(
+            [str(airflow), "dags", "test", "smpp_pipeline", interval_end],
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            timeout=3600,
+        )
     seconds = time.monotonic() - started
     states = [line.split("state=")[-1].strip() for line in log.read_text().splitlines() if "state=" in line]
-    return {"seconds": seconds, "rc": proc.returncode, "failed_states": states.count("failed"), "log": str(log),
-            "rss_mb": child_rss_mb()}
+    return {
+        "seconds": seconds,
+        "rc": proc.returncode,
+        "failed_states": states.count("failed"),
+        "log": str(log),
+        "rss_mb": child_rss_mb(),
+    }
 
 
-PHASES = {"floor": phase_floor, "json_filter": phase_json_filter, "smpp_scan": phase_smpp_scan,
-          "dag_day": phase_dag_day}
+PHASES = {
+    "floor": phase_floor,
+    "json_filter": phase_json_filter,
+    "smpp_scan": phase_smpp_scan,
+    "dag_day": phase_dag_day,
+}
 
 
 def run_phase(name: str, dump: Path, subs: list[str], work: Path) -> dict:
-    cmd = [sys.executable, __file__, "--phase", name, "--dump", str(dump), "--work-dir", str(work),
-           "--subreddits", *subs]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--phase",
+        name,
+        "--dump",
+        str(dump),
+        "--work-dir",
+        str(work),
+        "--subreddits",
+        *subs,
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO / "src")})
     if out.returncode != 0:
         raise RuntimeError(f"phase {name} failed:\n{out.stderr[-4000:]}")
@@ -163,22 +218,32 @@ def main() -> None:
 
         dump = work / "RS_2024-03.zst"
         print("generating", json.dumps(generate(dump, args.posts, args.days)), flush=True)
-    names = ["floor", "smpp_scan"] + ([] if args.no_json_filter else ["json_filter"]) + (["dag_day"] if args.dag_day else [])
+    names = (
+        ["floor", "smpp_scan"]
+        + ([] if args.no_json_filter else ["json_filter"])
+        + (["dag_day"] if args.dag_day else [])
+    )
     results = {}
     for name in names:
         results[name] = run_phase(name, dump, args.subreddits, work)
         print(name, json.dumps(results[name]), flush=True)
     floor, scan = results["floor"]["seconds"], results["smpp_scan"]["seconds"]
     decompressed = results["smpp_scan"]["decompressed_bytes"]
-    print(f"\ndump {dump}: {dump.stat().st_size / 1e6:.0f} MB compressed, {decompressed / 1e6:.0f} MB decompressed, "
-          f"{results['floor']['lines']:,} lines; subreddits {args.subreddits}")
+    print(
+        f"\ndump {dump}: {dump.stat().st_size / 1e6:.0f} MB compressed, {decompressed / 1e6:.0f} MB decompressed, "
+        f"{results['floor']['lines']:,} lines; subreddits {args.subreddits}"
+    )
     print(f"{'phase':<12} {'wall s':>8} {'x floor':>8} {'peak RSS MB':>12}  notes")
     for name, r in results.items():
         note = r.get("how", "")
         if name == "smpp_scan":
-            note = (f"kept {r['kept']:,}, parsed {r['parsed']:,} of {r['lines']:,} lines, index {r['index_bytes'] / 1e6:.2f} MB "
-                    f"= {100 * r['index_bytes'] / decompressed:.3f} % of decompressed; RSS python {r['python_rss_mb']:.0f} MB, "
-                    f"zstd child {r['zstd_rss_mb']:.0f} MB")
+            note = (
+                f"kept {r['kept']:,}, parsed {r['parsed']:,} of {r['lines']:,} lines, "
+                f"index {r['index_bytes'] / 1e6:.2f} MB "
+                f"= {100 * r['index_bytes'] / decompressed:.3f} % of decompressed; "
+                f"RSS python {r['python_rss_mb']:.0f} MB, "
+                f"zstd child {r['zstd_rss_mb']:.0f} MB"
+            )
         elif name == "json_filter":
             note = f"kept {r['kept']:,}; smpp_scan is {r['seconds'] / scan:.1f}x faster"
         elif name == "dag_day":

@@ -57,26 +57,56 @@ STAGES = ("caption", "text", "image", "joint")
 PROFILES = ("offline", "production")
 # (items, batch sizes) per profile and stage: production items are capped so a stage stays ~1-2 min.
 DEFAULT_PLAN: dict[str, dict[str, tuple[int, tuple[int, ...]]]] = {
-    "offline": {"caption": (32, (1, 8, 32)), "text": (128, (1, 8, 32)), "image": (64, (1, 8, 32)),
-                "joint": (64, (1, 8, 32))},
+    "offline": {
+        "caption": (32, (1, 8, 32)),
+        "text": (128, (1, 8, 32)),
+        "image": (64, (1, 8, 32)),
+        "joint": (64, (1, 8, 32)),
+    },
     "production": {"caption": (2, (1, 2)), "text": (16, (1, 8)), "image": (4, (1, 4)), "joint": (2, (1, 2))},
 }
 WARMUP_MAX = {"offline": 32, "production": 1}
 REPEATS = {"offline": 3, "production": 1}  # best of N for the cheap models: the CPU is shared
 
 # Production-size configs (published configs of the real models; the weights are random).
-XLMR_LARGE = dict(vocab_size=250_002, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
-                  intermediate_size=4096, max_position_embeddings=8194, type_vocab_size=1,
-                  layer_norm_eps=1e-5)
+XLMR_LARGE = dict(
+    vocab_size=250_002,
+    hidden_size=1024,
+    num_hidden_layers=24,
+    num_attention_heads=16,
+    intermediate_size=4096,
+    max_position_embeddings=8194,
+    type_vocab_size=1,
+    layer_norm_eps=1e-5,
+)
 VIT_LARGE = "vit_large_patch16_384"
-BLIP_LARGE_TEXT = dict(vocab_size=30_524, hidden_size=768, encoder_hidden_size=1024, intermediate_size=3072,
-                       num_hidden_layers=12, num_attention_heads=12, max_position_embeddings=512)
-BLIP_LARGE_VISION = dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
-                         image_size=384, patch_size=16, layer_norm_eps=1e-5)
+BLIP_LARGE_TEXT = dict(
+    vocab_size=30_524,
+    hidden_size=768,
+    encoder_hidden_size=1024,
+    intermediate_size=3072,
+    num_hidden_layers=12,
+    num_attention_heads=12,
+    max_position_embeddings=512,
+)
+BLIP_LARGE_VISION = dict(
+    hidden_size=1024,
+    intermediate_size=4096,
+    num_hidden_layers=24,
+    num_attention_heads=16,
+    image_size=384,
+    patch_size=16,
+    layer_norm_eps=1e-5,
+)
 BUILD_ORDER = ("text", "image", "joint", "caption")  # joint reuses the text dir
 # What each loader imports: timed apart from the model load (a cold start pays both).
-LIBRARIES = {"text-offline": "sentence_transformers", "text-production": "FlagEmbedding", "image": "timm",
-             "joint": "FlagEmbedding.visual.modeling", "caption": "transformers.models.blip"}
+LIBRARIES = {
+    "text-offline": "sentence_transformers",
+    "text-production": "FlagEmbedding",
+    "image": "timm",
+    "joint": "FlagEmbedding.visual.modeling",
+    "caption": "transformers.models.blip",
+}
 
 
 # ---------------------------------------------------------------- production-size models
@@ -118,8 +148,12 @@ def build_text(models_dir: Path) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(str(ensure_tiny(models_dir) / "tiny" / "text"))
     tokenizer.save_pretrained(str(target))
     torch.manual_seed(0)
-    config = XLMRobertaConfig(**XLMR_LARGE, pad_token_id=tokenizer.pad_token_id,
-                              bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    config = XLMRobertaConfig(
+        **XLMR_LARGE,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     XLMRobertaModel(config).save_pretrained(str(target))
     hidden = XLMR_LARGE["hidden_size"]
     torch.save(torch.nn.Linear(hidden, hidden).state_dict(), target / "colbert_linear.pt")
@@ -174,9 +208,15 @@ def build_caption(models_dir: Path) -> Path:
     processor.image_processor.size = {"height": size, "width": size}
     tokenizer = processor.tokenizer
     config = BlipConfig(
-        text_config=dict(**BLIP_LARGE_TEXT, bos_token_id=tokenizer.bos_token_id, pad_token_id=tokenizer.pad_token_id,
-                         sep_token_id=tokenizer.sep_token_id, eos_token_id=tokenizer.sep_token_id),
-        vision_config=BLIP_LARGE_VISION, projection_dim=512,
+        text_config=dict(
+            **BLIP_LARGE_TEXT,
+            bos_token_id=tokenizer.bos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            sep_token_id=tokenizer.sep_token_id,
+            eos_token_id=tokenizer.sep_token_id,
+        ),
+        vision_config=BLIP_LARGE_VISION,
+        projection_dim=512,
     )
     torch.manual_seed(0)
     BlipForConditionalGeneration(config).save_pretrained(str(target))
@@ -185,7 +225,10 @@ def build_caption(models_dir: Path) -> Path:
 
 
 BUILDERS: dict[str, Callable[[Path], Path]] = {
-    "text": build_text, "image": build_image, "joint": build_joint, "caption": build_caption,
+    "text": build_text,
+    "image": build_image,
+    "joint": build_joint,
+    "caption": build_caption,
 }
 
 
@@ -202,8 +245,11 @@ def ensure_production_models(models_dir: Path, roles: Sequence[str], rebuild: bo
         started = time.perf_counter()
         result = run_child(["--build", role, "--models-dir", str(models_dir)], models_dir)
         stamp.write_text(json.dumps(result))
-        print(f"built production-size random {role} model in {time.perf_counter() - started:.0f} s "
-              f"({result['size_gb']:.2f} GB, peak RSS {result['peak_rss_mb']:.0f} MB)", flush=True)
+        print(
+            f"built production-size random {role} model in {time.perf_counter() - started:.0f} s "
+            f"({result['size_gb']:.2f} GB, peak RSS {result['peak_rss_mb']:.0f} MB)",
+            flush=True,
+        )
 
 
 def child_build(role: str, models_dir: Path) -> dict:
@@ -230,8 +276,17 @@ def make_titles(count: int, seed: int = 7) -> list[str]:
     return list(titles)
 
 
-IMAGE_SHAPES = [(640, 480), (1024, 768), (768, 1024), (1024, 576), (800, 800), (320, 240), (1024, 1024),
-                (500, 375), (960, 640)]
+IMAGE_SHAPES = [
+    (640, 480),
+    (1024, 768),
+    (768, 1024),
+    (1024, 576),
+    (800, 800),
+    (320, 240),
+    (1024, 1024),
+    (500, 375),
+    (960, 640),
+]
 
 
 def make_images(folder: Path, count: int, seed: int = 7) -> tuple[list[str], list[str]]:
@@ -288,7 +343,7 @@ class ModuleForwardCounter:
         self.calls = 0
         self._handle: Any = None
 
-    def __enter__(self) -> "ModuleForwardCounter":
+    def __enter__(self) -> ModuleForwardCounter:
         from torch.nn.modules.module import register_module_forward_pre_hook
 
         def count(module: Any, args: Any) -> None:
@@ -302,7 +357,7 @@ class ModuleForwardCounter:
 
 
 def batches(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
-    return [items[start:start + size] for start in range(0, len(items), size)]
+    return [items[start : start + size] for start in range(0, len(items), size)]
 
 
 def stage_call(stage: str, settings: Any, titles: list[str], paths: list[str], keys: list[str]) -> Any:
@@ -317,8 +372,9 @@ def stage_call(stage: str, settings: Any, titles: list[str], paths: list[str], k
     return caption_images(settings, paths, keys)
 
 
-def prepare_inputs(stage: str, encoder: Any, settings: Any, titles: list[str], paths: list[str],
-                   batch_size: int) -> tuple[list[Any], dict]:
+def prepare_inputs(
+    stage: str, encoder: Any, settings: Any, titles: list[str], paths: list[str], batch_size: int
+) -> tuple[list[Any], dict]:
     """The stage's batches as ready model inputs (what the encoder builds before its model call)."""
     import torch
 
@@ -331,8 +387,9 @@ def prepare_inputs(stage: str, encoder: Any, settings: Any, titles: list[str], p
         token_counts = []
         for batch in batches(titles, batch_size):
             if encoder.spec.kind == BGE_M3:
-                tokens = encoder.model.tokenizer(list(batch), padding=True, truncation=True, max_length=512,
-                                                 return_tensors="pt")
+                tokens = encoder.model.tokenizer(
+                    list(batch), padding=True, truncation=True, max_length=512, return_tensors="pt"
+                )
             else:
                 tokens = encoder.model.tokenize(list(batch))
             token_counts.extend(tokens["attention_mask"].sum(dim=1).tolist())
@@ -345,8 +402,13 @@ def prepare_inputs(stage: str, encoder: Any, settings: Any, titles: list[str], p
     elif stage == "joint":
         for batch in batches(list(zip(paths, titles)), batch_size):
             images = torch.stack([encoder.model.preprocess_val(read_rgb(path)) for path, _ in batch])
-            tokens = encoder.model.tokenizer([text for _, text in batch], return_tensors="pt", padding=True,
-                                             truncation=True, max_length=encoder.max_text_tokens)
+            tokens = encoder.model.tokenizer(
+                [text for _, text in batch],
+                return_tensors="pt",
+                padding=True,
+                truncation=True,
+                max_length=encoder.max_text_tokens,
+            )
             prepared.append((images, tokens))
         info["input_shape"] = list(prepared[0][0].shape[1:])
     else:
@@ -403,8 +465,9 @@ def pure_forward(stage: str, encoder: Any, settings: Any, prepared: list[Any]) -
     with torch.inference_mode():
         for inputs in prepared:
             if stage == "text" and encoder.spec.kind == BGE_M3:
-                encoder.model.model(inputs, return_dense=True, return_sparse=settings.encoders.text_sparse,
-                                    return_colbert_vecs=False)
+                encoder.model.model(
+                    inputs, return_dense=True, return_sparse=settings.encoders.text_sparse, return_colbert_vecs=False
+                )
             elif stage == "text":
                 encoder.model(inputs)
             elif stage == "image":
@@ -419,8 +482,16 @@ def pure_forward(stage: str, encoder: Any, settings: Any, prepared: list[Any]) -
     return {"generated_tokens": generated} if stage == "caption" else {}
 
 
-def child_measure(stage: str, profile: str, batch_sizes: list[int], items: int, models_dir: Path, work: Path,
-                  use_cprofile: bool, text_sparse: bool) -> list[dict]:
+def child_measure(
+    stage: str,
+    profile: str,
+    batch_sizes: list[int],
+    items: int,
+    models_dir: Path,
+    work: Path,
+    use_cprofile: bool,
+    text_sparse: bool,
+) -> list[dict]:
     """Load the stage's model once, then measure each batch size (its own data dirs and peak RSS)."""
     import importlib
 
@@ -442,26 +513,62 @@ def child_measure(stage: str, profile: str, batch_sizes: list[int], items: int, 
         data_dir.mkdir(parents=True)
         if profile == "offline":  # share the tiny models, as the tests do
             (data_dir / "encoders").symlink_to(tiny_dir(models_dir), target_is_directory=True)
-        return Settings(data_dir=data_dir, model_profile=profile,
-                        encoders=EncoderSettings(batch_size=batch_size, device="cpu", text_sparse=text_sparse))
+        return Settings(
+            data_dir=data_dir,
+            model_profile=profile,
+            encoders=EncoderSettings(batch_size=batch_size, device="cpu", text_sparse=text_sparse),
+        )
 
     started = time.perf_counter()
     encoder = get_encoder(fresh_settings(batch_sizes[0], "load"), stage)
     load_s = time.perf_counter() - started
     module = encoder.model.model if encoder.spec.kind == BGE_M3 else encoder.model  # BGEM3FlagModel wraps it
     label = f"{stage} +sparse" if stage == "text" and text_sparse else stage
-    common = {"stage": label, "profile": profile, "items": items, "threads": torch.get_num_threads(),
-              "import_s": import_s, "load_s": load_s, "rss_after_load_mb": proc_status_mb("VmRSS"),
-              "peak_load_mb": proc_status_mb("VmHWM"),
-              "model_id": encoder.spec.model_id, "params_m": sum(p.numel() for p in module.parameters()) / 1e6}
-    return [measure_batch_size(stage, profile, batch_size, items, encoder, fresh_settings, titles, paths, keys,
-                               use_cprofile, common, warm_up=profile == "offline" or index == 0)
-            for index, batch_size in enumerate(batch_sizes)]
+    common = {
+        "stage": label,
+        "profile": profile,
+        "items": items,
+        "threads": torch.get_num_threads(),
+        "import_s": import_s,
+        "load_s": load_s,
+        "rss_after_load_mb": proc_status_mb("VmRSS"),
+        "peak_load_mb": proc_status_mb("VmHWM"),
+        "model_id": encoder.spec.model_id,
+        "params_m": sum(p.numel() for p in module.parameters()) / 1e6,
+    }
+    return [
+        measure_batch_size(
+            stage,
+            profile,
+            batch_size,
+            items,
+            encoder,
+            fresh_settings,
+            titles,
+            paths,
+            keys,
+            use_cprofile,
+            common,
+            warm_up=profile == "offline" or index == 0,
+        )
+        for index, batch_size in enumerate(batch_sizes)
+    ]
 
 
-def measure_batch_size(stage: str, profile: str, batch_size: int, items: int, encoder: Any,
-                       fresh_settings: Callable[[int, str], Any], titles: list[str], paths: list[str],
-                       keys: list[str], use_cprofile: bool, common: dict, warm_up: bool) -> dict:
+def measure_batch_size(
+    stage: str,
+    profile: str,
+    batch_size: int,
+    items: int,
+    encoder: Any,
+    fresh_settings: Callable[[int, str], Any],
+    titles: list[str],
+    paths: list[str],
+    keys: list[str],
+    use_cprofile: bool,
+    common: dict,
+    warm_up: bool,
+) -> dict:
     reset_peak_rss()
     result = {**common, "batch_size": batch_size, "loadavg_1m": os.getloadavg()[0]}
     # Every run gets a fresh data dir (empty cache); the warm-up uses other items, so first-call
@@ -469,7 +576,7 @@ def measure_batch_size(stage: str, profile: str, batch_size: int, items: int, en
     # timed runs. The big models warm up once per process: an item costs them seconds.
     warmup = min(batch_size, WARMUP_MAX[profile]) if warm_up else 0
     measured = (titles[:items], paths[:items], keys[:items])
-    warm = (titles[items:items + warmup], paths[items:items + warmup], keys[items:items + warmup])
+    warm = (titles[items : items + warmup], paths[items : items + warmup], keys[items : items + warmup])
 
     started = time.perf_counter()
     if warmup:
@@ -509,9 +616,15 @@ def measure_batch_size(stage: str, profile: str, batch_size: int, items: int, en
         forward_times.append(time.perf_counter() - started)
     ratios = sorted(st / fw for st, fw in zip(stage_times, forward_times))
     in_model_ratios = sorted(st / inside for st, inside in zip(stage_times, in_model_times))
-    result.update(info, stage_s=min(stage_times), prep_s=min(prep_times), forward_s=min(forward_times),
-                  ratio=ratios[len(ratios) // 2], in_model_ratio=in_model_ratios[len(in_model_ratios) // 2],
-                  first_cache_misses=first.cache_misses)
+    result.update(
+        info,
+        stage_s=min(stage_times),
+        prep_s=min(prep_times),
+        forward_s=min(forward_times),
+        ratio=ratios[len(ratios) // 2],
+        in_model_ratio=in_model_ratios[len(in_model_ratios) // 2],
+        first_cache_misses=first.cache_misses,
+    )
 
     encoder_calls = 0
     original_forward = encoder.forward
@@ -529,8 +642,12 @@ def measure_batch_size(stage: str, profile: str, batch_size: int, items: int, en
             result["rerun_s"] = time.perf_counter() - started
     finally:
         encoder.forward = original_forward
-    result.update(rerun_module_forwards=counter.calls, rerun_encoder_calls=encoder_calls,
-                  rerun_cache_hits=again.cache_hits, peak_rss_mb=proc_status_mb("VmHWM"))
+    result.update(
+        rerun_module_forwards=counter.calls,
+        rerun_encoder_calls=encoder_calls,
+        rerun_cache_hits=again.cache_hits,
+        peak_rss_mb=proc_status_mb("VmHWM"),
+    )
     return result
 
 
@@ -550,8 +667,9 @@ def child_env(models_dir: Path) -> dict[str, str]:
 
 
 def run_child(args: list[str], models_dir: Path) -> Any:
-    done = subprocess.run([sys.executable, __file__, *args], env=child_env(models_dir), capture_output=True,
-                          text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, __file__, *args], env=child_env(models_dir), capture_output=True, text=True, check=False
+    )
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed:\n{done.stderr[-4000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -559,18 +677,40 @@ def run_child(args: list[str], models_dir: Path) -> Any:
 
 def format_row(r: dict) -> str:
     cells = [
-        r["stage"], r["profile"], r["batch_size"], r["items"], f"{r['import_s']:.1f} + {r['load_s']:.1f}",
-        f"{r['items'] / r['stage_s']:.2f}", f"{r['items'] / r['forward_s']:.2f}", f"{r['ratio']:.2f}x",
-        f"{r['in_model_ratio']:.2f}x", r["rerun_module_forwards"],
+        r["stage"],
+        r["profile"],
+        r["batch_size"],
+        r["items"],
+        f"{r['import_s']:.1f} + {r['load_s']:.1f}",
+        f"{r['items'] / r['stage_s']:.2f}",
+        f"{r['items'] / r['forward_s']:.2f}",
+        f"{r['ratio']:.2f}x",
+        f"{r['in_model_ratio']:.2f}x",
+        r["rerun_module_forwards"],
         f"{r['rerun_s'] * 1000:.0f} ms ({100 * r['rerun_s'] / r['stage_s']:.1f} %)",
-        f"{r['peak_load_mb']:.0f} / {r['rss_after_load_mb']:.0f}", f"{r['peak_rss_mb']:.0f}", f"{r['loadavg_1m']:.1f}",
+        f"{r['peak_load_mb']:.0f} / {r['rss_after_load_mb']:.0f}",
+        f"{r['peak_rss_mb']:.0f}",
+        f"{r['loadavg_1m']:.1f}",
     ]
     return "| " + " | ".join(str(cell) for cell in cells) + " |"
 
 
-COLUMNS = ["stage", "profile", "batch", "items", "import + load s", "stage items/s", "forward items/s",
-           "stage/forward", "stage/in-stage model", "re-run forwards", "re-run time (of 1st)",
-           "load: peak / after MB", "run peak RSS MB", "load avg"]
+COLUMNS = [
+    "stage",
+    "profile",
+    "batch",
+    "items",
+    "import + load s",
+    "stage items/s",
+    "forward items/s",
+    "stage/forward",
+    "stage/in-stage model",
+    "re-run forwards",
+    "re-run time (of 1st)",
+    "load: peak / after MB",
+    "run peak RSS MB",
+    "load avg",
+]
 HEADER = "| " + " | ".join(COLUMNS) + " |\n" + "|---" * len(COLUMNS) + "|"
 
 
@@ -584,12 +724,19 @@ def main() -> None:
     parser.add_argument("--profiles", default=",".join(PROFILES), help="comma list of offline,production")
     parser.add_argument("--batch-sizes", default=None, help="comma list; default: per profile (see DEFAULT_PLAN)")
     parser.add_argument("--items", type=int, default=None, help="items per measurement; default: per stage")
-    parser.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR,
-                        help="tiny models + the fake HF cache of production-size random models (kept)")
+    parser.add_argument(
+        "--models-dir",
+        type=Path,
+        default=DEFAULT_MODELS_DIR,
+        help="tiny models + the fake HF cache of production-size random models (kept)",
+    )
     parser.add_argument("--rebuild", action="store_true", help="rebuild the production-size random models")
     parser.add_argument("--build-only", action="store_true", help="build the models, measure nothing")
-    parser.add_argument("--text-sparse", action="store_true",
-                        help="text stage with settings.encoders.text_sparse (bge-m3 lexical weights too)")
+    parser.add_argument(
+        "--text-sparse",
+        action="store_true",
+        help="text stage with settings.encoders.text_sparse (bge-m3 lexical weights too)",
+    )
     parser.add_argument("--cprofile", action="store_true", help="print a cProfile of each first stage run")
     parser.add_argument("--json", type=Path, default=None, help="also write every result here")
     parser.add_argument("--build", choices=[*STAGES, "tiny"], help=argparse.SUPPRESS)
@@ -603,8 +750,20 @@ def main() -> None:
         return
     if args.measure:
         stage, profile, sizes, items = args.measure
-        print(json.dumps(child_measure(stage, profile, [int(b) for b in parse_list(sizes)], int(items), models_dir,
-                                       args.work_dir, args.cprofile, args.text_sparse)))
+        print(
+            json.dumps(
+                child_measure(
+                    stage,
+                    profile,
+                    [int(b) for b in parse_list(sizes)],
+                    int(items),
+                    models_dir,
+                    args.work_dir,
+                    args.cprofile,
+                    args.text_sparse,
+                )
+            )
+        )
         return
 
     stages, profiles = parse_list(args.stages), parse_list(args.profiles)
@@ -639,9 +798,21 @@ def main() -> None:
         print(f"{max_items} synthetic titles and images ready; {len(plan)} model processes", flush=True)
         print(HEADER, flush=True)
         for stage, profile, sizes, items in plan:
-            argv = ["--measure", stage, profile, ",".join(map(str, sizes)), str(items), "--models-dir",
-                    str(models_dir), "--work-dir", str(work)] + (["--cprofile"] if args.cprofile else []) + (
-                        ["--text-sparse"] if args.text_sparse else [])
+            argv = (
+                [
+                    "--measure",
+                    stage,
+                    profile,
+                    ",".join(map(str, sizes)),
+                    str(items),
+                    "--models-dir",
+                    str(models_dir),
+                    "--work-dir",
+                    str(work),
+                ]
+                + (["--cprofile"] if args.cprofile else [])
+                + (["--text-sparse"] if args.text_sparse else [])
+            )
             for result in run_child(argv, models_dir):
                 results.append(result)
                 print(format_row(result), flush=True)
@@ -651,13 +822,24 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     print()
     for r in results:
-        extra = {k: round(r[k], 3) if isinstance(r[k], float) else r[k]
-                 for k in ("params_m", "tokens_per_title", "input_shape", "generated_tokens", "prep_s", "warmup_s",
-                           "model_calls_per_batch")
-                 if k in r}
-        print(f"{r['stage']:7s} {r['profile']:10s} b={r['batch_size']:<3d} {r['model_id']}  {extra}  "
-              f"re-run encoder calls {r['rerun_encoder_calls']}, "
-              f"cache hits {r['rerun_cache_hits']}/{r['items']}")
+        extra = {
+            k: round(r[k], 3) if isinstance(r[k], float) else r[k]
+            for k in (
+                "params_m",
+                "tokens_per_title",
+                "input_shape",
+                "generated_tokens",
+                "prep_s",
+                "warmup_s",
+                "model_calls_per_batch",
+            )
+            if k in r
+        }
+        print(
+            f"{r['stage']:7s} {r['profile']:10s} b={r['batch_size']:<3d} {r['model_id']}  {extra}  "
+            f"re-run encoder calls {r['rerun_encoder_calls']}, "
+            f"cache hits {r['rerun_cache_hits']}/{r['items']}"
+        )
     print(f"total {time.perf_counter() - started:.0f} s")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

@@ -41,8 +41,12 @@ def evaluate_posts(posts, out_dir: Path) -> dict:
 
     settings = Settings()
     settings = settings.with_overrides(
-        training={**settings.training.model_dump(), "test_fraction": 0.2, "train_window_days": None,
-                  "train_window_rows": None}
+        training={
+            **settings.training.model_dump(),
+            "test_fraction": 0.2,
+            "train_window_days": None,
+            "train_window_rows": None,
+        }
     )
     frame = archive_feature_frame(settings, posts)
     return train_and_evaluate(settings, frame, out_dir).metrics
@@ -73,10 +77,14 @@ def print_summary(scope: str, result: dict, seconds: float) -> None:
     print(f"\n== {scope} ({seconds:.0f}s) rows {result['split_rows']} subreddits scored {result['subreddits_scored']}")
     print(f"{'':26s} {'spearman':>9s} {'within':>8s} {'mae':>7s} {'rmse':>7s}")
     for name, m in result["rows"].items():
-        cells = [f"{m[k]:.4f}" if m[k] is not None else "   n/a" for k in ("spearman", "spearman_within_subreddit", "mae", "rmse")]
+        cells = [
+            f"{m[k]:.4f}" if m[k] is not None else "   n/a"
+            for k in ("spearman", "spearman_within_subreddit", "mae", "rmse")
+        ]
         print(f"{name:26s} {cells[0]:>9s} {cells[1]:>8s} {cells[2]:>7s} {cells[3]:>7s}")
     print(
-        f"margin over {result['best_baseline']}: {result['margin']:+.4f}; validation within {result['validation_within']}; "
+        f"margin over {result['best_baseline']}: {result['margin']:+.4f}; "
+        f"validation within {result['validation_within']}; "
         f"bar (within >= {WITHIN_BAR}, margin >= {MARGIN_BAR}, overall >= subreddit mean): {result['bar_met']}",
         flush=True,
     )
@@ -87,8 +95,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dump", type=Path, default=DUMP)
     parser.add_argument("--out", type=Path, default=None, help="version folders + summary.json (default: a temp dir)")
     parser.add_argument("--scope", nargs="+", default=["half0", "half1"], choices=["half0", "half1", "all"])
-    parser.add_argument("--max-posts", type=int, default=None,
-                        help="the dump's oldest N posts only (e.g. the part whose title vectors are cached)")
+    parser.add_argument(
+        "--max-posts",
+        type=int,
+        default=None,
+        help="the dump's oldest N posts only (e.g. the part whose title vectors are cached)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     from smpp.lifecycle.evaluate import read_archive
@@ -98,8 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_posts:
         posts = posts.sort_values("created_utc", kind="stable").head(args.max_posts).reset_index(drop=True)
     halves = posts["subreddit"].map(subreddit_half)
-    print(f"dump {args.dump}: {len(posts)} posts, {posts['subreddit'].nunique()} subreddits; "
-          f"half sizes {halves.value_counts().sort_index().to_dict()} (posts); out {out}", flush=True)
+    print(
+        f"dump {args.dump}: {len(posts)} posts, {posts['subreddit'].nunique()} subreddits; "
+        f"half sizes {halves.value_counts().sort_index().to_dict()} (posts); out {out}",
+        flush=True,
+    )
     results = {}
     for scope in args.scope:
         part = posts if scope == "all" else posts.loc[halves == int(scope[-1])].reset_index(drop=True)

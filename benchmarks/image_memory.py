@@ -51,9 +51,7 @@ print(json.dumps({"reasons": count_reasons(frame), "peak_mb": peak_mb() - before
 
 
 def _hostile_images():
-    spec = importlib.util.spec_from_file_location(
-        "hostile_images", REPO / "tests" / "faults" / "hostile_images.py"
-    )
+    spec = importlib.util.spec_from_file_location("hostile_images", REPO / "tests" / "faults" / "hostile_images.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -78,7 +76,11 @@ def run(workers: int, budget_mb: int, max_decode_mb: int, urls: list[str], warmu
     env.pop("SMPP_CONFIG", None)
     done = subprocess.run(
         [sys.executable, "-c", CHILD, json.dumps(args)],
-        env=env, capture_output=True, text=True, timeout=600, check=True,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
     )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -95,18 +97,29 @@ def main() -> None:
     hostile = _hostile_images()
     body = hostile.one_colour_png(options.side, options.side)
     decoded_mb = options.side * options.side * 4 / 2**20
-    print(f"{options.count} PNGs {options.side}x{options.side} RGB: {len(body) / 1e6:.2f} MB sent, "
-          f"{decoded_mb:.0f} MB decoded each; max_decode_mb={options.max_decode_mb}")
+    print(
+        f"{options.count} PNGs {options.side}x{options.side} RGB: {len(body) / 1e6:.2f} MB sent, "
+        f"{decoded_mb:.0f} MB decoded each; max_decode_mb={options.max_decode_mb}"
+    )
     print(f"{'workers':>7} {'budget_mb':>10} {'peak_rss_mb':>12} {'seconds':>8}  reasons")
     with hostile.HostileImageServer() as server, tempfile.TemporaryDirectory() as tmp:
         urls = [server.add_png(f"/heavy-{i}.png", body) for i in range(options.count)]
         for budget in options.budgets:
             for workers in options.workers:
                 started = time.monotonic()
-                result = run(workers, budget, options.max_decode_mb, urls, server.url("/ok.jpg"),
-                             str(Path(tmp) / f"w{workers}-b{budget}"))
-                print(f"{workers:>7} {budget:>10} {result['peak_mb']:>12.0f} {result['seconds']:>8.1f}  "
-                      f"{result['reasons']}  (run {time.monotonic() - started:.1f} s)", flush=True)
+                result = run(
+                    workers,
+                    budget,
+                    options.max_decode_mb,
+                    urls,
+                    server.url("/ok.jpg"),
+                    str(Path(tmp) / f"w{workers}-b{budget}"),
+                )
+                print(
+                    f"{workers:>7} {budget:>10} {result['peak_mb']:>12.0f} {result['seconds']:>8.1f}  "
+                    f"{result['reasons']}  (run {time.monotonic() - started:.1f} s)",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -48,8 +48,31 @@ def day_rows(day: int, per_day: int) -> tuple[list[tuple], list[tuple]]:
     posts, labels = [], []
     for i in range(per_day):
         pid, t = f"b{day:03d}{i:05d}", int(created[i])
-        posts.append((pid, SUBREDDITS[sub[i]], "t", None if no_author[i] else f"u{author[i]}", None, t, None, None,
-                      None, False, False, False, None, None, [], None, None, 0, "archive", t, bool(removed[i])))
+        posts.append(
+            (
+                pid,
+                SUBREDDITS[sub[i]],
+                "t",
+                None if no_author[i] else f"u{author[i]}",
+                None,
+                t,
+                None,
+                None,
+                None,
+                False,
+                False,
+                False,
+                None,
+                None,
+                [],
+                None,
+                None,
+                0,
+                "archive",
+                t,
+                bool(removed[i]),
+            )
+        )
         if labelled[i]:
             labels.append((pid, int(scores[i]), None, 24.0, None, t + DAY, "archive"))
     return posts, labels
@@ -61,11 +84,11 @@ def bulk_build(url: str, first: int, last: int, per_day: int) -> None:
     from sqlalchemy import text
 
     from smpp.features.author_history import recent_level
-    from smpp.warehouse.ingest import LABEL_COLUMNS, POST_COLUMNS
-    from smpp.warehouse.labels import label_of_score
     from smpp.warehouse import Label, Post, PostLevel, SubredditDay, get_engine, session_for
     from smpp.warehouse.db import insert_rows
     from smpp.warehouse.history_schema import create_sqlite_triggers
+    from smpp.warehouse.ingest import LABEL_COLUMNS, POST_COLUMNS
+    from smpp.warehouse.labels import label_of_score
 
     engine = get_engine(url)
     with engine.begin() as conn:
@@ -92,8 +115,13 @@ def bulk_build(url: str, first: int, last: int, per_day: int) -> None:
                 if not p[20]:
                     counts[(p[1], p[5] // DAY)] = counts.get((p[1], p[5] // DAY), 0) + 1
                     new_posts[p[1]].append((p[0], p[5], *label_of.get(p[0], (None, None))))
-            insert_rows(session, SubredditDay, ("subreddit", "day", "posts"),
-                        [(s, d, n) for (s, d), n in counts.items()], update=("posts",))
+            insert_rows(
+                session,
+                SubredditDay,
+                ("subreddit", "day", "posts"),
+                [(s, d, n) for (s, d), n in counts.items()],
+                update=("posts",),
+            )
         for name in SUBREDDITS:  # cached levels of every kept post (what history_store stores when needed)
             rows = sorted(by_sub[name])
             matured = np.array([r[0] for r in rows], dtype=np.int64)
@@ -102,43 +130,64 @@ def bulk_build(url: str, first: int, last: int, per_day: int) -> None:
             times = np.array([r[1] for r in cached], dtype=np.int64)
             levels = recent_level(matured, values, times)
             own = label_of_score([r[2] for r in cached]).astype(np.float64)
-            insert_rows(session, PostLevel, ("post_id", "subreddit", "created_utc", "label", "matured_utc", "level"),
-                        [(r[0], name, r[1], None if np.isnan(v) else float(v), r[3],
-                          None if np.isnan(lv) or np.isnan(v) else float(lv))
-                         for r, v, lv in zip(cached, own, levels)])
+            insert_rows(
+                session,
+                PostLevel,
+                ("post_id", "subreddit", "created_utc", "label", "matured_utc", "level"),
+                [
+                    (
+                        r[0],
+                        name,
+                        r[1],
+                        None if np.isnan(v) else float(v),
+                        r[3],
+                        None if np.isnan(lv) or np.isnan(v) else float(lv),
+                    )
+                    for r, v, lv in zip(cached, own, levels)
+                ],
+            )
         session.commit()
     with engine.begin() as conn:
         create_sqlite_triggers(conn)
         conn.execute(text("ANALYZE"))
 
 
-def day_posts(session, day: int):  # noqa: ANN001
+def day_posts(session, day: int):
     import pandas as pd
     from sqlalchemy import select
 
     from smpp.warehouse import Post
 
     start = START_UTC + day * DAY
-    return pd.DataFrame(session.execute(
-        select(Post.author, Post.subreddit, Post.created_utc)
-        .where(Post.created_utc >= start, Post.created_utc < start + DAY, Post.removed.is_(False))
-        .order_by(Post.id)
-    ).all(), columns=["author", "subreddit", "created_utc"])
+    return pd.DataFrame(
+        session.execute(
+            select(Post.author, Post.subreddit, Post.created_utc)
+            .where(Post.created_utc >= start, Post.created_utc < start + DAY, Post.removed.is_(False))
+            .order_by(Post.id)
+        ).all(),
+        columns=["author", "subreddit", "created_utc"],
+    )
 
 
 def run_days(url: str, days: list[int], per_day: int, out: Path) -> dict:
     """Ingest and build `days` in order as the DAG would; time the last one."""
-    from smpp.warehouse.history_store import history_columns
-    from smpp.warehouse.ingest import LABEL_COLUMNS, POST_COLUMNS
     from smpp.warehouse import Label, Post, session_for
     from smpp.warehouse.db import insert_rows
+    from smpp.warehouse.history_store import history_columns
+    from smpp.warehouse.ingest import LABEL_COLUMNS, POST_COLUMNS
 
     timings = []
     with session_for(url) as session:
         for day in days:
             posts, labels = day_rows(day, per_day)
             insert_rows(session, Post, POST_COLUMNS, posts)
-            insert_rows(session, Label, LABEL_COLUMNS, labels, update=("score", "age_hours", "observed_at", "matured_utc", "status"))
+            insert_rows(
+                session,
+                Label,
+                LABEL_COLUMNS,
+                labels,
+                update=("score", "age_hours", "observed_at", "matured_utc", "status"),
+            )
             session.commit()
             frame = day_posts(session, day)
             started = time.perf_counter()
@@ -153,15 +202,16 @@ def run_old(url: str, day: int, out: Path) -> dict:
     import pandas as pd
 
     from smpp.features.author_history import history_features
-    from smpp.warehouse.history_store import warehouse_history
     from smpp.warehouse import session_for
+    from smpp.warehouse.history_store import warehouse_history
 
     with session_for(url) as session:
         frame = day_posts(session, day)
         history_features(frame.head(1), warehouse_history(session, [], [], 0))  # imports and first query untimed
         started = time.perf_counter()
-        history = warehouse_history(session, frame["author"].tolist(), frame["subreddit"].tolist(),
-                                    START_UTC + (day + 1) * DAY)
+        history = warehouse_history(
+            session, frame["author"].tolist(), frame["subreddit"].tolist(), START_UTC + (day + 1) * DAY
+        )
         columns = history_features(frame, history, label_age_hours=24.0)
         seconds = round(time.perf_counter() - started, 3)
     new = pd.read_parquet(out)
@@ -193,9 +243,22 @@ def main() -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
 
     def step(name: str, **kwargs) -> dict:
-        done = subprocess.run([sys.executable, __file__, "--step", name, "--args", json.dumps(kwargs),
-                               "--posts-per-day", str(args.posts_per_day)],
-                              env=env, capture_output=True, text=True, check=False)
+        done = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--step",
+                name,
+                "--args",
+                json.dumps(kwargs),
+                "--posts-per-day",
+                str(args.posts_per_day),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if done.returncode != 0:
             raise SystemExit(f"{name} {kwargs} failed:\n{done.stderr[-4000:]}")
         return json.loads(done.stdout.strip().splitlines()[-1])
@@ -212,16 +275,22 @@ def main() -> None:
             out = str(Path(work) / f"day{day}.parquet")
             r = step("run", url=url, days=list(range(first_warm, last + 1)), out=out)
             built = last + 1
-            line = (f"day {day:>3}: {r['posts']} posts, history_columns {r['seconds']:6.3f} s "
-                    f"(previous days {r['warm_seconds']}), peak RSS {r['peak_rss_mb']:6.1f} MB")
+            line = (
+                f"day {day:>3}: {r['posts']} posts, history_columns {r['seconds']:6.3f} s "
+                f"(previous days {r['warm_seconds']}), peak RSS {r['peak_rss_mb']:6.1f} MB"
+            )
             total_new += r["seconds"]
             if not args.no_old:
                 o = step("old", url=url, day=last, out=out)
                 total_old += o["seconds"]
-                line += (f" | old path {o['seconds']:6.2f} s over {o['history_rows']:,} history rows, "
-                         f"peak RSS {o['peak_rss_mb']:6.1f} MB, equal: {o['equal']}")
+                line += (
+                    f" | old path {o['seconds']:6.2f} s over {o['history_rows']:,} history rows, "
+                    f"peak RSS {o['peak_rss_mb']:6.1f} MB, equal: {o['equal']}"
+                )
             print(line + f"  [bulk build {b['seconds']} s]", flush=True)
-    print(f"total over the measured days: {total_new:.3f} s" + ("" if args.no_old else f" (old path {total_old:.2f} s)"))
+    print(
+        f"total over the measured days: {total_new:.3f} s" + ("" if args.no_old else f" (old path {total_old:.2f} s)")
+    )
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -78,8 +78,14 @@ def write_history(root: Path, days: int, posts_per_day: int, title_dim: int, see
 
 def run_day(root: Path, day_number: int, epochs: int) -> dict:
     """Runs in its own process: train_model then evaluate_and_publish for day `day_number` (1 = the first day)."""
-    os.environ.update({"SMPP_DATA_DIR": str(root), "SMPP_MODEL_PROFILE": "offline", "SMPP_TRAINING__EPOCHS": str(epochs),
-                       "SMPP_TRAINING__PATIENCE": str(epochs + 1)})
+    os.environ.update(
+        {
+            "SMPP_DATA_DIR": str(root),
+            "SMPP_MODEL_PROFILE": "offline",
+            "SMPP_TRAINING__EPOCHS": str(epochs),
+            "SMPP_TRAINING__PATIENCE": str(epochs + 1),
+        }
+    )
     import logging
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
@@ -87,7 +93,7 @@ def run_day(root: Path, day_number: int, epochs: int) -> dict:
     from smpp.settings import get_settings
 
     day = FIRST_DAY + timedelta(days=day_number - 1)
-    start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     params = {"source": "archive"}
     started = time.perf_counter()
     trained = tasks.train_model(start, start + timedelta(days=1), params)
@@ -161,14 +167,28 @@ def main() -> None:
         shutil.rmtree(work / "runs", ignore_errors=True)
     else:
         paths = write_history(work, args.days_total, args.posts_per_day, args.title_dim)
-        print(f"features: {len(paths)} days x {args.posts_per_day} posts in {time.perf_counter() - started:.0f}s", flush=True)
+        print(
+            f"features: {len(paths)} days x {args.posts_per_day} posts in {time.perf_counter() - started:.0f}s",
+            flush=True,
+        )
         write_warehouse(work, paths)
     print(f"history built in {time.perf_counter() - started:.0f}s under {work}", flush=True)
     results = []
     for day_number in (int(d) for d in args.measure.split(",")):
         out = subprocess.run(
-            [sys.executable, __file__, "--run-day", str(day_number), "--work-dir", str(work), "--epochs", str(args.epochs)],
-            capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+            [
+                sys.executable,
+                __file__,
+                "--run-day",
+                str(day_number),
+                "--work-dir",
+                str(work),
+                "--epochs",
+                str(args.epochs),
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
         )
         if out.returncode != 0:
             print(out.stderr[-3000:], file=sys.stderr)
@@ -178,17 +198,24 @@ def main() -> None:
         print(json.dumps(result), flush=True)
     window = results[0]["train_window_rows"] or args.days_total * args.posts_per_day
     saturated = min(args.days_total, window // args.posts_per_day + 1)  # +1: the run day's labels have not matured
-    print(f"\n{'day':>4} {'partitions':>10} {'train rows':>10} {'train_model s':>13} {'evaluate s':>10} {'peak RSS MB':>11}")
+    print(
+        f"\n{'day':>4} {'partitions':>10} {'train rows':>10} "
+        f"{'train_model s':>13} {'evaluate s':>10} {'peak RSS MB':>11}"
+    )
     for r in results:
-        print(f"{r['day']:>4} {r['partitions_read']:>10} {r['rows']['train']:>10} {r['train_model_s']:>13} "
-              f"{r['evaluate_and_publish_s']:>10} {r['peak_rss_mb']:>11}")
+        print(
+            f"{r['day']:>4} {r['partitions_read']:>10} {r['rows']['train']:>10} {r['train_model_s']:>13} "
+            f"{r['evaluate_and_publish_s']:>10} {r['peak_rss_mb']:>11}"
+        )
     first, last = results[0], results[-1]
     for key in ("train_model_s", "evaluate_and_publish_s"):
         print(f"day {last['day']} / day {first['day']} {key}: {last[key] / max(first[key], 1e-9):.2f}x")
     per_day = {r["day"]: r["train_model_s"] + r["evaluate_and_publish_s"] for r in results}
     total = estimate_total(per_day, args.days_total, saturated)
-    print(f"estimated {args.days_total}-day backfill, train_model + evaluate_and_publish at {args.epochs} epoch(s): "
-          f"{total / 3600:.1f} h (window full from day {saturated})")
+    print(
+        f"estimated {args.days_total}-day backfill, train_model + evaluate_and_publish at {args.epochs} epoch(s): "
+        f"{total / 3600:.1f} h (window full from day {saturated})"
+    )
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
 

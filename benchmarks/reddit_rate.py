@@ -27,9 +27,17 @@ def archive_posts(subreddit: str, count: int) -> list[dict]:
     """`count` posts, one every 5 minutes back from DAY_END, 60 distinct authors."""
     return [
         {
-            "id": f"{subreddit[:3]}{n:05d}", "title": f"post {n}", "author": f"user_{subreddit}_{n % 60}",
-            "subreddit": subreddit, "created_utc": DAY_END - 60 - n * 300, "score": n, "num_comments": n % 50,
-            "url": f"https://example.com/{n}", "domain": "example.com", "is_self": False, "over_18": False,
+            "id": f"{subreddit[:3]}{n:05d}",
+            "title": f"post {n}",
+            "author": f"user_{subreddit}_{n % 60}",
+            "subreddit": subreddit,
+            "created_utc": DAY_END - 60 - n * 300,
+            "score": n,
+            "num_comments": n % 50,
+            "url": f"https://example.com/{n}",
+            "domain": "example.com",
+            "is_self": False,
+            "over_18": False,
         }
         for n in range(count)
     ]
@@ -39,10 +47,15 @@ def run(window_s: int, budget: int, duration_s: float) -> dict[str, float]:
     posts = [p for s in SUBREDDITS for p in archive_posts(s, 600)]
     ids = {s: [p["id"] for p in posts if p["subreddit"] == s] for s in SUBREDDITS}
     with FakeRedditServer(posts, rate_limit_per_window=budget, window_s=window_s) as server:
-        settings = Settings().with_overrides(reddit={
-            "client_id": server.client_id, "client_secret": server.client_secret,
-            "oauth_url": server.base_url, "reddit_url": server.base_url, "short_url": server.base_url,
-        })
+        settings = Settings().with_overrides(
+            reddit={
+                "client_id": server.client_id,
+                "client_secret": server.client_secret,
+                "oauth_url": server.base_url,
+                "reddit_url": server.base_url,
+                "short_url": server.base_url,
+            }
+        )
         reddit = make_reddit(settings, rate_window_s=window_s)
         refresh_posts(reddit, [ids["pics"][0]])  # token and a first window before the clock starts
         first_counted = sum(server.statuses.values())
@@ -62,9 +75,15 @@ def run(window_s: int, budget: int, duration_s: float) -> dict[str, float]:
         served = sum(server.statuses.values()) - first_counted
         pacer = rate_budget(server.base_url, server.client_id)
         return {
-            "elapsed_s": elapsed, "requests": served, "rate": served / elapsed, "allowed": budget / window_s,
-            "fraction": served / elapsed / (budget / window_s), "429s": server.statuses[429], "rounds": rounds,
-            "budget_waits": pacer.waits, "budget_waited_s": pacer.waited_s,
+            "elapsed_s": elapsed,
+            "requests": served,
+            "rate": served / elapsed,
+            "allowed": budget / window_s,
+            "fraction": served / elapsed / (budget / window_s),
+            "429s": server.statuses[429],
+            "rounds": rounds,
+            "budget_waits": pacer.waits,
+            "budget_waited_s": pacer.waited_s,
         }
 
 
@@ -76,8 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     out = run(args.window_s, args.budget, min(args.duration_s, 60.0))
-    print(f"window {args.window_s} s, budget {args.budget} requests: {out['requests']} requests in "
-          f"{out['elapsed_s']:.1f} s ({out['rounds']} workload rounds)")
+    print(
+        f"window {args.window_s} s, budget {args.budget} requests: {out['requests']} requests in "
+        f"{out['elapsed_s']:.1f} s ({out['rounds']} workload rounds)"
+    )
     print(f"sustained rate {out['rate']:.2f}/s of {out['allowed']:.2f}/s allowed = {out['fraction']:.3f} of the budget")
     print(f"429s received: {out['429s']}; RateBudget waits: {out['budget_waits']} ({out['budget_waited_s']:.1f} s)")
     return 0

@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 SUBREDDITS = [f"sub{i:03d}" for i in range(300)]
@@ -74,7 +74,7 @@ def write_partitions(root: Path, rows: int, rows_per_day: int, title_dim: int, s
 
 
 def _day_start(day: date) -> int:
-    return int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp())
+    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
 
 
 def write_warehouse(root: Path, paths: list[Path]) -> None:
@@ -90,30 +90,58 @@ def write_warehouse(root: Path, paths: list[Path]) -> None:
             table = pq.read_table(path, columns=["post_id", "subreddit", "author", "created_utc", "label"]).to_pandas()
             created = table["created_utc"].to_numpy(np.int64)
             score = np.round(np.expm1(table["label"].to_numpy(float))).astype(int)
-            session.execute(insert(Post), [
-                {"id": p, "subreddit": s, "author": a, "created_utc": int(c), "source": "archive", "first_seen_at": int(c),
-                 "title": "t", "selftext_len": 0}
-                for p, s, a, c in zip(table["post_id"], table["subreddit"], table["author"], created)
-            ])
-            session.execute(insert(Label), [
-                {"post_id": p, "score": int(v), "age_hours": None, "label_age_hours": 24.0, "observed_at": None,
-                 "matured_utc": int(c) + 3600, "status": "archive"}
-                for p, v, c in zip(table["post_id"], score, created)
-            ])
+            session.execute(
+                insert(Post),
+                [
+                    {
+                        "id": p,
+                        "subreddit": s,
+                        "author": a,
+                        "created_utc": int(c),
+                        "source": "archive",
+                        "first_seen_at": int(c),
+                        "title": "t",
+                        "selftext_len": 0,
+                    }
+                    for p, s, a, c in zip(table["post_id"], table["subreddit"], table["author"], created)
+                ],
+            )
+            session.execute(
+                insert(Label),
+                [
+                    {
+                        "post_id": p,
+                        "score": int(v),
+                        "age_hours": None,
+                        "label_age_hours": 24.0,
+                        "observed_at": None,
+                        "matured_utc": int(c) + 3600,
+                        "status": "archive",
+                    }
+                    for p, v, c in zip(table["post_id"], score, created)
+                ],
+            )
         session.commit()
 
 
 def train_model_run(root: Path, epochs: int, batch_size: int) -> dict:
     """Runs in its own process: the DAG's train_model over the partitions and warehouse under `root`."""
-    os.environ.update({"SMPP_DATA_DIR": str(root), "SMPP_MODEL_PROFILE": "offline", "SMPP_TRAINING__EPOCHS": str(epochs),
-                       "SMPP_TRAINING__BATCH_SIZE": str(batch_size), "SMPP_TRAINING__PATIENCE": str(epochs + 1)})
+    os.environ.update(
+        {
+            "SMPP_DATA_DIR": str(root),
+            "SMPP_MODEL_PROFILE": "offline",
+            "SMPP_TRAINING__EPOCHS": str(epochs),
+            "SMPP_TRAINING__BATCH_SIZE": str(batch_size),
+            "SMPP_TRAINING__PATIENCE": str(epochs + 1),
+        }
+    )
     import logging
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
     from smpp import tasks
 
     days = sorted(p.parent.name[3:] for p in (root / "partitions" / "features").glob("ds=*/part-0.parquet"))
-    last = datetime.fromisoformat(days[-1]).replace(tzinfo=timezone.utc)
+    last = datetime.fromisoformat(days[-1]).replace(tzinfo=UTC)
     started = time.perf_counter()
     report = tasks.train_model(last, last + timedelta(days=1), {"source": "archive"})
     total_s = time.perf_counter() - started
@@ -210,9 +238,20 @@ def main() -> None:
                 write_warehouse(root, paths)
         write_s = time.perf_counter() - started
         out = subprocess.run(
-            [sys.executable, __file__, "--train-only", str(root), "--epochs", str(args.epochs),
-             "--batch-size", str(args.batch_size), *(["--fit-only"] if args.fit_only else [])],
-            capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+            [
+                sys.executable,
+                __file__,
+                "--train-only",
+                str(root),
+                "--epochs",
+                str(args.epochs),
+                "--batch-size",
+                str(args.batch_size),
+                *(["--fit-only"] if args.fit_only else []),
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
         )
         if out.returncode != 0:
             print(out.stderr[-3000:], file=sys.stderr)

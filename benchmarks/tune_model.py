@@ -40,7 +40,13 @@ def evaluation_settings(**training):
     from smpp.settings import Settings
 
     base = Settings()
-    merged = {**base.training.model_dump(), "test_fraction": 0.2, "train_window_days": None, "train_window_rows": None, **training}
+    merged = {
+        **base.training.model_dump(),
+        "test_fraction": 0.2,
+        "train_window_days": None,
+        "train_window_rows": None,
+        **training,
+    }
     return base.with_overrides(training=merged)
 
 
@@ -92,7 +98,15 @@ def scope_frame(frame: pd.DataFrame, scope: str) -> pd.DataFrame:
 def score_candidate(frame: pd.DataFrame, overrides: dict) -> dict:
     """Fit on train, early-stop on val, return validation metrics (model + subreddit-mean + GBM baselines)."""
     from smpp.training.metrics import regression_metrics
-    from smpp.training.model import InputSpec, build_model, embedding_dims, fit_model, keras_module, model_inputs, predict_frame
+    from smpp.training.model import (
+        InputSpec,
+        build_model,
+        embedding_dims,
+        fit_model,
+        keras_module,
+        model_inputs,
+        predict_frame,
+    )
     from smpp.training.split import labelled_rows
     from smpp.training.train import split_for_training
 
@@ -118,7 +132,9 @@ def score_candidate(frame: pd.DataFrame, overrides: dict) -> dict:
     model = build_model(train_inputs, y_train, spec, training=training)
     fit = fit_model(model, train_inputs, y_train, model_inputs(split.val, spec), y_val, training)
     predictions = predict_frame(model, split.val)
-    metrics = regression_metrics(y_val.astype(float), predictions, split.val["subreddit"].to_numpy(), training.within_subreddit_min_posts)
+    metrics = regression_metrics(
+        y_val.astype(float), predictions, split.val["subreddit"].to_numpy(), training.within_subreddit_min_posts
+    )
     return {
         "val_within": metrics["spearman_within_subreddit"],
         "val_spearman": metrics["spearman"],
@@ -151,8 +167,13 @@ def main(argv: list[str] | None = None) -> int:
     for name, raw in args.candidate:
         overrides = json.loads(raw)
         for scope in args.scope:
-            result = {"name": name, "frame": args.cache.name, "scope": scope, "overrides": overrides,
-                      **score_candidate(scope_frame(frame, scope), dict(overrides))}
+            result = {
+                "name": name,
+                "frame": args.cache.name,
+                "scope": scope,
+                "overrides": overrides,
+                **score_candidate(scope_frame(frame, scope), dict(overrides)),
+            }
             print(json.dumps(result), flush=True)
             with args.log.open("a") as handle:
                 handle.write(json.dumps(result) + "\n")

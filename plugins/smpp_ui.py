@@ -13,11 +13,10 @@ from __future__ import annotations
 
 from urllib.parse import quote, urlparse
 
-from fastapi import Depends, HTTPException, Request, status
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-
 from airflow.plugins_manager import AirflowPlugin
 from airflow.sdk import BaseOperatorLink
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from smpp.ui.web import RunRef, create_app
 
@@ -67,7 +66,9 @@ def authorize_run(dag_id: str, user=Depends(current_user)) -> None:
     from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
 
     allowed = get_auth_manager().is_authorized_dag(
-        method="GET", access_entity=DagAccessEntity.RUN, details=DagDetails(id=dag_id, team_name=_team_name(dag_id)),
+        method="GET",
+        access_entity=DagAccessEntity.RUN,
+        details=DagDetails(id=dag_id, team_name=_team_name(dag_id)),
         user=user,
     )
     if not allowed:
@@ -84,10 +85,9 @@ def authorize_view(user=Depends(current_user)) -> None:
 
 def lookup_run(dag_id: str, run_id: str) -> RunRef | None:
     """The run's data interval from the metadata DB (the day its artifacts are keyed by)."""
-    from sqlalchemy import select
-
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
+    from sqlalchemy import select
 
     with create_session() as session:
         row = session.execute(

@@ -62,8 +62,20 @@ def fetch_sdist(cache_dir: Path) -> Path:
         return sdist
     cache_dir.mkdir(parents=True, exist_ok=True)
     subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-         "--disable-pip-version-check", "-q", f"flagembedding=={SDIST_VERSION}", "-d", str(cache_dir)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            "--disable-pip-version-check",
+            "-q",
+            f"flagembedding=={SDIST_VERSION}",
+            "-d",
+            str(cache_dir),
+        ],
         check=True,
     )
     if not sdist.is_file():
@@ -81,7 +93,7 @@ def extract_visual(sdist: Path, dest: Path) -> None:
         if not members:
             raise SystemExit(f"{SDIST_NAME} has no {SUBPACKAGE_PREFIX}")
         for member in members:
-            target = dest / member.name[len(SUBPACKAGE_PREFIX):]
+            target = dest / member.name[len(SUBPACKAGE_PREFIX) :]
             target.parent.mkdir(parents=True, exist_ok=True)
             source = tar.extractfile(member)
             assert source is not None

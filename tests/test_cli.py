@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 
 from smpp import cli
-
 from smpp.features import schema
 
 SUBREDDITS = {"pics": 3.0, "aww": 2.0, "funny": 1.0}
@@ -57,7 +56,12 @@ def test_predict_scores_good_lines_and_reports_bad_ones(settings, trained_versio
         {"title": "A dog", "subreddit": "funny", "author": None, "created": "2024-01-02T10:00:00Z"},
         [1, 2, 3],
         {"title": "Bad time", "subreddit": "pics", "created_utc": "yesterday"},
-        {"title": "Missing image file", "subreddit": "aww", "created_utc": 1_704_000_000, "image_path": str(tmp_path / "none.jpg")},
+        {
+            "title": "Missing image file",
+            "subreddit": "aww",
+            "created_utc": 1_704_000_000,
+            "image_path": str(tmp_path / "none.jpg"),
+        },
     ]
     path = tmp_path / "posts.jsonl"
     path.write_text("\n".join(p if isinstance(p, str) else json.dumps(p) for p in posts) + "\n")
@@ -88,11 +92,23 @@ def _archive(path, n: int = 150, seed: int = 0) -> None:
     for i in range(n):
         sub = list(SUBREDDITS)[i % 3]
         score = int(np.expm1(SUBREDDITS[sub] + rng.random()))
-        lines.append(json.dumps({
-            "id": f"t{i:04d}", "subreddit": sub, "author": f"a{i % 11}", "created_utc": 1_300_000_000 + 3600 * i,
-            "title": f"post {i} about {sub}", "score": score, "is_self": bool(i % 2), "over_18": False,
-            "domain": "i.imgur.com" if i % 2 == 0 else f"self.{sub}", "selftext_len": 0, "url": "http://x/y.jpg",
-        }))
+        lines.append(
+            json.dumps(
+                {
+                    "id": f"t{i:04d}",
+                    "subreddit": sub,
+                    "author": f"a{i % 11}",
+                    "created_utc": 1_300_000_000 + 3600 * i,
+                    "title": f"post {i} about {sub}",
+                    "score": score,
+                    "is_self": bool(i % 2),
+                    "over_18": False,
+                    "domain": "i.imgur.com" if i % 2 == 0 else f"self.{sub}",
+                    "selftext_len": 0,
+                    "url": "http://x/y.jpg",
+                }
+            )
+        )
     lines.insert(7, "{broken json")
     path.write_text("\n".join(lines) + "\n")
 

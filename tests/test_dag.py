@@ -11,8 +11,21 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 EXPECTED_TASKS = {
-    "plan_archive_files", "index_archive_file", "scrape_posts", "refresh_scores", "filter_posts", "fetch_images", "caption_images",
-    "plan_embed_text", "plan_embed_images", "plan_embed_image_text", "embed_text", "embed_images", "embed_image_text", "build_features", "train_model",
+    "plan_archive_files",
+    "index_archive_file",
+    "scrape_posts",
+    "refresh_scores",
+    "filter_posts",
+    "fetch_images",
+    "caption_images",
+    "plan_embed_text",
+    "plan_embed_images",
+    "plan_embed_image_text",
+    "embed_text",
+    "embed_images",
+    "embed_image_text",
+    "build_features",
+    "train_model",
     "evaluate_and_publish",
 }
 
@@ -30,10 +43,13 @@ def test_parse_imports_no_heavy_libraries():
     code = (
         "import sys, json; from airflow.dag_processing.dagbag import DagBag;"
         f"b = DagBag(dag_folder={str(REPO / 'dags')!r});"
-        "heavy = [m for m in ('torch', 'tensorflow', 'transformers', 'timm', 'FlagEmbedding', 'praw') if m in sys.modules];"
+        "heavy = [m for m in ('torch', 'tensorflow', 'transformers', 'timm', 'FlagEmbedding', 'praw') "
+        "if m in sys.modules];"
         "print(json.dumps({'errors': list(b.import_errors), 'dags': list(b.dags), 'heavy': heavy}))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180, env=os.environ.copy())
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=180, env=os.environ.copy()
+    )
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["errors"] == [] and result["heavy"] == []
     assert sorted(result["dags"]) == ["smpp_pipeline", "smpp_score_champion", "smpp_scrape_frequent"]
@@ -126,11 +142,23 @@ def test_params_accept_backfill_conf_and_reject_nonsense(dag):
         params.update(conf)
         return params.validate()
 
-    ok = validate({"source": "archive", "archive_path": "/data/RS_2013-07.zst", "model_profile": "tiny",
-                   "subreddits": ["pics", "aww"], "train_window_days": 30})
+    ok = validate(
+        {
+            "source": "archive",
+            "archive_path": "/data/RS_2013-07.zst",
+            "model_profile": "tiny",
+            "subreddits": ["pics", "aww"],
+            "train_window_days": 30,
+        }
+    )
     assert ok["source"] == "archive" and ok["subreddits"] == ["pics", "aww"]
-    for bad in ({"source": "pushshift"}, {"model_profile": "huge"}, {"train_window_days": 0},
-                {"subreddits": "pics"}, {"label_age_hours": "a day"}):
+    for bad in (
+        {"source": "pushshift"},
+        {"model_profile": "huge"},
+        {"train_window_days": 0},
+        {"subreddits": "pics"},
+        {"label_age_hours": "a day"},
+    ):
         with pytest.raises(Exception, match="Invalid input|not valid|ParamValidationError"):
             validate(bad)
 

@@ -60,7 +60,10 @@ def test_reddit_secrets_are_masked_in_every_dump_and_readable_where_needed(monke
     assert s.model_dump(mode="json")["reddit"]["client_id"] == "**********"
     assert s.reddit.client_secret.get_secret_value() == "secret-7f3a"
     copy = s.with_overrides(source="archive")  # run-level copies keep the real values
-    assert (copy.reddit.client_id.get_secret_value(), copy.reddit.password.get_secret_value()) == ("id-7f3a", "password-7f3a")
+    assert (copy.reddit.client_id.get_secret_value(), copy.reddit.password.get_secret_value()) == (
+        "id-7f3a",
+        "password-7f3a",
+    )
 
 
 def test_database_password_is_hidden_in_dumps_and_kept_for_connections(monkeypatch, tmp_path):
@@ -68,7 +71,11 @@ def test_database_password_is_hidden_in_dumps_and_kept_for_connections(monkeypat
     monkeypatch.setenv("SMPP_DATABASE_URL", url)
     s = Settings(data_dir=tmp_path)
     assert s.database_url == url  # what session_for gets
-    assert s.model_dump()["database_url"] == s.model_dump(mode="json")["database_url"] == "postgresql+psycopg2://smpp:***@db:5432/smpp"
+    assert (
+        s.model_dump()["database_url"]
+        == s.model_dump(mode="json")["database_url"]
+        == "postgresql+psycopg2://smpp:***@db:5432/smpp"
+    )
     assert "hunter2" not in repr(s) and "hunter2" not in s.model_dump_json()
     assert s.with_overrides(label_age_hours=6).database_url == url
     in_query = Settings(data_dir=tmp_path, database_url="postgresql://smpp@db/smpp?password=hunter2")

@@ -15,7 +15,7 @@ def test_stage_names_are_unique_and_in_dag_order():
 
 def test_readme_task_table_lists_every_stage():
     text = README.read_text()
-    table = text[text.index("| task | reads | writes |"):]
+    table = text[text.index("| task | reads | writes |") :]
     table = table[: table.index("\n\n")]
     named = set(re.findall(r"`([a-z_]+)`", "\n".join(line.split("|")[1] for line in table.splitlines()[2:])))
     assert named == set(STAGE_NAMES)
@@ -25,4 +25,9 @@ def test_ui_orders_stage_files_by_the_stage_list():
     from smpp.ui import artifacts
 
     names = ["train_model", "scrape_posts", "something_else", "filter_posts"]
-    assert sorted(names, key=artifacts._stage_sort_key) == ["scrape_posts", "filter_posts", "train_model", "something_else"]
+    assert sorted(names, key=artifacts._stage_sort_key) == [
+        "scrape_posts",
+        "filter_posts",
+        "train_model",
+        "something_else",
+    ]

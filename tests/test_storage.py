@@ -55,8 +55,12 @@ def test_chunks_merge_in_order_and_replace_the_partition(settings):
     storage.write_partition(settings, "text_embeddings", day, pd.DataFrame({"post_id": ["stale"]}))
     storage.plan_chunks(settings, "text_embeddings", day, 2)
     meta = {b"model_id": b"m"}
-    storage.write_chunk(settings, "text_embeddings", day, 1, pa.table({"post_id": ["c", "d"]}).replace_schema_metadata(meta))
-    storage.write_chunk(settings, "text_embeddings", day, 0, pa.table({"post_id": ["a", "b"]}).replace_schema_metadata(meta))
+    storage.write_chunk(
+        settings, "text_embeddings", day, 1, pa.table({"post_id": ["c", "d"]}).replace_schema_metadata(meta)
+    )
+    storage.write_chunk(
+        settings, "text_embeddings", day, 0, pa.table({"post_id": ["a", "b"]}).replace_schema_metadata(meta)
+    )
     assert storage.merge_chunks(settings, "text_embeddings", day)
     assert storage.read_partition(settings, "text_embeddings", day)["post_id"].tolist() == ["a", "b", "c", "d"]
     assert partition_metadata(settings, "text_embeddings", day)["model_id"] == "m"

@@ -1,7 +1,7 @@
 """Live path through smpp.tasks (no Airflow): first-sight labels, refresh, deletion purge."""
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import select
@@ -13,9 +13,20 @@ from smpp.warehouse import Label, Tombstone, session_for
 
 
 def post(pid: str, created: int, author: str = "alice") -> dict:
-    return {"id": pid, "name": f"t3_{pid}", "title": f"A photo called {pid}", "author": author,
-            "subreddit": "pics", "created_utc": created, "score": 42, "num_comments": 3,
-            "over_18": False, "is_self": False, "url": f"https://example.com/{pid}", "domain": "example.com"}
+    return {
+        "id": pid,
+        "name": f"t3_{pid}",
+        "title": f"A photo called {pid}",
+        "author": author,
+        "subreddit": "pics",
+        "created_utc": created,
+        "score": 42,
+        "num_comments": 3,
+        "over_18": False,
+        "is_self": False,
+        "url": f"https://example.com/{pid}",
+        "domain": "example.com",
+    }
 
 
 @pytest.fixture
@@ -25,13 +36,18 @@ def live(settings, monkeypatch):
     day_start = (now - 86400) // 86400 * 86400
     posts = [post("mature", day_start + 1), post("young", (now + day_start) // 2, author="bob")]
     with FakeRedditServer(posts, client_id="id", client_secret="secret", rate_limit_per_window=1_000_000) as fake:
-        for key, value in {"CLIENT_ID": "id", "CLIENT_SECRET": "secret", "OAUTH_URL": fake.base_url,
-                           "REDDIT_URL": fake.base_url, "SHORT_URL": fake.base_url}.items():
+        for key, value in {
+            "CLIENT_ID": "id",
+            "CLIENT_SECRET": "secret",
+            "OAUTH_URL": fake.base_url,
+            "REDDIT_URL": fake.base_url,
+            "SHORT_URL": fake.base_url,
+        }.items():
             monkeypatch.setenv(f"SMPP_REDDIT__{key}", value)
         monkeypatch.setenv("SMPP_SUBREDDITS", '["pics"]')
         get_settings.cache_clear()
-        start = datetime.fromtimestamp(day_start, timezone.utc)
-        end = datetime.fromtimestamp(day_start + 86400, timezone.utc)
+        start = datetime.fromtimestamp(day_start, UTC)
+        end = datetime.fromtimestamp(day_start + 86400, UTC)
         yield fake, start, end
     get_settings.cache_clear()
 
@@ -76,6 +92,6 @@ def test_frequent_scrape_fills_the_warehouse_and_the_daily_partition_uses_it(liv
 
 
 def test_training_without_any_history_is_skipped_with_a_reason(settings):
-    start = datetime(2013, 7, 29, tzinfo=timezone.utc)
-    report = tasks.train_model(start, datetime(2013, 7, 30, tzinfo=timezone.utc), {"source": "archive"})
+    start = datetime(2013, 7, 29, tzinfo=UTC)
+    report = tasks.train_model(start, datetime(2013, 7, 30, tzinfo=UTC), {"source": "archive"})
     assert report["rows"]["train"] == 0 and "too few labelled rows" in report["skipped_reason"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import UTC
 
 from smpp.settings import get_settings
 from smpp.training.metric_names import CLI_METRICS
@@ -57,7 +58,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """The whole feature + training + evaluation protocol on an archive dump; metrics.json as the last line."""
     import logging
-    from datetime import datetime, timezone
+    from datetime import datetime
     from pathlib import Path
 
     from smpp.lifecycle.evaluate import evaluate_archive
@@ -70,7 +71,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     settings = get_settings()
     if args.profile:
         settings = settings.with_overrides(model_profile=args.profile)
-    out = Path(args.out) if args.out else Path("evaluations") / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    out = Path(args.out) if args.out else Path("evaluations") / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     metrics = evaluate_archive(settings, archive, out)
     print(f"wrote {out / 'metrics.json'}", file=sys.stderr)
     print(json.dumps(metrics, sort_keys=True, allow_nan=False))
@@ -122,8 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     predict.add_argument("input", nargs="?", help="JSON-lines file (default: stdin)")
     predict.add_argument("--version", help="score with this registered version instead of the champion")
     predict.add_argument(
-        "--fetch-authors", action="store_true",
-        help="fetch karma/account age from Reddit (needs credentials) for authors neither in the input nor the warehouse",
+        "--fetch-authors",
+        action="store_true",
+        help=(
+            "fetch karma/account age from Reddit (needs credentials) for authors neither in the input nor the warehouse"
+        ),
     )
     predict.set_defaults(func=cmd_predict)
     args = parser.parse_args(argv)

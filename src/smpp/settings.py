@@ -120,6 +120,7 @@ class TrainingSettings(BaseModel):
     def _none_from_env(cls, value: Any) -> Any:
         # SMPP_TRAINING__TRAIN_WINDOW_ROWS=none turns a bound off (environment values are strings)
         return None if isinstance(value, str) and value.strip().lower() in ("", "none", "null") else value
+
     val_fraction: float = 0.15
     test_fraction: float = 0.2
     min_rows: int = 30  # fewer labelled rows than this: skip training, say so
@@ -198,6 +199,11 @@ class Settings(BaseSettings):
     frequent_subreddits: list[str] = Field(default_factory=list)
     label_age_hours: float = 24.0
     label_grace_hours: float = 24.0  # refreshes later than age + grace are "late" labels
+    # Airflow wiring the DAG files read at parse time (they hold no constants of their own).
+    frequent_scrape_cron: str = "0 * * * *"  # smpp_scrape_frequent's schedule (UTC)
+    model_queue: str = "default"  # Celery queue of the model tasks: "gpu" where GPU workers listen on it
+    task_retries: int = Field(2, ge=0)  # the tests set 0: a retry would only hide the error for minutes
+    reddit_pool: str = "reddit_api"  # one slot per OAuth client: Reddit's rate limit is per client
 
     reddit: RedditSettings = Field(default_factory=RedditSettings)
     filter: FilterSettings = Field(default_factory=FilterSettings)
@@ -206,7 +212,7 @@ class Settings(BaseSettings):
     training: TrainingSettings = Field(default_factory=TrainingSettings)
 
     @model_validator(mode="after")
-    def _resolve_paths(self) -> "Settings":
+    def _resolve_paths(self) -> Settings:
         self.data_dir = Path(self.data_dir).expanduser().resolve()
         if self.database_url is None:
             self.database_url = f"sqlite:///{self.data_dir / 'warehouse.sqlite'}"
@@ -261,7 +267,7 @@ class Settings(BaseSettings):
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config))
         return tuple(sources)
 
-    def with_overrides(self, **overrides: Any) -> "Settings":
+    def with_overrides(self, **overrides: Any) -> Settings:
         """A copy with run-level overrides (e.g. DAG params), validated again."""
         # the values themselves, not model_dump(): a dump hides the database password
         copy = self.model_copy(deep=True)

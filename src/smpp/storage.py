@@ -10,9 +10,15 @@ from __future__ import annotations
 
 import glob
 import json
+import logging
 import os
+import re
+import shutil
+import socket
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -23,7 +29,12 @@ import pyarrow.parquet as pq
 
 from smpp.settings import Settings
 
+log = logging.getLogger(__name__)
+
 PART_FILE = "part-0.parquet"
+# a folder being built (a model version): <parent>/.tmp-<name>@<host>@<pid>/<name>/
+STAGING_PREFIX = ".tmp-"
+STAGING_PATTERN = re.compile(r"^\.tmp-(?P<name>.+)@(?P<host>[^@]+)@(?P<pid>\d+)$")
 
 
 def as_day(value: date | datetime | str) -> date:
@@ -114,9 +125,7 @@ def has_partition(settings: Settings, stage: str, day: date | str) -> bool:
 def read_partition(settings: Settings, stage: str, day: date | str) -> pd.DataFrame:
     path = partition_path(settings, stage, day)
     if not path.is_file():
-        raise FileNotFoundError(
-            f"missing partition {stage} for {as_day(day)} ({path}): run the upstream stage first"
-        )
+        raise FileNotFoundError(f"missing partition {stage} for {as_day(day)} ({path}): run the upstream stage first")
     return pq.read_table(path).to_pandas()
 
 
@@ -161,9 +170,7 @@ def vectors_to_arrow(vectors: list, dim: int) -> pa.FixedSizeListArray:
         if vec.shape != (dim,):
             raise ValueError(f"vector {i} has shape {vec.shape}, expected ({dim},)")
         flat[i] = vec
-    return pa.FixedSizeListArray.from_arrays(
-        pa.array(flat.reshape(-1), type=pa.float32()), dim, mask=pa.array(mask)
-    )
+    return pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1), type=pa.float32()), dim, mask=pa.array(mask))
 
 
 # Mapped tasks (one per chunk) stage their outputs here; build_features merges them.
@@ -205,3 +212,69 @@ def merge_chunks(settings: Settings, stage: str, day: date | str) -> bool:
     atomic_write_table(partition_path(settings, stage, day), merged)
     shutil.rmtree(folder)
     return True
+
+
+# ---------------------------------------------------------------- folders built under a staging name
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
+def remove_stale_staging(models_dir: Path, max_age_hours: float) -> list[str]:
+    """Remove the staging folders of builds that died (kill -9, OOM, lost worker); returns their names.
+
+    Stale: its process is gone (a build on this host), or it is older than `max_age_hours` (a build
+    on any host: another worker's pid cannot be checked from here).
+    """
+    if not models_dir.is_dir():
+        return []
+    host, now, removed = socket.gethostname(), time.time(), []
+    for folder in models_dir.iterdir():
+        match = STAGING_PATTERN.match(folder.name)
+        if match is None or not folder.is_dir():
+            continue
+        pid = int(match["pid"])
+        dead = match["host"] == host and pid != os.getpid() and not _process_alive(pid)
+        try:
+            old = now - folder.stat().st_mtime > max_age_hours * 3600
+        except FileNotFoundError:
+            continue  # another cleanup got there first
+        if dead or old:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder.name)
+    if removed:
+        log.warning("removed %d stale model staging folders: %s", len(removed), removed)
+    return removed
+
+
+@contextmanager
+def staged_version(final: Path, max_age_hours: float) -> Iterator[Path]:
+    """Build a version folder under a temp name beside `final`; it appears at `final` only when complete.
+
+    Yields `<parent>/.tmp-<name>@<host>@<pid>/<name>/` (same name, so what is written inside can say
+    its version), renamed to `final` (atomic: same filesystem) when the block ends; removed on an error.
+    A killed build leaves only the staging folder, which the next build's remove_stale_staging clears.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(final.parent, max_age_hours)
+    holder = final.parent / f"{STAGING_PREFIX}{final.name}@{socket.gethostname()}@{os.getpid()}"
+    shutil.rmtree(holder, ignore_errors=True)
+    building = holder / final.name
+    building.mkdir(parents=True)
+    try:
+        yield building
+        if final.is_dir() and not any(final.iterdir()):
+            final.rmdir()  # an empty folder made by the caller: take its place
+        if final.exists():
+            raise FileExistsError(f"{final} already exists: a version folder is never overwritten")
+        os.rename(building, final)
+    finally:
+        shutil.rmtree(holder, ignore_errors=True)

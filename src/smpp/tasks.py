@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ import pandas as pd
 from sqlalchemy import select
 
 from smpp import storage
-from smpp.settings import PROJECT_ROOT, Settings, get_settings
+from smpp.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +36,8 @@ class RunContext:
 
 def _to_datetime(value: datetime | str) -> datetime:
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-    return datetime.fromisoformat(str(value)).astimezone(timezone.utc)
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.fromisoformat(str(value)).astimezone(UTC)
 
 
 def run_context(
@@ -94,9 +93,9 @@ def _day_posts_frame(settings: Settings, start_utc: int, end_utc: int) -> pd.Dat
 
 def _scrape_live(ctx: RunContext, session, subreddits: list[str]) -> dict[str, Any]:
     """PRAW over each subreddit's /new for the interval, into the warehouse."""
+    from smpp.sources.reddit import BatchReport, fetch_authors, make_reddit, scrape_new
     from smpp.warehouse.ingest import ingest_authors, ingest_posts, unknown_author_fullnames
     from smpp.warehouse.labels import assign_labels
-    from smpp.sources.reddit import BatchReport, fetch_authors, make_reddit, scrape_new
 
     settings = ctx.settings
     reddit = make_reddit(settings)
@@ -109,8 +108,12 @@ def _scrape_live(ctx: RunContext, session, subreddits: list[str]) -> dict[str, A
     removed: list[str] = []
     for subreddit in subreddits:
         result = scrape_new(
-            reddit, subreddit, ctx.start_utc, ctx.end_utc,
-            limit=settings.reddit.listing_limit, cap_floor=settings.reddit.listing_cap_floor,
+            reddit,
+            subreddit,
+            ctx.start_utc,
+            ctx.end_utc,
+            limit=settings.reddit.listing_limit,
+            cap_floor=settings.reddit.listing_cap_floor,
             max_429_retries=settings.reddit.max_429_retries,
         )
         statuses[subreddit] = result.status
@@ -128,8 +131,10 @@ def _scrape_live(ctx: RunContext, session, subreddits: list[str]) -> dict[str, A
             total[key] = total.get(key, 0) + value
     author_report = BatchReport()
     authors = fetch_authors(
-        reddit, unknown_author_fullnames(session, post_ids),
-        max_429_retries=settings.reddit.max_429_retries, report=author_report,
+        reddit,
+        unknown_author_fullnames(session, post_ids),
+        max_429_retries=settings.reddit.max_429_retries,
+        report=author_report,
     )
     return {
         "subreddit_status": statuses,
@@ -161,8 +166,14 @@ def scrape_posts(interval_start, interval_end, params=None) -> dict[str, Any]:
             # only the configured subreddits (["*"]: all), from the files that can hold the day
             # (archive_path: a file, directory or glob), via each file's day index for that selection
             # (built by index_archive_file, or here by the first task that needs it) unless turned off
-            records = iter_archive_posts(settings.archive_path, ctx.start_utc, ctx.end_utc, scan, settings=settings,
-                                         subreddits=settings.subreddits)
+            records = iter_archive_posts(
+                settings.archive_path,
+                ctx.start_utc,
+                ctx.end_utc,
+                scan,
+                settings=settings,
+                subreddits=settings.subreddits,
+            )
             stats = ingest_posts(session, settings, records)
             metrics.update(archive_lines=scan.lines, archive_skips=scan.skip_reasons, **stats.as_metrics())
             metrics.update(archive_bad_lines=scan.bad_lines, archive_days_read=scan.days_read, archive_index=scan.index)
@@ -181,7 +192,7 @@ def scrape_posts(interval_start, interval_end, params=None) -> dict[str, Any]:
 def scrape_frequent(interval_start, interval_end, params=None) -> dict[str, Any]:
     """Sub-daily scrape of busy subreddits into the warehouse only (no day partition)."""
     ctx = run_context(interval_start, interval_end, params)
-    stage = f"scrape_frequent_{datetime.fromtimestamp(ctx.start_utc, timezone.utc):%H%M}"
+    stage = f"scrape_frequent_{datetime.fromtimestamp(ctx.start_utc, UTC):%H%M}"
     if not ctx.settings.frequent_subreddits:
         return _finish(ctx, stage, {"skipped": "no frequent_subreddits configured"})
     with _session(ctx.settings) as session:
@@ -213,7 +224,8 @@ def refresh_scores(interval_start, interval_end, params=None) -> dict[str, Any]:
         due = posts_due_for_refresh(session, settings, now_utc())
         records = (
             refresh_posts(make_reddit(settings), due, max_429_retries=settings.reddit.max_429_retries, report=report)
-            if due else []
+            if due
+            else []
         )
         stats = ingest_posts(session, settings, records)
         labels = assign_labels(session, settings)
@@ -221,10 +233,18 @@ def refresh_scores(interval_start, interval_end, params=None) -> dict[str, Any]:
     return _finish(
         ctx,
         "refresh_scores",
-        {"due": len(due), "refreshed": len(records), "newly_removed": stats.newly_removed,
-         "missing": len(report.missing), "malformed": len(report.malformed), "failed_batches": len(report.errors),
-         "not_refreshed": len(report.failed), "skipped_records": report.skipped,
-         "labels": vars(labels), "purged": purged},
+        {
+            "due": len(due),
+            "refreshed": len(records),
+            "newly_removed": stats.newly_removed,
+            "missing": len(report.missing),
+            "malformed": len(report.malformed),
+            "failed_batches": len(report.errors),
+            "not_refreshed": len(report.failed),
+            "skipped_records": report.skipped,
+            "labels": vars(labels),
+            "purged": purged,
+        },
     )
 
 
@@ -237,9 +257,7 @@ def filter_posts(interval_start, interval_end, params=None) -> dict[str, Any]:
     current = _day_posts_frame(ctx.settings, ctx.start_utc, ctx.end_utc)
     # removals seen by a later refresh win over the day's first sight (removed posts are absent)
     if not posts.empty:
-        posts = posts.drop(columns=["removed", "title"]).merge(
-            current[["id", "removed", "title"]], on="id", how="left"
-        )
+        posts = posts.drop(columns=["removed", "title"]).merge(current[["id", "removed", "title"]], on="id", how="left")
         posts["removed"] = posts["removed"].fillna(True).astype(bool)
     else:
         posts = current
@@ -286,7 +304,9 @@ def index_archive_file(path: str, interval_start, interval_end, params=None) -> 
     if wanted is None:
         return {"file": path, "skipped": "holds none of the configured subreddits"}
     index = ensure_day_index(
-        Path(path), _archive_root(settings), flush_bytes=settings.archive_index_flush_mb << 20,
+        Path(path),
+        _archive_root(settings),
+        flush_bytes=settings.archive_index_flush_mb << 20,
         subreddits=None if wanted.everything else sorted(wanted.names),
         progress_every_s=settings.archive_progress_every_s,
     )
@@ -360,17 +380,30 @@ def caption_images(interval_start, interval_end, params=None) -> dict[str, Any]:
     frame["caption_model"] = result.model_id
     frame["caption_revision"] = result.revision
     path = storage.write_partition(
-        ctx.settings, "captions", ctx.day, frame, metadata={"caption_model_id": result.model_id, "caption_revision": result.revision}
+        ctx.settings,
+        "captions",
+        ctx.day,
+        frame,
+        metadata={"caption_model_id": result.model_id, "caption_revision": result.revision},
     )
     return _finish(
         ctx,
         "caption_images",
-        {"captioned": len(frame), "cache_hits": result.cache_hits, "cache_misses": result.cache_misses, "partition": str(path)},
+        {
+            "captioned": len(frame),
+            "cache_hits": result.cache_hits,
+            "cache_misses": result.cache_misses,
+            "partition": str(path),
+        },
     )
 
 
 # embedding task -> the partition it writes; each may run as mapped tasks over row chunks
-EMBEDDING_STAGES = {"embed_text": "text_embeddings", "embed_images": "image_embeddings", "embed_image_text": "joint_embeddings"}
+EMBEDDING_STAGES = {
+    "embed_text": "text_embeddings",
+    "embed_images": "image_embeddings",
+    "embed_image_text": "joint_embeddings",
+}
 
 
 def plan_embedding_chunks(interval_start, interval_end, task_name: str, params=None) -> list[int]:
@@ -397,7 +430,13 @@ def _chunk(frame: pd.DataFrame, settings: Settings, chunk: int | None) -> pd.Dat
 
 
 def _write_embeddings(
-    ctx: RunContext, task_name: str, chunk: int | None, post_ids: list[str], columns: dict[str, list], result, metrics: dict,
+    ctx: RunContext,
+    task_name: str,
+    chunk: int | None,
+    post_ids: list[str],
+    columns: dict[str, list],
+    result,
+    metrics: dict,
     extra_arrays: dict | None = None,
 ) -> dict[str, Any]:
     import pyarrow as pa
@@ -416,8 +455,15 @@ def _write_embeddings(
         path = storage.write_chunk(ctx.settings, stage, ctx.day, chunk, table)
     name = task_name if chunk is None else f"{task_name}.chunk-{chunk:05d}"
     return _finish(
-        ctx, name,
-        {**metrics, "dim": result.dim, "cache_hits": result.cache_hits, "cache_misses": result.cache_misses, "partition": str(path)},
+        ctx,
+        name,
+        {
+            **metrics,
+            "dim": result.dim,
+            "cache_hits": result.cache_hits,
+            "cache_misses": result.cache_misses,
+            "partition": str(path),
+        },
     )
 
 
@@ -439,8 +485,14 @@ def embed_text(interval_start, interval_end, params=None, chunk: int | None = No
     # bge-m3 lexical weights of the titles, only with encoders.text_sparse (None otherwise)
     sparse = {"title_sparse": sparse_to_arrow(result.sparse[: len(titles)])} if result.sparse is not None else None
     return _write_embeddings(
-        ctx, "embed_text", chunk, post_ids, {"title_emb": title_vecs, "caption_emb": caption_vecs}, result,
-        {"titles": len(titles), "captions": sum(1 for c in caption_texts if c)}, extra_arrays=sparse,
+        ctx,
+        "embed_text",
+        chunk,
+        post_ids,
+        {"title_emb": title_vecs, "caption_emb": caption_vecs},
+        result,
+        {"titles": len(titles), "captions": sum(1 for c in caption_texts if c)},
+        extra_arrays=sparse,
     )
 
 
@@ -454,7 +506,9 @@ def embed_images(interval_start, interval_end, params=None, chunk: int | None = 
     keys = images["sha256"].tolist() if not images.empty else []
     result = embed(ctx.settings, paths, keys)
     post_ids = images["post_id"].tolist() if not images.empty else []
-    return _write_embeddings(ctx, "embed_images", chunk, post_ids, {"image_emb": list(result.vectors)}, result, {"images": len(paths)})
+    return _write_embeddings(
+        ctx, "embed_images", chunk, post_ids, {"image_emb": list(result.vectors)}, result, {"images": len(paths)}
+    )
 
 
 def embed_image_text(interval_start, interval_end, params=None, chunk: int | None = None) -> dict[str, Any]:
@@ -470,7 +524,9 @@ def embed_image_text(interval_start, interval_end, params=None, chunk: int | Non
     paths = images["path"].tolist() if not images.empty else []
     keys = images["sha256"].tolist() if not images.empty else []
     result = embed(ctx.settings, paths, texts, keys)
-    return _write_embeddings(ctx, "embed_image_text", chunk, post_ids, {"joint_emb": list(result.vectors)}, result, {"pairs": len(paths)})
+    return _write_embeddings(
+        ctx, "embed_image_text", chunk, post_ids, {"joint_emb": list(result.vectors)}, result, {"pairs": len(paths)}
+    )
 
 
 def merge_embedding_chunks(ctx: RunContext) -> None:
@@ -551,177 +607,39 @@ def build_features(interval_start, interval_end, params=None) -> dict[str, Any]:
     meta.update({"model_profile": settings.model_profile})
     table = table.replace_schema_metadata({k.encode(): v.encode() for k, v in meta.items()})
     path = storage.atomic_write_table(storage.partition_path(settings, "features", ctx.day), table)
-    return _finish(ctx, "build_features", {"rows": table.num_rows, "with_image": int(sum(table.column("has_image").to_pylist())), "dims": dims, "partition": str(path)})
+    return _finish(
+        ctx,
+        "build_features",
+        {
+            "rows": table.num_rows,
+            "with_image": int(sum(table.column("has_image").to_pylist())),
+            "dims": dims,
+            "partition": str(path),
+        },
+    )
 
 
 # ---------------------------------------------------------------- training
 
 
-def code_version() -> str:
-    try:
-        sha = subprocess.run(
-            ["git", "-C", str(PROJECT_ROOT), "rev-parse", "--short", "HEAD"],
-            capture_output=True, text=True, timeout=5, check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        sha = "unknown"
-    from smpp import __version__
-
-    return f"{__version__}+{sha}"
-
-
-def training_partitions(settings: Settings, day: date) -> list[Path]:
-    """Feature partitions of the training window ending with `day`.
-
-    The newest partitions that hold `train_window_rows` matured rows (their Parquet row counts,
-    read from the footers), within `train_window_days` if set; None for both = all history. Only
-    these are read by the first pass and the label query, so a day's cost follows the window.
-    """
-    from smpp.training.cadence import newest_partitions
-
-    training = settings.training
-    days = [d for d in storage.list_partition_days(settings, "features") if d <= day]
-    if training.train_window_days is not None:
-        days = [d for d in days if d > day - timedelta(days=training.train_window_days)]
-    paths = [storage.partition_path(settings, "features", d) for d in days]
-    if training.train_window_rows is not None and paths:
-        import math
-
-        import pyarrow.parquet as pq
-
-        # days ending more than label_age before the run's end have all their labels
-        matured_before = day + timedelta(days=1) - timedelta(days=math.ceil(settings.label_age_hours / 24))
-        # footers opened newest first, only as far back as the window reaches
-        first = newest_partitions(
-            days, lambda i: pq.ParquetFile(paths[i]).metadata.num_rows, training.train_window_rows, matured_before
-        )
-        paths = paths[first:]
-    return paths
-
-
-def _window_start_utc(settings: Settings, paths: list[Path]) -> int | None:
-    """Created-time floor of the label query: the window's first day (None: all history is read)."""
-    training = settings.training
-    if (training.train_window_days is None and training.train_window_rows is None) or not paths:
-        return None
-    first = storage.as_day(paths[0].parent.name.removeprefix("ds="))
-    return int(datetime(first.year, first.month, first.day, tzinfo=timezone.utc).timestamp())
-
-
 def train_model(interval_start, interval_end, params=None) -> dict[str, Any]:
     """Train from the window's feature partitions, streamed (memory stays flat as history grows)."""
-    from smpp.lifecycle.registry import new_version_id, version_dir
-    from smpp.training.first_pass import LabelQuery
-    from smpp.training.train import train_from_partitions
+    from smpp.lifecycle.retrain import train_day
 
     ctx = run_context(interval_start, interval_end, params)
-    settings = ctx.settings
-    skipped = _between_retrains(ctx)
-    if skipped is not None:
-        return _finish(ctx, "train_model", skipped)
-    paths = training_partitions(settings, ctx.day)
-    # the first pass fetches the labels (in its child process: a million post ids never touch this one)
-    labels = LabelQuery(ctx.end_utc, _window_start_utc(settings, paths))
-    # days ingested but not yet featurised (e.g. a backfill running days in parallel)
-    featurised = set(storage.list_partition_days(settings, "features"))
-    incomplete = [d.isoformat() for d in storage.list_partition_days(settings, "posts") if d < ctx.day and d not in featurised]
-    if incomplete:
-        log.warning("training without the features of earlier days %s: run backfills with --max-active-runs 1", incomplete)
-    version = new_version_id()
-    out = version_dir(settings, version)
-    lineage = {
-        "run_day": ctx.day.isoformat(),
-        "interval": [ctx.start_utc, ctx.end_utc],
-        "partitions_read": [str(p) for p in paths],
-        "days_without_features": incomplete,
-        "code_version": code_version(),
-        "label_rule": f"score at first snapshot >= {settings.label_age_hours}h, matured by interval end",
-    }
-    report = train_from_partitions(settings, paths, out, labels=labels, lineage=lineage)
-    return _finish(
-        ctx,
-        "train_model",
-        {"version": version, "version_dir": str(out), "rows": report.rows, "skipped_reason": report.skipped_reason,
-         "days_without_features": incomplete, "trained": True, "partitions_read": len(paths)},
-    )
-
-
-def _between_retrains(ctx: RunContext) -> dict[str, Any] | None:
-    """train_model's metrics on a day between retrains (retrain_every_days), None on a day that trains.
-
-    The day follows from its date alone; a day without a champion yet trains anyway (nothing else
-    could score it).
-    """
-    from smpp.lifecycle.registry import champion
-    from smpp.training.cadence import days_until_training, is_training_day
-
-    every = ctx.settings.training.retrain_every_days
-    if is_training_day(ctx.day, every):
-        return None
-    current = champion(ctx.settings)
-    if current is None:
-        log.info("%s is between retrains (every %d days) but there is no champion yet: training", ctx.day, every)
-        return None
-    return {
-        "version": None, "trained": False, "scored_by": "champion", "champion_version": current,
-        "retrain_every_days": every, "next_training_day": (ctx.day + timedelta(days=days_until_training(ctx.day, every))).isoformat(),
-    }
+    return _finish(ctx, "train_model", train_day(ctx.settings, ctx.day, ctx.start_utc, ctx.end_utc))
 
 
 def evaluate_and_publish(interval_start, interval_end, version: str | None, params=None) -> dict[str, Any]:
-    """Compare with the champion on the challenger's own test slice; promote only on a win.
-
-    `version` None (a day between retrains): the champion is scored on the test slice a training
-    this day would hold out (the window's newest days), recorded as such; nothing is promoted.
-    """
-    from smpp.lifecycle.registry import champion, decide_and_publish, version_dir
+    """Compare with the champion on the challenger's own test slice; promote only on a win."""
+    from smpp.lifecycle.retrain import publish_day
 
     ctx = run_context(interval_start, interval_end, params)
-    settings = ctx.settings
-    current = champion(settings)
-    if version is None:
-        return _finish(ctx, "evaluate_and_publish", _score_champion_on_day(ctx, current))
-    champion_metrics = None
-    if current and current != version:
-        from smpp.training.first_pass import LabelQuery
-        from smpp.training.train import score_version_on_test
-
-        # the challenger's test slice, streamed from the same partitions and labels
-        paths = training_partitions(settings, ctx.day)
-        if paths:
-            labels = LabelQuery(ctx.end_utc, _window_start_utc(settings, paths))
-            champion_metrics = score_version_on_test(settings, current, paths, labels)
-    decision = decide_and_publish(settings, version, champion_metrics)
-    metrics_file = version_dir(settings, version) / "metrics.json"
-    return _finish(
-        ctx,
-        "evaluate_and_publish",
-        {"version": version, "promoted": decision.promoted, "reason": decision.reason,
-         "champion_before": current, "metrics_file": str(metrics_file), "trained": True, "scored_by": "challenger"},
-    )
+    return _finish(ctx, "evaluate_and_publish", publish_day(ctx.settings, ctx.day, ctx.end_utc, version))
 
 
-def _score_champion_on_day(ctx: RunContext, current: str | None) -> dict[str, Any]:
-    """The champion's metrics on the day's test slice (the window's newest days), for a day that did not train."""
-    from smpp.lifecycle.registry import metrics_summary
-    from smpp.training.first_pass import LabelQuery
-    from smpp.training.train import score_version_on_test
+def score_with_champion(version: str, day: str) -> dict[str, Any]:
+    """Score the day that produced a new champion with it (the smpp_score_champion DAG)."""
+    from smpp.lifecycle.retrain import score_day_with
 
-    metrics: dict[str, Any] = {
-        "version": None, "trained": False, "scored_by": "champion", "champion_version": current,
-        "champion_before": current, "promoted": False,
-    }
-    if current is None:
-        return {**metrics, "champion_metrics": None, "reason": "no model trained this day and no champion to score it"}
-    paths = training_partitions(ctx.settings, ctx.day)
-    scored = None
-    if paths:
-        labels = LabelQuery(ctx.end_utc, _window_start_utc(ctx.settings, paths))
-        scored = score_version_on_test(ctx.settings, current, paths, labels)
-    reason = (
-        f"day between retrains (retrain_every_days={ctx.settings.training.retrain_every_days}): "
-        f"champion {current} scored on the window's test slice"
-    )
-    if scored is None:
-        reason += " (none: too few labelled rows for a test slice)"
-    return {**metrics, "champion_metrics": metrics_summary(scored), "reason": reason}
+    return score_day_with(get_settings(), version, day)

@@ -22,8 +22,15 @@ REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yaml"
 ENV_EXAMPLE = REPO / ".env.example"
 DATA_DIR = "/opt/airflow/smpp-data"
-AIRFLOW_SERVICES = {"airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
-                    "airflow-triggerer", "airflow-worker", "airflow-worker-gpu"}
+AIRFLOW_SERVICES = {
+    "airflow-init",
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+    "airflow-worker",
+    "airflow-worker-gpu",
+}
 LONG_RUNNING = AIRFLOW_SERVICES - {"airflow-init"}
 WORKERS = {"airflow-worker", "airflow-worker-gpu"}
 
@@ -122,13 +129,18 @@ def test_one_environment_for_every_airflow_service(raw, compose):
         assert service["image"].startswith("smpp-airflow"), name
         assert "build" in service, name
     # the raw file: every airflow service gets it through the anchor, not a copy that can drift
-    assert all(raw["services"][n]["environment"] is raw["x-airflow-env"] or
-               raw["services"][n]["environment"].items() >= raw["x-airflow-env"].items() for n in AIRFLOW_SERVICES)
+    assert all(
+        raw["services"][n]["environment"] is raw["x-airflow-env"]
+        or raw["services"][n]["environment"].items() >= raw["x-airflow-env"].items()
+        for n in AIRFLOW_SERVICES
+    )
 
 
 def _mounts(service: dict) -> list[dict]:
-    return [m if isinstance(m, dict) else {"source": m.split(":")[0], "target": m.split(":")[1]}
-            for m in service.get("volumes", [])]
+    return [
+        m if isinstance(m, dict) else {"source": m.split(":")[0], "target": m.split(":")[1]}
+        for m in service.get("volumes", [])
+    ]
 
 
 def test_data_volume_same_path_on_api_server_and_workers(compose):
@@ -175,7 +187,13 @@ def test_healthchecks_and_startup_order(compose):
     init = services["airflow-init"]
     assert set(init["depends_on"]) == {"postgres", "redis"} and init["restart"] == "no"
     script = init["command"][-1]
-    for step in ("airflow db migrate", "airflow pools set reddit_api 1", "passwords.json", "smpp prepare-models"):
+    for step in (
+        "airflow db migrate",
+        "airflow pools set",
+        "get_settings().reddit_pool)')\" 1",
+        "passwords.json",
+        "smpp prepare-models",
+    ):
         assert step in script, step
     # no cycles: a topological order exists
     order, pending = [], {n: set(s.get("depends_on", {})) for n, s in services.items()}

@@ -12,8 +12,14 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-ALLOWED_SOURCES = {"requirements.txt", "requirements.lock", "scripts/install_visualized_bge.py", "src/", "dags/",
-                   "plugins/"}
+ALLOWED_SOURCES = {
+    "requirements.txt",
+    "requirements.lock",
+    "scripts/install_visualized_bge.py",
+    "src/",
+    "dags/",
+    "plugins/",
+}
 
 
 @pytest.fixture(scope="module")

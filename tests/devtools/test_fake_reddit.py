@@ -173,7 +173,9 @@ def test_info_and_removals(server):
 
     server.mark_removed("p005")
     server.mark_removed("t3_p004", kind="deleted")
-    removed, deleted = (c["data"] for c in api(server, "/api/info", bearer, id="t3_p005,t3_p004").json()["data"]["children"])
+    removed, deleted = (
+        c["data"] for c in api(server, "/api/info", bearer, id="t3_p005,t3_p004").json()["data"]["children"]
+    )
     assert removed["removed_by_category"] == "moderator" and removed["author"] == "user5"
     assert deleted["removed_by_category"] == "deleted"
     assert deleted["author"] == "[deleted]" and deleted["selftext"] == "[deleted]" and deleted["title"] == "[deleted]"
@@ -273,17 +275,31 @@ def test_cli_serves_until_terminated(tmp_path):
     src = Path(__file__).resolve().parents[2] / "src"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(src), os.environ.get("PYTHONPATH")]))}
     process = subprocess.Popen(
-        [sys.executable, "-m", "smpp.devtools.fake_reddit", "--sample", str(SAMPLE), "--port", "0",
-         "--pidfile", str(pidfile)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "smpp.devtools.fake_reddit",
+            "--sample",
+            str(SAMPLE),
+            "--port",
+            "0",
+            "--pidfile",
+            str(pidfile),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
     )
     try:
         base_url = process.stdout.readline().strip()
         assert base_url.startswith("http://127.0.0.1:")
         assert pidfile.read_text().strip() == str(process.pid)
         response = requests.post(
-            f"{base_url}/api/v1/access_token", auth=("smpp-test", "smpp-secret"),
-            data={"grant_type": "client_credentials"}, timeout=5,
+            f"{base_url}/api/v1/access_token",
+            auth=("smpp-test", "smpp-secret"),
+            data={"grant_type": "client_credentials"},
+            timeout=5,
         )
         assert response.status_code == 200
     finally:

@@ -15,10 +15,9 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
 
 import sqlalchemy as sa
 
@@ -128,8 +127,7 @@ def _signal_group(proc: subprocess.Popen, sig: int) -> None:
         pass
 
 
-def wait_for(what: str, predicate: Callable[[], object], components: Components, timeout: float,
-             interval: float = 3.0):
+def wait_for(what: str, predicate: Callable[[], object], components: Components, timeout: float, interval: float = 3.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         components.check_alive()
@@ -161,8 +159,9 @@ def dag_serialized(engine: sa.Engine, dag_id: str) -> bool:
 
 def prepare_models(env: dict) -> None:
     # built once up front: otherwise the first mapped tasks of a day race to build them
-    subprocess.run([sys.executable, "-m", "smpp", "prepare-models"], env=env, check=True,
-                   capture_output=True, timeout=600)
+    subprocess.run(
+        [sys.executable, "-m", "smpp", "prepare-models"], env=env, check=True, capture_output=True, timeout=600
+    )
 
 
 @contextmanager
@@ -170,7 +169,14 @@ def airflow_cluster(env: dict, logs: Path) -> Iterator[tuple[Components, sa.Engi
     """A migrated metadata DB with the Reddit pool and the models, and api-server, dag-processor and
     scheduler running; yields once smpp_pipeline is serialized and unpaused (backfills wait otherwise)."""
     airflow_cli(env, "db", "migrate")
-    airflow_cli(env, "pools", "set", "reddit_api", "1", "one slot per Reddit OAuth client")
+    pool = subprocess.run(
+        [sys.executable, "-c", "from smpp.settings import get_settings; print(get_settings().reddit_pool)"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    airflow_cli(env, "pools", "set", pool, "1", "one slot per Reddit OAuth client")
     prepare_models(env)
     components = Components(env, logs)
     engine = metadata_engine(env)
@@ -187,6 +193,19 @@ def airflow_cluster(env: dict, logs: Path) -> Iterator[tuple[Components, sa.Engi
 
 def backfill(env: dict, archive: Path, start: str, end: str, *extra: str) -> None:
     """The README's backfill command: archive source, one run at a time."""
-    airflow_cli(env, "backfill", "create", "--dag-id", "smpp_pipeline", "--from-date", start, "--to-date", end,
-                "--max-active-runs", "1",
-                "--dag-run-conf", json.dumps({"source": "archive", "archive_path": str(archive), "subreddits": ["*"]}), *extra)
+    airflow_cli(
+        env,
+        "backfill",
+        "create",
+        "--dag-id",
+        "smpp_pipeline",
+        "--from-date",
+        start,
+        "--to-date",
+        end,
+        "--max-active-runs",
+        "1",
+        "--dag-run-conf",
+        json.dumps({"source": "archive", "archive_path": str(archive), "subreddits": ["*"]}),
+        *extra,
+    )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 DUMP = REPO / "tests" / "data" / "backfill_3days.ndjson.zst"
-DAYS = [datetime(2013, 7, 24, tzinfo=timezone.utc) + timedelta(days=i) for i in range(3)]
+DAYS = [datetime(2013, 7, 24, tzinfo=UTC) + timedelta(days=i) for i in range(3)]
 POSTS_PER_DAY = {"2013-07-24": 236, "2013-07-25": 247, "2013-07-26": 215}
 
 
@@ -48,15 +48,17 @@ def run_day(order: list[str], start: datetime, params: dict) -> dict:
         if task_id == "plan_archive_files":
             results[task_id] = tasks.plan_archive_files(start, end, params)
         elif task_id == "index_archive_file":  # mapped: one call per planned file
-            results[task_id] = [tasks.index_archive_file(path, start, end, params)
-                                for path in results["plan_archive_files"]]
+            results[task_id] = [
+                tasks.index_archive_file(path, start, end, params) for path in results["plan_archive_files"]
+            ]
         elif task_id == "evaluate_and_publish":
             results[task_id] = tasks.evaluate_and_publish(start, end, results["train_model"]["version"], params)
         elif task_id.startswith("plan_"):
             results[task_id] = tasks.plan_embedding_chunks(start, end, task_id.removeprefix("plan_"), params)
         elif task_id in tasks.EMBEDDING_STAGES:  # mapped: one call per planned chunk
-            results[task_id] = [getattr(tasks, task_id)(start, end, params, chunk=i)
-                                for i in results[f"plan_{task_id}"]]
+            results[task_id] = [
+                getattr(tasks, task_id)(start, end, params, chunk=i) for i in results[f"plan_{task_id}"]
+            ]
         else:
             results[task_id] = getattr(tasks, task_id)(start, end, params)
     return results
@@ -83,8 +85,16 @@ def backfill(tmp_path_factory):
 
 def test_three_day_partitions_and_rows(backfill):
     settings, runs = backfill
-    for stage in ("posts", "filtered", "images", "captions", "text_embeddings", "image_embeddings",
-                  "joint_embeddings", "features"):
+    for stage in (
+        "posts",
+        "filtered",
+        "images",
+        "captions",
+        "text_embeddings",
+        "image_embeddings",
+        "joint_embeddings",
+        "features",
+    ):
         assert [d.isoformat() for d in storage.list_partition_days(settings, stage)] == list(POSTS_PER_DAY), stage
     for day, expected in POSTS_PER_DAY.items():
         assert len(storage.read_partition(settings, "posts", day)) == expected
@@ -92,8 +102,12 @@ def test_three_day_partitions_and_rows(backfill):
     with session_for(settings.database_url) as s:
         assert s.scalar(select(func.count()).select_from(Post)) == sum(POSTS_PER_DAY.values())
         statuses = Counter(s.scalars(select(Label.status)))
-        wrong = s.scalar(select(func.count()).select_from(Label).join(Post, Post.id == Label.post_id)
-                         .where(Label.matured_utc != Post.created_utc + 24 * 3600))
+        wrong = s.scalar(
+            select(func.count())
+            .select_from(Label)
+            .join(Post, Post.id == Label.post_id)
+            .where(Label.matured_utc != Post.created_utc + 24 * 3600)
+        )
     assert statuses == {"archive": sum(POSTS_PER_DAY.values())} and wrong == 0
 
 

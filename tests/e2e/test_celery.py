@@ -30,8 +30,16 @@ DAY = "2013-07-30"
 POSTGRES = dict(host=os.environ.get("SMPP_TEST_PG_HOST", "127.0.0.1"), port=5432, user="postgres")
 REDIS = ("127.0.0.1", 6379)
 MODEL_TASKS = {"caption_images", "embed_text", "embed_images", "embed_image_text", "train_model"}
-STAGES = ["posts", "filtered", "images", "captions", "text_embeddings", "image_embeddings", "joint_embeddings",
-          "features"]
+STAGES = [
+    "posts",
+    "filtered",
+    "images",
+    "captions",
+    "text_embeddings",
+    "image_embeddings",
+    "joint_embeddings",
+    "features",
+]
 
 
 def _redis_ping() -> None:
@@ -74,23 +82,39 @@ def cluster(databases, tmp_path_factory):
     home, data = root / "airflow", root / "data"
     env = base_env(home, data, "CeleryExecutor", databases["metadata"])
     prefix, redis_db = f"smpp-test-{uuid.uuid4().hex[:8]}:", random.randint(1, 15)
-    env.update({
-        # a random db and key prefix: parallel runs on the same Redis never see each other's queues
-        "AIRFLOW__CELERY__BROKER_URL": f"redis://{REDIS[0]}:{REDIS[1]}/{redis_db}",
-        "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX": prefix,
-        "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + databases["metadata"],
-        "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
-        "SMPP_DATABASE_URL": databases["warehouse"],
-        "SMPP_MODEL_QUEUE": "gpu",  # what the compose file's GPU profile sets
-    })
+    env.update(
+        {
+            # a random db and key prefix: parallel runs on the same Redis never see each other's queues
+            "AIRFLOW__CELERY__BROKER_URL": f"redis://{REDIS[0]}:{REDIS[1]}/{redis_db}",
+            "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX": prefix,
+            "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + databases["metadata"],
+            "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
+            "SMPP_DATABASE_URL": databases["warehouse"],
+            "SMPP_MODEL_QUEUE": "gpu",  # what the compose file's GPU profile sets
+        }
+    )
     try:
         with airflow_cluster(env, root / "logs") as (components, engine):
             for queue, concurrency in (("default", "2"), ("gpu", "1")):
-                worker_env = {**env, "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-                              "AIRFLOW__CELERY__WORKER_LOG_SERVER_PORT": str(free_port())}
-                components.start(f"worker-{queue}", "celery", "worker", "--queues", queue,
-                                 "--concurrency", concurrency, "--celery-hostname", f"{queue}-{uuid.uuid4().hex[:6]}@%h",
-                                 "--pid", str(home / f"worker-{queue}.pid"), env=worker_env)
+                worker_env = {
+                    **env,
+                    "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+                    "AIRFLOW__CELERY__WORKER_LOG_SERVER_PORT": str(free_port()),
+                }
+                components.start(
+                    f"worker-{queue}",
+                    "celery",
+                    "worker",
+                    "--queues",
+                    queue,
+                    "--concurrency",
+                    concurrency,
+                    "--celery-hostname",
+                    f"{queue}-{uuid.uuid4().hex[:6]}@%h",
+                    "--pid",
+                    str(home / f"worker-{queue}.pid"),
+                    env=worker_env,
+                )
             # one day as a backfill: `airflow dags trigger -l X` on 3.3.2 infers the data interval from
             # the current time, not from X, so it cannot aim at a historical day
             backfill(env, SAMPLE, DAY, DAY)
@@ -100,12 +124,21 @@ def cluster(databases, tmp_path_factory):
                 return rows and rows[0].state in ("success", "failed") and rows[0].state
 
             state = wait_for("the Celery run", finished, components, 1200, interval=5)
-            run = query(engine, "select run_id, state, data_interval_start from dag_run "
-                                "where dag_id = 'smpp_pipeline'")[0]
-            tis = query(engine, "select task_id, map_index, state, queue, hostname from task_instance "
-                                "where dag_id = 'smpp_pipeline'")
-            yield {"state": state, "run": run, "tis": tis, "data": data, "logs": root / "logs",
-                   "components": components}
+            run = query(
+                engine, "select run_id, state, data_interval_start from dag_run where dag_id = 'smpp_pipeline'"
+            )[0]
+            tis = query(
+                engine,
+                "select task_id, map_index, state, queue, hostname from task_instance where dag_id = 'smpp_pipeline'",
+            )
+            yield {
+                "state": state,
+                "run": run,
+                "tis": tis,
+                "data": data,
+                "logs": root / "logs",
+                "components": components,
+            }
     finally:
         _drop_redis_keys(redis_db, prefix)
 

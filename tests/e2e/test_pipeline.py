@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from sqlalchemy import create_engine, text
@@ -24,8 +25,16 @@ pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "tests" / "data" / "sample_archive.ndjson.zst"
 AIRFLOW = Path(sys.executable).parent / "airflow"
-STAGES = ["posts", "filtered", "images", "captions", "text_embeddings", "image_embeddings",
-          "joint_embeddings", "features"]
+STAGES = [
+    "posts",
+    "filtered",
+    "images",
+    "captions",
+    "text_embeddings",
+    "image_embeddings",
+    "joint_embeddings",
+    "features",
+]
 ARCHIVE_DAY, LIVE_DAY = "2013-07-30", "2013-07-31"
 
 
@@ -43,7 +52,9 @@ def dags_test(env: dict, interval_end: str, conf: dict, log: Path) -> None:
 def pipeline(tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e")
     posts = load_posts(SAMPLE)
-    with FakeRedditServer(posts, client_id="e2e-id", client_secret="e2e-secret", rate_limit_per_window=1_000_000) as fake:
+    with FakeRedditServer(
+        posts, client_id="e2e-id", client_secret="e2e-secret", rate_limit_per_window=1_000_000
+    ) as fake:
         env = {
             **os.environ,
             "AIRFLOW_HOME": str(root / "airflow"),
@@ -79,8 +90,10 @@ def pipeline(tmp_path_factory):
 def snapshot(data: Path) -> dict:
     engine = create_engine(f"sqlite:///{data / 'warehouse.sqlite'}")
     with engine.connect() as conn:
-        counts = {t: conn.execute(text(f"select count(*) from {t}")).scalar()
-                  for t in ("posts", "post_snapshots", "labels", "authors", "author_snapshots", "tombstones")}
+        counts = {
+            t: conn.execute(text(f"select count(*) from {t}")).scalar()
+            for t in ("posts", "post_snapshots", "labels", "authors", "author_snapshots", "tombstones")
+        }
     engine.dispose()
     parts = {}
     for stage in STAGES:
@@ -142,3 +155,80 @@ def test_embeddings_ran_as_mapped_chunks(pipeline):
     assert json.loads((runs / "embed_text.json").read_text())["chunks"] == 4  # 648 titles / 200
     assert json.loads((runs / "embed_images.json").read_text())["chunks"] == 2  # 275 images / 200
     assert not (pipeline["data"] / "partitions" / "_chunks" / "text_embeddings" / f"ds={LIVE_DAY}").exists()
+
+
+def test_dag_and_smpp_predict_build_identical_rows_and_predictions(pipeline, monkeypatch):
+    """Train/serve skew: the DAG's feature rows (build_features) against `smpp predict` on the same posts."""
+    from smpp import settings as settings_module
+    from smpp.features.schema import EMBEDDING_COLUMNS
+    from smpp.images.gallery import primary_images
+    from smpp.lifecycle.predict import feature_frame, history_frame, predict_lines, read_lines, resolve_authors
+    from smpp.training import load_model, predict_frame
+
+    data = pipeline["data"]
+    part = data / "partitions"
+    dag_rows = pd.read_parquet(part / "features" / f"ds={LIVE_DAY}" / "part-0.parquet")
+    kept = pd.read_parquet(part / "filtered" / f"ds={LIVE_DAY}" / "part-0.parquet")
+    images = primary_images(pd.read_parquet(part / "images" / f"ds={LIVE_DAY}" / "part-0.parquet"))
+    image_url = dict(zip(images.loc[images["status"] == "ok", "post_id"], images.loc[images["status"] == "ok", "url"]))
+    lines = [
+        json.dumps(
+            {
+                "id": p.id,
+                "subreddit": p.subreddit,
+                "author": p.author,
+                "created_utc": int(p.created_utc),
+                "title": p.title,
+                "is_self": bool(p.is_self),
+                "over_18": bool(p.over_18),
+                "domain": p.domain,
+                "selftext_len": int(p.selftext_len or 0),
+                **({"image_url": image_url[p.id]} if p.id in image_url else {}),
+            }
+        )
+        for p in kept.itertuples()
+    ]
+    assert len(lines) == len(dag_rows) > 100 and sum("image_url" in line for line in lines) > 50
+
+    for key, value in {
+        "SMPP_DATA_DIR": str(data),
+        "SMPP_MODEL_PROFILE": "tiny",
+        "SMPP_IMAGES__ALLOWED_PRIVATE_HOSTS": '["127.0.0.1"]',
+        "SMPP_IMAGES__OFFLINE": "true",
+    }.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("SMPP_CONFIG", raising=False)
+    settings_module.get_settings.cache_clear()
+    try:
+        settings = settings_module.get_settings()
+        train = json.loads((data / "runs" / f"ds={LIVE_DAY}" / "train_model.json").read_text())
+        posts, errors = read_lines(lines)
+        assert not errors
+        dims = {column: len(next(v for v in dag_rows[column] if v is not None)) for column in EMBEDDING_COLUMNS}
+        served, _notes = feature_frame(
+            settings, posts, dims, history_frame(settings, posts), resolve_authors(settings, posts)
+        )
+        served_predictions = [r["predicted_label"] for r in predict_lines(settings, lines, version=train["version"])]
+    finally:
+        settings_module.get_settings.cache_clear()
+
+    dag = dag_rows.set_index("post_id").loc[served["post_id"]].reset_index()
+    for column in dag.columns:
+        if column in ("ds",) or column.endswith("_sparse"):
+            continue
+        assert column in served, f"smpp predict does not build {column}"
+        if column in EMBEDDING_COLUMNS:
+            for pid, a, b in zip(dag["post_id"], dag[column], served[column]):
+                assert (a is None) == (b is None), (column, pid)
+                if a is not None:
+                    np.testing.assert_allclose(
+                        np.asarray(a, np.float32), b, rtol=0, atol=1e-6, err_msg=f"{column} {pid}"
+                    )
+        else:
+            pd.testing.assert_series_equal(
+                dag[column], served[column], check_names=False, check_dtype=False, obj=column
+            )
+    dag_predictions = predict_frame(
+        load_model(Path(train["version_dir"])), dag_rows.set_index("post_id").loc[served["post_id"]].reset_index()
+    )
+    np.testing.assert_allclose(np.asarray(dag_predictions, float), served_predictions, rtol=0, atol=1e-5)

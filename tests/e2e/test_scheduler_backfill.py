@@ -26,8 +26,16 @@ REPO = Path(__file__).resolve().parents[2]
 DUMP = REPO / "tests" / "data" / "backfill_3days.ndjson.zst"
 DAYS = ["2013-07-24", "2013-07-25", "2013-07-26"]
 POSTS_PER_DAY = {"2013-07-24": 236, "2013-07-25": 247, "2013-07-26": 215}
-DATA_STAGES = ["posts", "filtered", "images", "captions", "text_embeddings", "image_embeddings",
-               "joint_embeddings", "features"]
+DATA_STAGES = [
+    "posts",
+    "filtered",
+    "images",
+    "captions",
+    "text_embeddings",
+    "image_embeddings",
+    "joint_embeddings",
+    "features",
+]
 
 
 def backfill_done(engine: sa.Engine, count: int) -> bool:
@@ -36,11 +44,16 @@ def backfill_done(engine: sa.Engine, count: int) -> bool:
 
 
 def data_snapshot(data: Path) -> dict:
-    frames = {(stage, day): pd.read_parquet(data / "partitions" / stage / f"ds={day}" / "part-0.parquet")
-              for stage in DATA_STAGES for day in DAYS}
+    frames = {
+        (stage, day): pd.read_parquet(data / "partitions" / stage / f"ds={day}" / "part-0.parquet")
+        for stage in DATA_STAGES
+        for day in DAYS
+    }
     engine = sa.create_engine(f"sqlite:///{data / 'warehouse.sqlite'}", poolclass=sa.pool.NullPool)
-    counts = {t: query(engine, f"select count(*) as n from {t}")[0].n
-              for t in ("posts", "post_snapshots", "labels", "authors", "author_snapshots", "tombstones")}
+    counts = {
+        t: query(engine, f"select count(*) as n from {t}")[0].n
+        for t in ("posts", "post_snapshots", "labels", "authors", "author_snapshots", "tombstones")
+    }
     return {"frames": frames, "counts": counts}
 
 
@@ -57,15 +70,27 @@ def cluster(tmp_path_factory):
         backfill(env, DUMP, DAYS[0], DAYS[-1])
         wait_for("the 3-day backfill", lambda: backfill_done(engine, 1), components, 1500, interval=5)
         first = data_snapshot(data)
-        runs_first = query(engine, "select run_id, logical_date, state from dag_run where run_type = 'backfill' "
-                                   "order by logical_date")
-        tis = query(engine, "select dr.logical_date, ti.task_id, ti.state, ti.start_date, ti.end_date, ti.try_number "
-                            "from task_instance ti join dag_run dr on dr.dag_id = ti.dag_id and dr.run_id = ti.run_id "
-                            "where dr.run_type = 'backfill'")
+        runs_first = query(
+            engine, "select run_id, logical_date, state from dag_run where run_type = 'backfill' order by logical_date"
+        )
+        tis = query(
+            engine,
+            "select dr.logical_date, ti.task_id, ti.state, ti.start_date, ti.end_date, ti.try_number "
+            "from task_instance ti join dag_run dr on dr.dag_id = ti.dag_id and dr.run_id = ti.run_id "
+            "where dr.run_type = 'backfill'",
+        )
         backfill(env, DUMP, DAYS[1], DAYS[1], "--reprocess-behavior", "completed")
         wait_for("the re-run of 2013-07-25", lambda: backfill_done(engine, 2), components, 900, interval=5)
-        yield {"env": env, "engine": engine, "data": data, "first": first, "runs": runs_first, "tis": tis,
-               "second": data_snapshot(data), "logs": root / "logs"}
+        yield {
+            "env": env,
+            "engine": engine,
+            "data": data,
+            "first": first,
+            "runs": runs_first,
+            "tis": tis,
+            "second": data_snapshot(data),
+            "logs": root / "logs",
+        }
 
 
 def test_backfill_created_one_successful_run_per_day(cluster):
@@ -117,9 +142,15 @@ def test_assets_got_events(cluster):
 
 
 def test_reprocess_completed_changes_nothing(cluster):
-    rerun = [t for t in query(cluster["engine"], "select ti.task_id, ti.try_number from task_instance ti "
-                                                 "join dag_run dr on dr.dag_id = ti.dag_id and dr.run_id = ti.run_id "
-                                                 "where dr.run_type = 'backfill' and ti.task_id = 'scrape_posts'")]
+    rerun = [
+        t
+        for t in query(
+            cluster["engine"],
+            "select ti.task_id, ti.try_number from task_instance ti "
+            "join dag_run dr on dr.dag_id = ti.dag_id and dr.run_id = ti.run_id "
+            "where dr.run_type = 'backfill' and ti.task_id = 'scrape_posts'",
+        )
+    ]
     assert sorted(t.try_number for t in rerun) == [1, 1, 2]  # the day really ran again
     first, second = cluster["first"], cluster["second"]
     assert second["counts"] == first["counts"]

@@ -21,9 +21,7 @@ def test_captions_are_strings_and_cached(tiny_settings, make_images, count_forwa
 def test_generation_settings_are_part_of_the_cache_key(tiny_settings, make_images):
     paths, keys = make_images(1)
     caption_images(tiny_settings, paths, keys)
-    longer = tiny_settings.with_overrides(
-        encoders={**tiny_settings.encoders.model_dump(), "caption_max_new_tokens": 4}
-    )
+    longer = tiny_settings.with_overrides(encoders={**tiny_settings.encoders.model_dump(), "caption_max_new_tokens": 4})
     result = caption_images(longer, paths, keys)
     assert result.cache_misses == 1
     assert caption_images(tiny_settings, [], []).captions == []

@@ -7,8 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from smpp.encoders import ModelNotAvailableError, embed_images, embed_texts, model_info, prepare_models
-from smpp.encoders import prepare, profiles
+from smpp.encoders import (
+    ModelNotAvailableError,
+    embed_images,
+    embed_texts,
+    model_info,
+    prepare,
+    prepare_models,
+    profiles,
+)
 from smpp.settings import Settings
 
 ROLES = ("text", "image", "joint", "caption")

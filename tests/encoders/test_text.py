@@ -49,11 +49,14 @@ def test_empty_input_gives_empty_matrix(tiny_settings):
 
 def test_offline_profile_uses_real_minilm(tmp_path):
     settings = Settings(data_dir=tmp_path, model_profile="offline")
-    result = embed_texts(settings, [
-        "A cute puppy playing in the grass",
-        "A little dog running on the lawn",
-        "Stock markets fall as inflation fears grow",
-    ])
+    result = embed_texts(
+        settings,
+        [
+            "A cute puppy playing in the grass",
+            "A little dog running on the lawn",
+            "Stock markets fall as inflation fears grow",
+        ],
+    )
     assert result.dim == 384 and result.vectors.shape == (3, 384)
     assert result.model_id == "sentence-transformers/all-MiniLM-L6-v2"
     similar = float(result.vectors[0] @ result.vectors[1])

@@ -25,9 +25,18 @@ NOT_BAD = frozenset({"not_selected", "other_subreddit", "crosspost", "duplicate_
 
 
 def good_post(n: int, **extra: Any) -> dict[str, Any]:
-    return {"id": f"g{n:04d}", "title": f"good post {n}", "subreddit": SUBREDDIT, "author": f"user{n % 7}",
-            "created_utc": DAY + 60 * n, "score": n, "num_comments": n % 5, "retrieved_on": DAY + 2 * D,
-            "subreddit_subscribers": 1000, **extra}
+    return {
+        "id": f"g{n:04d}",
+        "title": f"good post {n}",
+        "subreddit": SUBREDDIT,
+        "author": f"user{n % 7}",
+        "created_utc": DAY + 60 * n,
+        "score": n,
+        "num_comments": n % 5,
+        "retrieved_on": DAY + 2 * D,
+        "subreddit_subscribers": 1000,
+        **extra,
+    }
 
 
 def bad_post(pid: str, n: int, **extra: Any) -> dict[str, Any]:
@@ -104,16 +113,33 @@ def mixed_corpus(directory: Path, *, compress: bool = True, big_line: bool = Fal
     faults: list[tuple[str, Any]] = [("bad", row) for row in huge_int_rows()]
     faults += [
         # at the edges of the column types: stored
-        ("good", (good_post(950, id="edge1", score=-(2**31), num_comments=INT32_MAX,
-                            subreddit_subscribers=INT64_MAX), "edge1")),
+        (
+            "good",
+            (
+                good_post(950, id="edge1", score=-(2**31), num_comments=INT32_MAX, subreddit_subscribers=INT64_MAX),
+                "edge1",
+            ),
+        ),
         # NUL: raw in a string is not JSON; escaped it is, and Postgres TEXT cannot hold it
-        ("bad", (f'{{"id": "nul1", "subreddit": "{SUBREDDIT}", "title": "a\x00b", "created_utc": {DAY + 5}}}\n'
-                 .encode(), "malformed_json")),
+        (
+            "bad",
+            (
+                f'{{"id": "nul1", "subreddit": "{SUBREDDIT}", "title": "a\x00b", "created_utc": {DAY + 5}}}\n'.encode(),
+                "malformed_json",
+            ),
+        ),
         ("bad", (bad_post("nul2", 951, title="nul \u0000 inside"), "nul_in_text")),
         ("other", b"\x00\x00\x00\x00\n"),  # names no subreddit: not selected, in both modes
         # invalid UTF-8: replaced, the post is kept
-        ("good", (f'{{"id": "utf1", "subreddit": "{SUBREDDIT}", "title": "caf'.encode() + b"\xe9\xff"
-                  + f'", "created_utc": {DAY + 7}, "score": 1}}\n'.encode(), "utf1")),
+        (
+            "good",
+            (
+                f'{{"id": "utf1", "subreddit": "{SUBREDDIT}", "title": "caf'.encode()
+                + b"\xe9\xff"
+                + f'", "created_utc": {DAY + 7}, "score": 1}}\n'.encode(),
+                "utf1",
+            ),
+        ),
     ]
     if big_line:  # first: the bad lines after it are in later decompressed chunks
         faults.insert(0, ("good", (good_post(952, id="big1", selftext="y" * BIG_LINE_BYTES), "big1")))

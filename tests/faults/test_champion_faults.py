@@ -11,17 +11,17 @@ metrics (too little evidence, implausible predictions, MAE worse than a constant
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from smpp.features.author_history import HISTORY_COLUMNS
-from smpp.lifecycle.registry import champion, decide_and_publish, new_version_id, version_dir
+from smpp.lifecycle.registry import champion, decide_and_publish, new_version_id, record_champion_block, version_dir
 from smpp.settings import Settings, TrainingSettings
 
-DAY = int(datetime(2013, 7, 24, tzinfo=timezone.utc).timestamp())
+DAY = int(datetime(2013, 7, 24, tzinfo=UTC).timestamp())
 SUBREDDITS = {"pics": 2.0, "aww": 1.0, "funny": 0.0}
 DIM = 8
 
@@ -39,18 +39,20 @@ def _day_frame(day_start: int, n: int, seed: int, prior_posts: bool) -> pd.DataF
     label = 1.0 + np.array([SUBREDDITS[s] for s in subreddits]) + 0.3 * titles @ weights + 0.2 * rng.normal(size=n)
     hours = (created % 86_400) / 3600.0
     dow = (created // 86_400 + 4) % 7  # 1970-01-01 was a Thursday
-    frame = pd.DataFrame({
-        "post_id": [f"d{day_start}_{i}" for i in range(n)],
-        "subreddit": subreddits,
-        "author": [f"user{i % 40}" for i in range(n)],
-        "created_utc": created.astype("int64"),
-        "label": np.clip(label, 0, None),
-        "title_chars": rng.integers(10, 120, size=n).astype(np.float32),
-        "hour_sin": np.sin(2 * np.pi * hours / 24).astype(np.float32),
-        "hour_cos": np.cos(2 * np.pi * hours / 24).astype(np.float32),
-        "dow_sin": np.sin(2 * np.pi * dow / 7).astype(np.float32),
-        "dow_cos": np.cos(2 * np.pi * dow / 7).astype(np.float32),
-    })
+    frame = pd.DataFrame(
+        {
+            "post_id": [f"d{day_start}_{i}" for i in range(n)],
+            "subreddit": subreddits,
+            "author": [f"user{i % 40}" for i in range(n)],
+            "created_utc": created.astype("int64"),
+            "label": np.clip(label, 0, None),
+            "title_chars": rng.integers(10, 120, size=n).astype(np.float32),
+            "hour_sin": np.sin(2 * np.pi * hours / 24).astype(np.float32),
+            "hour_cos": np.cos(2 * np.pi * hours / 24).astype(np.float32),
+            "dow_sin": np.sin(2 * np.pi * dow / 7).astype(np.float32),
+            "dow_cos": np.cos(2 * np.pi * dow / 7).astype(np.float32),
+        }
+    )
     for column in HISTORY_COLUMNS:  # present, so training does not recompute them
         frame[column] = np.nan
     frame["subreddit_prior_posts_log"] = (
@@ -61,12 +63,20 @@ def _day_frame(day_start: int, n: int, seed: int, prior_posts: bool) -> pd.DataF
 
 
 def _settings(data_dir, **training) -> Settings:
-    base = {"epochs": 3, "batch_size": 32, "patience": 2, "ensemble_size": 1, "min_rows": 30, "first_pass_in_child": False}
+    base = {
+        "epochs": 3,
+        "batch_size": 32,
+        "patience": 2,
+        "ensemble_size": 1,
+        "min_rows": 30,
+        "first_pass_in_child": False,
+    }
     return Settings(data_dir=data_dir, model_profile="offline", training=TrainingSettings(**{**base, **training}))
 
 
 def test_champion_trained_on_one_day_scores_the_next_day_sanely(tmp_path):
-    from smpp.training import evaluate_model_on, train_and_evaluate
+    from rescoring import rescore_version
+    from smpp.training import train_and_evaluate
 
     settings = _settings(tmp_path / "data")
     one_day = _day_frame(DAY, 300, seed=1, prior_posts=False)
@@ -75,14 +85,18 @@ def test_champion_trained_on_one_day_scores_the_next_day_sanely(tmp_path):
     assert report.skipped_reason is None, report.skipped_reason
 
     next_day = _day_frame(DAY + 86_400, 200, seed=2, prior_posts=True)
-    rescored = evaluate_model_on(settings, version, next_day)
+    rescored = rescore_version(settings, version, next_day)
     labels = next_day["label"].to_numpy(float)
     constant_mae = float(np.mean(np.abs(labels - np.median(one_day["label"]))))
     # before the fix: MAE ~1e4..1e6 (R2 ~ -1e10), as on the UI's Metrics tab; after: the scale of the labels
     assert rescored["mae"] < 2 * constant_mae, rescored
     spread = float(one_day["label"].std())
-    assert one_day["label"].min() - 3 * spread <= rescored["prediction_min"] <= rescored["prediction_max"] \
-        <= one_day["label"].max() + 3 * spread, rescored
+    assert (
+        one_day["label"].min() - 3 * spread
+        <= rescored["prediction_min"]
+        <= rescored["prediction_max"]
+        <= one_day["label"].max() + 3 * spread
+    ), rescored
     # and training records what the gate judges plausibility by
     metrics = json.loads((report.version_dir / "metrics.json").read_text())
     assert metrics["train_labels"]["n"] == report.rows["train"]
@@ -95,19 +109,32 @@ TRAIN_LABELS = {"n": 1500, "min": 0.0, "max": 8.0, "mean": 2.5, "median": 2.3, "
 
 
 def _scores(within=0.3, spearman=0.6, mae=0.8, n=400, low=0.2, high=7.0) -> dict:
-    return {"spearman_within_subreddit": within, "spearman": spearman, "mae": mae, "rmse": mae + 0.2, "r2": 0.4,
-            "n": n, "prediction_min": low, "prediction_max": high}
+    return {
+        "spearman_within_subreddit": within,
+        "spearman": spearman,
+        "mae": mae,
+        "rmse": mae + 0.2,
+        "r2": 0.4,
+        "n": n,
+        "prediction_min": low,
+        "prediction_max": high,
+    }
 
 
 def _register(settings, second: int, model: dict, train_rows: int = 1500, constant_mae: float = 1.2) -> str:
-    version = new_version_id(datetime(2026, 11, 1, 0, 0, second, tzinfo=timezone.utc))
+    version = new_version_id(datetime(2026, 11, 1, 0, 0, second, tzinfo=UTC))
     folder = version_dir(settings, version)
     folder.mkdir(parents=True)
     baseline = {"spearman_within_subreddit": 0.0, "spearman": 0.2, "mae": 1.0, "n": model["n"]}
     metrics = {
         "model": model,
         **{name: baseline for name in ("baseline_subreddit_mean", "baseline_metadata_gbm", "baseline_text_ridge")},
-        "baseline_train_median": {"spearman_within_subreddit": 0.0, "spearman": 0.0, "mae": constant_mae, "n": model["n"]},
+        "baseline_train_median": {
+            "spearman_within_subreddit": 0.0,
+            "spearman": 0.0,
+            "mae": constant_mae,
+            "n": model["n"],
+        },
         "train_labels": TRAIN_LABELS,
         "rows": {"train": train_rows, "val": 300, "test": model["n"]},
         "skipped_reason": None,
@@ -156,9 +183,18 @@ def test_broken_champion_is_flagged_and_not_a_bar_to_beat(registry):
     assert decide_and_publish(registry, first).promoted
     challenger = _register(registry, 2, _scores(within=0.25))
     # the champion re-scored on the challenger's slice as in the report: its Spearman happens to be higher
-    absurd = {"spearman_within_subreddit": 0.40, "spearman": 0.60, "mae": 136363.2455, "rmse": 136363.2455,
-              "r2": -10_209_123_868.0, "n": 400, "prediction_min": 136360.0, "prediction_max": 136370.0}
-    decision = decide_and_publish(registry, challenger, champion_metrics_on_same_test=absurd)
+    absurd = {
+        "spearman_within_subreddit": 0.40,
+        "spearman": 0.60,
+        "mae": 136363.2455,
+        "rmse": 136363.2455,
+        "r2": -10_209_123_868.0,
+        "n": 400,
+        "prediction_min": 136360.0,
+        "prediction_max": 136370.0,
+    }
+    record_champion_block(registry, challenger, first, absurd)
+    decision = decide_and_publish(registry, challenger)
     assert decision.warnings and "looks broken" in decision.warnings[0] and "looks broken" in decision.reason
     assert decision.promoted and champion(registry) == challenger
     logged = json.loads((registry.models_dir / "promotions.jsonl").read_text().splitlines()[-1])
@@ -166,7 +202,8 @@ def test_broken_champion_is_flagged_and_not_a_bar_to_beat(registry):
     # a champion whose predictions are not even finite is broken too, not an exception
     third = _register(registry, 3, _scores(within=0.20))
     unscorable = {"n": 400, "error": "400 of 400 predictions are not finite", "mae": None, "spearman": None}
-    decision = decide_and_publish(registry, third, champion_metrics_on_same_test=unscorable)
+    record_champion_block(registry, third, challenger, unscorable)
+    decision = decide_and_publish(registry, third)
     assert decision.promoted and "not finite" in decision.warnings[0]
 
 
@@ -175,6 +212,7 @@ def test_broken_champion_is_named_even_when_the_challenger_is_refused_first(regi
     assert decide_and_publish(registry, first).promoted
     weak = _register(registry, 2, _scores(within=-0.1))  # loses to the baselines (0.0)
     absurd = {**_scores(), "mae": 630608.16, "prediction_min": -630608.0, "prediction_max": -630600.0}
-    decision = decide_and_publish(registry, weak, champion_metrics_on_same_test=absurd)
+    record_champion_block(registry, weak, first, absurd)
+    decision = decide_and_publish(registry, weak)
     assert not decision.promoted and "does not beat baseline" in decision.reason
     assert decision.warnings and "looks broken" in decision.reason and champion(registry) == first

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -75,9 +75,14 @@ def crash(task: str, start: datetime, end: datetime, hook: str) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run(
         [sys.executable, "-c", CHILD, task, start.isoformat(), end.isoformat(), hook],
-        env=env, capture_output=True, text=True, timeout=120,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
-    assert done.returncode == -signal.SIGKILL, f"child was not killed at {hook}: {done.returncode}\n{done.stderr[-3000:]}"
+    assert done.returncode == -signal.SIGKILL, (
+        f"child was not killed at {hook}: {done.returncode}\n{done.stderr[-3000:]}"
+    )
 
 
 def use_data_dir(monkeypatch, data_dir: Path):
@@ -97,7 +102,9 @@ def snapshot(data_dir: Path) -> dict:
     """Row counts and content hashes of every warehouse table and every day partition."""
     engine = create_engine(f"sqlite:///{data_dir / 'warehouse.sqlite'}")
     with engine.connect() as conn:
-        state = {f"table {t}": digest(pd.read_sql(text(f"select * from {t}"), conn)) for t in inspect(conn).get_table_names()}
+        state = {
+            f"table {t}": digest(pd.read_sql(text(f"select * from {t}"), conn)) for t in inspect(conn).get_table_names()
+        }
     engine.dispose()
     for path in sorted((data_dir / "partitions").rglob("*.parquet")):
         state[f"partition {path.relative_to(data_dir)}"] = digest(pd.read_parquet(path))
@@ -108,24 +115,41 @@ def snapshot(data_dir: Path) -> dict:
 
 
 def _post(pid: str, created: int, subreddit: str, author: str) -> dict:
-    return {"id": pid, "name": f"t3_{pid}", "title": f"Title of {pid}", "author": author,
-            "subreddit": subreddit, "created_utc": created, "score": 10 + len(pid) * 3, "num_comments": 2,
-            "over_18": False, "is_self": True, "url": f"https://www.reddit.com/r/{subreddit}/{pid}",
-            "domain": f"self.{subreddit}"}
+    return {
+        "id": pid,
+        "name": f"t3_{pid}",
+        "title": f"Title of {pid}",
+        "author": author,
+        "subreddit": subreddit,
+        "created_utc": created,
+        "score": 10 + len(pid) * 3,
+        "num_comments": 2,
+        "over_18": False,
+        "is_self": True,
+        "url": f"https://www.reddit.com/r/{subreddit}/{pid}",
+        "domain": f"self.{subreddit}",
+    }
 
 
 @pytest.fixture
 def live_day(settings, monkeypatch):
     now = int(time.time())
     day_start = (now - 2 * 86400) // 86400 * 86400  # every post is past the label age: labelled at first sight
-    posts = [_post(f"k{i:02d}", day_start + 900 * i + 5, sub, f"author{i % 4}")
-             for i, sub in enumerate(["pics", "aww", "EarthPorn"] * 4)]
+    posts = [
+        _post(f"k{i:02d}", day_start + 900 * i + 5, sub, f"author{i % 4}")
+        for i, sub in enumerate(["pics", "aww", "EarthPorn"] * 4)
+    ]
     with FakeRedditServer(posts, client_id="id", client_secret="secret", rate_limit_per_window=1_000_000) as fake:
-        for key, value in {"CLIENT_ID": "id", "CLIENT_SECRET": "secret", "OAUTH_URL": fake.base_url,
-                           "REDDIT_URL": fake.base_url, "SHORT_URL": fake.base_url}.items():
+        for key, value in {
+            "CLIENT_ID": "id",
+            "CLIENT_SECRET": "secret",
+            "OAUTH_URL": fake.base_url,
+            "REDDIT_URL": fake.base_url,
+            "SHORT_URL": fake.base_url,
+        }.items():
             monkeypatch.setenv(f"SMPP_REDDIT__{key}", value)
         monkeypatch.setenv("SMPP_SUBREDDITS", '["pics", "aww", "EarthPorn"]')
-        yield (datetime.fromtimestamp(day_start, timezone.utc), datetime.fromtimestamp(day_start + 86400, timezone.utc))
+        yield (datetime.fromtimestamp(day_start, UTC), datetime.fromtimestamp(day_start + 86400, UTC))
     get_settings.cache_clear()
 
 
@@ -173,10 +197,25 @@ def _seed_day(settings, features: pd.DataFrame) -> None:
     with session_for(settings.database_url) as session:
         for row in features.itertuples():
             created = int(row.created_utc)
-            session.add(Post(id=row.post_id, subreddit=row.subreddit, author=row.author, created_utc=created,
-                             source="archive", first_seen_at=created))
-            session.add(Label(post_id=row.post_id, score=round(math.expm1(row.label)), label_age_hours=24.0,
-                              matured_utc=created + 86400, status="archive"))
+            session.add(
+                Post(
+                    id=row.post_id,
+                    subreddit=row.subreddit,
+                    author=row.author,
+                    created_utc=created,
+                    source="archive",
+                    first_seen_at=created,
+                )
+            )
+            session.add(
+                Label(
+                    post_id=row.post_id,
+                    score=round(math.expm1(row.label)),
+                    label_age_hours=24.0,
+                    matured_utc=created + 86400,
+                    status="archive",
+                )
+            )
         session.commit()
 
 
@@ -196,8 +235,8 @@ def test_train_killed_while_writing_the_version_then_rerun_equals_a_clean_run(se
     for key, value in {"FIRST_PASS_IN_CHILD": "false", "TRAIN_WINDOW_ROWS": "none", "MIN_ROWS": "1000"}.items():
         monkeypatch.setenv(f"SMPP_TRAINING__{key}", value)
     features = _synthetic_features()
-    last = datetime.fromtimestamp(int(features["created_utc"].max()) // 86400 * 86400, timezone.utc)
-    start, end = last, datetime.fromtimestamp(last.timestamp() + 86400, timezone.utc)
+    last = datetime.fromtimestamp(int(features["created_utc"].max()) // 86400 * 86400, UTC)
+    start, end = last, datetime.fromtimestamp(last.timestamp() + 86400, UTC)
 
     clean_settings = use_data_dir(monkeypatch, tmp_path / "clean")
     _seed_day(clean_settings, features)

@@ -11,7 +11,7 @@ import importlib.util
 import logging
 import shutil
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -37,8 +37,8 @@ def _load_dumps():
 
 
 dumps = _load_dumps()
-START = datetime(2013, 7, 30, tzinfo=timezone.utc)
-END = datetime(2013, 7, 31, tzinfo=timezone.utc)
+START = datetime(2013, 7, 30, tzinfo=UTC)
+END = datetime(2013, 7, 31, tzinfo=UTC)
 
 
 @pytest.fixture(params=["index", "scan"])

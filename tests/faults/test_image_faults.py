@@ -89,9 +89,7 @@ def test_pixel_heavy_png_is_refused_before_decoding(hostile, tmp_path):
     assert hostile.hits["/pixels.png"] == 1
 
 
-@pytest.mark.parametrize(
-    "path", ["/redirect/private", "/redirect/lan", "/redirect/metadata", "/redirect/localhost"]
-)
+@pytest.mark.parametrize("path", ["/redirect/private", "/redirect/lan", "/redirect/metadata", "/redirect/localhost"])
 def test_redirect_to_private_address_is_refused_before_connecting(hostile, tmp_path, path):
     # The socket guard (conftest) fails the test on any lookup or connect outside loopback.
     frame = fetch(make_settings(tmp_path), hostile.url(path))
@@ -169,8 +167,14 @@ def test_concurrent_decodes_stay_within_the_stage_memory_budget(hostile, tmp_pat
     args = {
         "data_dir": str(tmp_path / "data"),
         "images": dict(
-            max_side=256, workers=4, per_host_concurrency=4, total_timeout_s=30.0,
-            allowed_private_hosts=["127.0.0.1"], offline=True, max_decode_mb=100, decode_budget_mb=100,
+            max_side=256,
+            workers=4,
+            per_host_concurrency=4,
+            total_timeout_s=30.0,
+            allowed_private_hosts=["127.0.0.1"],
+            offline=True,
+            max_decode_mb=100,
+            decode_budget_mb=100,
         ),
         "warmup": hostile.url("/ok.jpg"),
         "urls": urls,
@@ -179,10 +183,13 @@ def test_concurrent_decodes_stay_within_the_stage_memory_budget(hostile, tmp_pat
     env.pop("SMPP_CONFIG", None)
     done = subprocess.run(
         [sys.executable, "-c", _RSS_CHILD, json.dumps(args)],
-        env=env, capture_output=True, text=True, timeout=120, check=True,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     )
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["status"] == ["ok"] * 4
     # the budget (100 MB) plus the 4 small bodies, thumbnails and allocator slack
     assert result["peak_mb"] < 100 + 60, result
-

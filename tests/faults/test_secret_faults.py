@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -24,10 +24,20 @@ CANARIES = (SECRET, CLIENT_ID)
 
 
 def _post(pid: str, created: int, subreddit: str, author: str) -> dict:
-    return {"id": pid, "name": f"t3_{pid}", "title": f"A photo called {pid}", "author": author,
-            "subreddit": subreddit, "created_utc": created, "score": 40 + len(pid), "num_comments": 3,
-            "over_18": False, "is_self": True, "url": f"https://www.reddit.com/r/{subreddit}/{pid}",
-            "domain": f"self.{subreddit}"}
+    return {
+        "id": pid,
+        "name": f"t3_{pid}",
+        "title": f"A photo called {pid}",
+        "author": author,
+        "subreddit": subreddit,
+        "created_utc": created,
+        "score": 40 + len(pid),
+        "num_comments": 3,
+        "over_18": False,
+        "is_self": True,
+        "url": f"https://www.reddit.com/r/{subreddit}/{pid}",
+        "domain": f"self.{subreddit}",
+    }
 
 
 def _leaks(root: Path) -> list[str]:
@@ -51,18 +61,31 @@ def test_no_secret_reaches_any_file_log_or_error(settings, monkeypatch, caplog, 
     now = int(time.time())
     day_start = (now - 2 * 86400) // 86400 * 86400  # every post is past the label age
     posts = [_post(f"c{i}", day_start + 600 * i + 1, sub, f"user{i % 3}") for i, sub in enumerate(["pics", "aww"] * 4)]
-    server = FakeRedditServer(posts, client_id=CLIENT_ID, client_secret=SECRET, username="canarybot",
-                              password=SECRET, rate_limit_per_window=1_000_000)
+    server = FakeRedditServer(
+        posts,
+        client_id=CLIENT_ID,
+        client_secret=SECRET,
+        username="canarybot",
+        password=SECRET,
+        rate_limit_per_window=1_000_000,
+    )
     with server:
-        env = {"CLIENT_ID": CLIENT_ID, "CLIENT_SECRET": SECRET, "USERNAME": "canarybot", "PASSWORD": SECRET,
-               "OAUTH_URL": server.base_url, "REDDIT_URL": server.base_url, "SHORT_URL": server.base_url}
+        env = {
+            "CLIENT_ID": CLIENT_ID,
+            "CLIENT_SECRET": SECRET,
+            "USERNAME": "canarybot",
+            "PASSWORD": SECRET,
+            "OAUTH_URL": server.base_url,
+            "REDDIT_URL": server.base_url,
+            "SHORT_URL": server.base_url,
+        }
         for key, value in env.items():
             monkeypatch.setenv(f"SMPP_REDDIT__{key}", value)
         monkeypatch.setenv("SMPP_SUBREDDITS", '["pics", "aww"]')
         monkeypatch.setenv("SMPP_TRAINING__FIRST_PASS_IN_CHILD", "false")
         get_settings.cache_clear()
-        start = datetime.fromtimestamp(day_start, timezone.utc)
-        end = datetime.fromtimestamp(day_start + 86400, timezone.utc)
+        start = datetime.fromtimestamp(day_start, UTC)
+        end = datetime.fromtimestamp(day_start + 86400, UTC)
         caplog.set_level(logging.DEBUG)  # prawcore and praw log requests at DEBUG
 
         # a live day: warehouse, partitions, run metrics, a (skipped) model version with its settings
@@ -85,6 +108,10 @@ def test_no_secret_reaches_any_file_log_or_error(settings, monkeypatch, caplog, 
     leaks = _leaks(data_dir)
     logged = "\n".join(f"{r.getMessage()} {r.args!r}" for r in caplog.records) + caplog.text
     out, err = capfd.readouterr()
-    leaks += [f"{where}: {c}" for where, text in (("logs", logged), ("stdout", out), ("stderr", err),
-                                                    ("401 error", error_text)) for c in CANARIES if c in text]
+    leaks += [
+        f"{where}: {c}"
+        for where, text in (("logs", logged), ("stdout", out), ("stderr", err), ("401 error", error_text))
+        for c in CANARIES
+        if c in text
+    ]
     assert not leaks, "secrets written out:\n" + "\n".join(leaks)

@@ -110,8 +110,13 @@ def test_add_history_features_against_separate_history():
 def test_names_match_as_strings_whatever_the_columns_dtype():
     """Partitions and the warehouse may type names differently: an author is the same string either way."""
     history = _posts([("a", "42", "pics", 0, 1.0), ("b", "", "pics", HOUR, 2.0), ("c", None, "pics", 2 * HOUR, 3.0)])
-    query = pd.DataFrame({"author": pd.Series([42, "", None, "42"], dtype=object), "subreddit": ["pics"] * 4,
-                          "created_utc": [3 * DAY] * 4})
+    query = pd.DataFrame(
+        {
+            "author": pd.Series([42, "", None, "42"], dtype=object),
+            "subreddit": ["pics"] * 4,
+            "created_utc": [3 * DAY] * 4,
+        }
+    )
     out = history_features(query, history, label_age_hours=24)
     # 42 and "42" are one author with one earlier post; "" is an author too; None has no author features
     assert out["author_prior_posts_log"].tolist()[:2] == pytest.approx([np.log1p(1), np.log1p(1)])

@@ -12,13 +12,20 @@ DIMS = {"title_emb": 4, "caption_emb": 4, "image_emb": 3, "joint_emb": 5}
 
 
 def inputs():
-    posts = pd.DataFrame({
-        "id": ["a", "b"], "subreddit": ["pics", "aww"], "author": ["alice", None],
-        "created_utc": [1375142400, 1375142400 + 6 * 3600], "title": ["Hello world", "x y z"],
-        "is_self": [False, True], "over_18": [False, False],
-    })
-    authors = pd.DataFrame({"name": ["alice"], "created_utc": [1375142400 - 86400 * 10],
-                            "link_karma": [100], "comment_karma": [5]})
+    posts = pd.DataFrame(
+        {
+            "id": ["a", "b"],
+            "subreddit": ["pics", "aww"],
+            "author": ["alice", None],
+            "created_utc": [1375142400, 1375142400 + 6 * 3600],
+            "title": ["Hello world", "x y z"],
+            "is_self": [False, True],
+            "over_18": [False, False],
+        }
+    )
+    authors = pd.DataFrame(
+        {"name": ["alice"], "created_utc": [1375142400 - 86400 * 10], "link_karma": [100], "comment_karma": [5]}
+    )
     images = pd.DataFrame({"post_id": ["a"], "status": ["ok"]})
     image_feats = pd.DataFrame({"post_id": ["a"], **{c: [1.0] for c in schema.IMAGE_FEATURE_COLUMNS}})
     emb = {
@@ -36,7 +43,11 @@ def build(day, posts, authors, images, image_feats, emb, dims, history=None):
     if history is None:
         history = pd.DataFrame(0.0, index=range(len(posts)), columns=HISTORY_COLUMNS)
     return build_feature_table(
-        posts, authors, day=day, history=history, dims=dims,
+        posts,
+        authors,
+        day=day,
+        history=history,
+        dims=dims,
         embeddings={col: vectors_by_post(ids, frame, col) for col, frame in emb.items()},
         image_ok=images.loc[images["status"] == "ok", "post_id"].tolist() if not images.empty else [],
         image_features=image_feats,
@@ -87,8 +98,16 @@ def test_empty_day_gives_an_empty_table_with_the_full_schema():
 def test_history_must_match_the_posts_and_be_finite():
     posts, authors, images, feats, emb = inputs()
     with pytest.raises(FeatureValidationError, match="history has 1 rows for 2 posts"):
-        build(date(2013, 7, 30), posts, authors, images, feats, emb, DIMS,
-              history=pd.DataFrame(0.0, index=[0], columns=HISTORY_COLUMNS))
+        build(
+            date(2013, 7, 30),
+            posts,
+            authors,
+            images,
+            feats,
+            emb,
+            DIMS,
+            history=pd.DataFrame(0.0, index=[0], columns=HISTORY_COLUMNS),
+        )
     bad = pd.DataFrame(0.0, index=range(2), columns=HISTORY_COLUMNS)
     bad.loc[1, "author_prior_mean_label"] = np.inf
     with pytest.raises(FeatureValidationError, match="author_prior_mean_label has inf"):

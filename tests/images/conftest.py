@@ -59,9 +59,7 @@ class ImageServer:
         self.httpd.daemon_threads = True
         self.httpd.block_on_close = False
         self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
 
     def url(self, path: str, host: str = "127.0.0.1") -> str:
         return f"http://{host}:{self.port}{path}"
@@ -70,9 +68,7 @@ class ImageServer:
         self.routes[path] = route
         return self.url(path)
 
-    def add_bytes(
-        self, path: str, body: bytes, content_type: str = "image/jpeg", status: int = 200
-    ) -> str:
+    def add_bytes(self, path: str, body: bytes, content_type: str = "image/jpeg", status: int = 200) -> str:
         def route(handler: BaseHTTPRequestHandler) -> None:
             handler.send_response(status)
             handler.send_header("Content-Type", content_type)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from smpp.images.features import image_features, image_features_frame
 from smpp.features.schema import IMAGE_FEATURE_COLUMNS
+from smpp.images.features import image_features, image_features_frame
 
 
 @pytest.fixture
@@ -31,8 +31,15 @@ def test_black_image_is_all_zero_but_geometry(save):
     features = image_features(save(Image.new("RGB", (64, 32)), "black.png"))
     assert list(features) == IMAGE_FEATURE_COLUMNS
     assert all(isinstance(v, float) for v in features.values())
-    for name in ["img_brightness", "img_contrast", "img_colourfulness", "img_hue_count",
-                 "img_colour_entropy", "img_sharpness", "img_edge_offset"]:
+    for name in [
+        "img_brightness",
+        "img_contrast",
+        "img_colourfulness",
+        "img_hue_count",
+        "img_colour_entropy",
+        "img_sharpness",
+        "img_edge_offset",
+    ]:
         assert features[name] == pytest.approx(0.0, abs=1e-9), name
     assert (features["img_width"], features["img_height"], features["img_aspect_ratio"]) == (64.0, 32.0, 2.0)
 

@@ -137,9 +137,7 @@ def test_decompression_bomb_declared_in_header(image_server, make_settings, imag
 
 
 @pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
-def test_decompression_bomb_between_one_and_two_times_the_limit(
-    image_server, make_settings, imaging, monkeypatch
-):
+def test_decompression_bomb_between_one_and_two_times_the_limit(image_server, make_settings, imaging, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 40x30 = 1200 pixels: Pillow only warns
     url = image_server.add_bytes("/big.png", imaging.encode(imaging.noise(40, 30), "PNG"), "image/png")
     assert status_of(make_settings(), url) == "decompression_bomb"
@@ -238,9 +236,7 @@ def test_persistent_server_error_gives_up_after_retries(image_server, make_setti
 
 
 @pytest.mark.parametrize("target", ["http://10.0.0.1/x.jpg", "http://169.254.169.254/latest/meta-data/"])
-def test_redirect_to_private_address_is_blocked_without_connecting(
-    image_server, make_settings, connect_log, target
-):
+def test_redirect_to_private_address_is_blocked_without_connecting(image_server, make_settings, connect_log, target):
     url = image_server.add_redirect("/hop", target)
     assert status_of(make_settings(), url) == "blocked_address"
     assert image_server.hits["/hop"] == 1
@@ -397,8 +393,9 @@ def test_dead_host_is_looked_up_once_per_batch(make_settings, monkeypatch):
 
     monkeypatch.setattr(fetch_module, "_dns_failures", {})
     monkeypatch.setattr(fetch_module.socket, "getaddrinfo", failing_lookup)
-    frame = pd.DataFrame({"post_id": [f"p{i}" for i in range(20)],
-                          "image_url": [f"http://dead-host.example/{i}.jpg" for i in range(20)]})
+    frame = pd.DataFrame(
+        {"post_id": [f"p{i}" for i in range(20)], "image_url": [f"http://dead-host.example/{i}.jpg" for i in range(20)]}
+    )
     out = fetch_images(make_settings(workers=1), frame)
     assert out["status"].tolist() == ["unresolvable"] * 20
     assert lookups == ["dead-host.example"]

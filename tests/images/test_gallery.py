@@ -18,7 +18,11 @@ GALLERY = [
     "https://i.redd.it/one.jpg",
     "https://i.redd.it/three.webp",
 ]
-GALLERY_CLEAN = ["https://i.redd.it/one.jpg", "https://preview.redd.it/two.png?width=640&s=x", "https://i.redd.it/three.webp"]
+GALLERY_CLEAN = [
+    "https://i.redd.it/one.jpg",
+    "https://preview.redd.it/two.png?width=640&s=x",
+    "https://i.redd.it/three.webp",
+]
 
 
 def urls(url=None, domain=None, post_hint=None, preview_url=None, gallery_urls=(), is_self=False, **kw):
@@ -39,7 +43,8 @@ def test_a_direct_link_and_its_preview_are_one_image():
 
 def test_gallery_items_follow_a_direct_link_and_self_posts_have_none():
     assert urls("https://i.redd.it/cover.jpg", gallery_urls=GALLERY, all_gallery_items=True) == [
-        "https://i.redd.it/cover.jpg", *GALLERY_CLEAN,
+        "https://i.redd.it/cover.jpg",
+        *GALLERY_CLEAN,
     ]
     assert urls("https://i.redd.it/one.jpg", gallery_urls=GALLERY, all_gallery_items=True) == GALLERY_CLEAN
     assert urls(domain="self.pics", gallery_urls=GALLERY, all_gallery_items=True) == []
@@ -47,15 +52,22 @@ def test_gallery_items_follow_a_direct_link_and_self_posts_have_none():
 
 
 def posts_frame() -> pd.DataFrame:
-    return pd.DataFrame({
-        "id": ["g1", "d1", "s1", "t1"],
-        "url": ["https://www.reddit.com/gallery/g1", "https://i.imgur.com/AbCdE12.png", None, "https://example.com/a"],
-        "domain": ["reddit.com", "i.imgur.com", "self.aww", "example.com"],
-        "post_hint": [None, "image", "self", "link"],
-        "preview_url": [None, "https://preview.redd.it/d1.jpg", None, np.nan],
-        "gallery_urls": [np.array(GALLERY, dtype=object), None, np.array([], dtype=object), []],
-        "is_self": [False, False, True, False],
-    })
+    return pd.DataFrame(
+        {
+            "id": ["g1", "d1", "s1", "t1"],
+            "url": [
+                "https://www.reddit.com/gallery/g1",
+                "https://i.imgur.com/AbCdE12.png",
+                None,
+                "https://example.com/a",
+            ],
+            "domain": ["reddit.com", "i.imgur.com", "self.aww", "example.com"],
+            "post_hint": [None, "image", "self", "link"],
+            "preview_url": [None, "https://preview.redd.it/d1.jpg", None, np.nan],
+            "gallery_urls": [np.array(GALLERY, dtype=object), None, np.array([], dtype=object), []],
+            "is_self": [False, False, True, False],
+        }
+    )
 
 
 @pytest.mark.parametrize("all_items", [False, True])
@@ -63,7 +75,10 @@ def test_add_image_urls(all_items):
     frame = posts_frame()
     out = add_image_urls(frame, all_items)
     assert out["image_urls"].tolist() == [
-        GALLERY_CLEAN if all_items else GALLERY_CLEAN[:1], ["https://i.imgur.com/AbCdE12.png"], [], [],
+        GALLERY_CLEAN if all_items else GALLERY_CLEAN[:1],
+        ["https://i.imgur.com/AbCdE12.png"],
+        [],
+        [],
     ]
     assert out["image_url"].tolist() == [GALLERY_CLEAN[0], "https://i.imgur.com/AbCdE12.png", None, None]
     assert "image_urls" not in frame.columns  # the input is left alone
@@ -112,8 +127,12 @@ def test_expand_requests_on_old_and_empty_partitions():
 
 
 def test_gallery_images_are_fetched_and_only_index_0_is_primary(tmp_path, image_server, make_settings, imaging):
-    served = [image_server.add_bytes(f"/g{i}.jpg", imaging.encode(imaging.noise(32, 24, seed=i), "JPEG")) for i in range(3)]
-    filtered = pd.DataFrame({"id": ["p1", "p2"], "image_url": [served[0], served[2]], "image_urls": [served, [served[2]]]})
+    served = [
+        image_server.add_bytes(f"/g{i}.jpg", imaging.encode(imaging.noise(32, 24, seed=i), "JPEG")) for i in range(3)
+    ]
+    filtered = pd.DataFrame(
+        {"id": ["p1", "p2"], "image_url": [served[0], served[2]], "image_urls": [served, [served[2]]]}
+    )
     settings = make_settings(all_gallery_items=True)
     assert settings.images.all_gallery_items
 
@@ -122,7 +141,10 @@ def test_gallery_images_are_fetched_and_only_index_0_is_primary(tmp_path, image_
     fetched.insert(1, "image_index", requests_["image_index"].to_numpy())  # fetch_images keeps row order
 
     assert fetched[["post_id", "image_index", "status"]].values.tolist() == [
-        ["p1", 0, "ok"], ["p1", 1, "ok"], ["p1", 2, "ok"], ["p2", 0, "ok"],
+        ["p1", 0, "ok"],
+        ["p1", 1, "ok"],
+        ["p1", 2, "ok"],
+        ["p2", 0, "ok"],
     ]
     assert image_server.hits["/g2.jpg"] == 1  # the same URL under two posts is fetched once
     primary = primary_images(fetched)

@@ -13,7 +13,6 @@ import pandas as pd
 import pytest
 
 from smpp import cli
-
 from smpp.features import schema
 
 POST_UTC = 1_704_000_000
@@ -25,12 +24,14 @@ def _frame(n: int = 200, seed: int = 0, dims: dict[str, int] | None = None) -> p
     """A labelled feature table; with `dims`, embedding columns the label partly depends on."""
     rng = np.random.default_rng(seed)
     subs = rng.choice(list(SUBREDDITS), size=n)
-    frame = pd.DataFrame({
-        "post_id": [f"p{i}" for i in range(n)],
-        "subreddit": subs,
-        "author": [f"u{i % 20}" for i in range(n)],
-        "created_utc": 1_700_000_000 + np.sort(rng.integers(0, 40 * DAY, n)),
-    })
+    frame = pd.DataFrame(
+        {
+            "post_id": [f"p{i}" for i in range(n)],
+            "subreddit": subs,
+            "author": [f"u{i % 20}" for i in range(n)],
+            "created_utc": 1_700_000_000 + np.sort(rng.integers(0, 40 * DAY, n)),
+        }
+    )
     for column in schema.META_COLUMNS:
         frame[column] = rng.normal(size=n).astype(np.float32)
     label = np.array([SUBREDDITS[s] for s in subs]) + 0.5 * frame["author_link_karma_log"] + 0.1 * rng.normal(size=n)
@@ -83,11 +84,13 @@ def _run(tmp_path, capsys, posts: list, *args: str) -> tuple[int, list[dict]]:
     return code, [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
 
 
-def _snapshot(settings, name: str, created_utc: int | None, karma: list[tuple[int, int, int]], fullname: str | None = None) -> None:
+def _snapshot(
+    settings, name: str, created_utc: int | None, karma: list[tuple[int, int, int]], fullname: str | None = None
+) -> None:
     """Warehouse author with (observed_at, link_karma, comment_karma) snapshots."""
-    from smpp.warehouse.ingest import ingest_authors
     from smpp.sources.records import AuthorRecord
     from smpp.warehouse import session_for
+    from smpp.warehouse.ingest import ingest_authors
 
     with session_for(settings.database_url) as session:
         for observed_at, link, comment in karma:
@@ -127,7 +130,13 @@ def test_input_author_facts_win_and_bad_ones_fail_per_line(settings, trained_ver
     _snapshot(settings, "alice", POST_UTC - 400 * DAY, [(POST_UTC - 30 * DAY, 10, 20)])
     base = {"title": "A post", "subreddit": "aww", "author": "alice", "created_utc": POST_UTC}
     posts = [
-        {**base, "id": "in1", "author_link_karma": 5000, "author_comment_karma": 7, "author_created_utc": "2023-12-01T00:00:00Z"},
+        {
+            **base,
+            "id": "in1",
+            "author_link_karma": 5000,
+            "author_comment_karma": 7,
+            "author_created_utc": "2023-12-01T00:00:00Z",
+        },
         {**base, "id": "in2", "author_link_karma": 1},  # same author, its own facts
         {**base, "id": "wh"},
         {**base, "id": "bad1", "author_link_karma": "lots"},
@@ -146,7 +155,12 @@ def test_input_author_facts_win_and_bad_ones_fail_per_line(settings, trained_ver
     assert "author_link_karma" in errors[4] and "author_comment_karma" in errors[5]
     assert "author_created_utc" in errors[6] and "author_fullname" in errors[7] and "author_link_karma" in errors[8]
     scored = {o["id"]: o for o in out if "error" not in o}
-    assert {k: v["author_source"] for k, v in scored.items()} == {"in1": "input", "in2": "input", "wh": "warehouse", "anon": "input"}
+    assert {k: v["author_source"] for k, v in scored.items()} == {
+        "in1": "input",
+        "in2": "input",
+        "wh": "warehouse",
+        "anon": "input",
+    }
     (frame,) = model_frames
     in1 = _row(frame, "in1")
     assert in1["author_link_karma_log"] == pytest.approx(math.log1p(5000))
@@ -176,40 +190,87 @@ def reddit_env(settings, monkeypatch):
 
 def _fake_posts() -> list[dict]:
     return [
-        {"id": f"x{i}", "name": f"t3_x{i}", "title": f"Post {i}", "author": author, "subreddit": "pics",
-         "created_utc": POST_UTC - DAY * (10 + i), "score": 100 * (i + 1), "over_18": False, "is_self": False,
-         "url": "https://example.com/x", "domain": "example.com", "num_comments": 0}
+        {
+            "id": f"x{i}",
+            "name": f"t3_x{i}",
+            "title": f"Post {i}",
+            "author": author,
+            "subreddit": "pics",
+            "created_utc": POST_UTC - DAY * (10 + i),
+            "score": 100 * (i + 1),
+            "over_18": False,
+            "is_self": False,
+            "url": "https://example.com/x",
+            "domain": "example.com",
+            "num_comments": 0,
+        }
         for i, author in enumerate(["alice", "carol", "dave"])
     ]
 
 
-def test_fetch_authors_from_reddit_through_praw(settings, trained_version, tmp_path, capsys, model_frames, reddit_env, monkeypatch):
-    from smpp.warehouse.authors import fetch_current
+def test_fetch_authors_from_reddit_through_praw(
+    settings, trained_version, tmp_path, capsys, model_frames, reddit_env, monkeypatch
+):
     from smpp.devtools.fake_reddit import FakeRedditServer, author_fullname_for
-    from smpp.warehouse.ingest import ingest_posts
     from smpp.settings import get_settings
     from smpp.sources.records import PostRecord
     from smpp.warehouse import session_for
+    from smpp.warehouse.authors import fetch_current
+    from smpp.warehouse.ingest import ingest_posts
 
     with FakeRedditServer(_fake_posts(), rate_limit_per_window=1_000_000) as server:
         reddit_env(server)
         live = get_settings()
         # dave's t2_ id is known to the warehouse from one of his posts, without a karma snapshot
-        record = PostRecord.from_reddit_json({**_fake_posts()[2], "author_fullname": author_fullname_for("dave")}, POST_UTC, "reddit")
+        record = PostRecord.from_reddit_json(
+            {**_fake_posts()[2], "author_fullname": author_fullname_for("dave")}, POST_UTC, "reddit"
+        )
         with session_for(live.database_url) as session:
             ingest_posts(session, live, [record])
         posts = [
-            {"id": "c1", "title": "Fetched", "subreddit": "pics", "author": "carol", "author_fullname": author_fullname_for("carol"), "created_utc": POST_UTC},
-            {"id": "d1", "title": "Fetched by stored id", "subreddit": "pics", "author": "dave", "created_utc": POST_UTC},
+            {
+                "id": "c1",
+                "title": "Fetched",
+                "subreddit": "pics",
+                "author": "carol",
+                "author_fullname": author_fullname_for("carol"),
+                "created_utc": POST_UTC,
+            },
+            {
+                "id": "d1",
+                "title": "Fetched by stored id",
+                "subreddit": "pics",
+                "author": "dave",
+                "created_utc": POST_UTC,
+            },
             {"id": "e1", "title": "No id", "subreddit": "pics", "author": "erin", "created_utc": POST_UTC},
-            {"id": "g1", "title": "Gone", "subreddit": "pics", "author": "ghost", "author_fullname": "t2_zzzzzz", "created_utc": POST_UTC},
-            {"id": "i1", "title": "Stated", "subreddit": "pics", "author": "carol", "author_link_karma": 3, "created_utc": POST_UTC},
+            {
+                "id": "g1",
+                "title": "Gone",
+                "subreddit": "pics",
+                "author": "ghost",
+                "author_fullname": "t2_zzzzzz",
+                "created_utc": POST_UTC,
+            },
+            {
+                "id": "i1",
+                "title": "Stated",
+                "subreddit": "pics",
+                "author": "carol",
+                "author_link_karma": 3,
+                "created_utc": POST_UTC,
+            },
         ]
         code, out = _run(tmp_path, capsys, posts, "--version", trained_version, "--fetch-authors")
         assert code == 0
         by_id = {o["id"]: o for o in out}
         assert {k: v["author_source"] for k, v in by_id.items()} == {
-            "c1": "reddit", "d1": "reddit", "e1": "unknown", "g1": "unknown", "i1": "input"}
+            "c1": "reddit",
+            "d1": "reddit",
+            "e1": "unknown",
+            "g1": "unknown",
+            "i1": "input",
+        }
         assert "author_fullname" in by_id["e1"]["warning"] and "did not return" in by_id["g1"]["warning"]
         # one batch for every author to fetch, through the pipeline's PRAW code
         assert len(server.requests_to("/api/user_data_by_account_ids")) == 1
@@ -221,7 +282,9 @@ def test_fetch_authors_from_reddit_through_praw(settings, trained_version, tmp_p
             assert row["author_known"] == 1.0
             assert row["author_link_karma_log"] == pytest.approx(math.log1p(facts["link_karma"]))
             assert row["author_comment_karma_log"] == pytest.approx(math.log1p(facts["comment_karma"]))
-            assert row["author_account_age_days_log"] == pytest.approx(math.log1p((POST_UTC - facts["created_utc"]) / DAY))
+            assert row["author_account_age_days_log"] == pytest.approx(
+                math.log1p((POST_UTC - facts["created_utc"]) / DAY)
+            )
 
         # without the flag nothing is asked of Reddit
         before = len(server.requests_log)
@@ -239,7 +302,9 @@ def test_fetch_authors_from_reddit_through_praw(settings, trained_version, tmp_p
 
 
 def test_fetch_authors_without_credentials_says_so(settings, trained_version, tmp_path, capsys):
-    posts = [{"title": "x", "subreddit": "pics", "author": "carol", "author_fullname": "t2_abc", "created_utc": POST_UTC}]
+    posts = [
+        {"title": "x", "subreddit": "pics", "author": "carol", "author_fullname": "t2_abc", "created_utc": POST_UTC}
+    ]
     path = tmp_path / "posts.jsonl"
     path.write_text(json.dumps(posts[0]) + "\n")
     assert cli.main(["predict", str(path), "--version", trained_version, "--fetch-authors"]) == 2
@@ -289,7 +354,9 @@ def image_server(jpeg):
     httpd.server_close()
 
 
-def test_real_jpeg_by_path_and_url_feeds_the_image_towers(settings, tiny_encoders, jpeg, image_server, tmp_path, capsys, model_frames):
+def test_real_jpeg_by_path_and_url_feeds_the_image_towers(
+    settings, tiny_encoders, jpeg, image_server, tmp_path, capsys, model_frames
+):
     from smpp.lifecycle.registry import version_dir
     from smpp.training.model import load_model, model_inputs
 
@@ -338,16 +405,38 @@ def test_history_features_come_from_the_warehouse_posts_of_the_author_and_subred
         ("h6", "carol", POST_UTC - 6 * DAY, 1, POST_UTC - 5 * DAY, False),  # same subreddit only
     ]
     with session_for(settings.database_url) as session:
-        session.execute(insert(Post), [
-            {"id": pid, "subreddit": "pics", "author": author, "created_utc": created, "source": "archive",
-             "first_seen_at": created, "title": "t", "selftext_len": 0, "removed": removed}
-            for pid, author, created, _, _, removed in posts
-        ])
-        session.execute(insert(Label), [
-            {"post_id": pid, "score": score, "age_hours": None, "label_age_hours": 24.0, "observed_at": None,
-             "matured_utc": matured, "status": "archive"}
-            for pid, _, _, score, matured, _ in posts
-        ])
+        session.execute(
+            insert(Post),
+            [
+                {
+                    "id": pid,
+                    "subreddit": "pics",
+                    "author": author,
+                    "created_utc": created,
+                    "source": "archive",
+                    "first_seen_at": created,
+                    "title": "t",
+                    "selftext_len": 0,
+                    "removed": removed,
+                }
+                for pid, author, created, _, _, removed in posts
+            ],
+        )
+        session.execute(
+            insert(Label),
+            [
+                {
+                    "post_id": pid,
+                    "score": score,
+                    "age_hours": None,
+                    "label_age_hours": 24.0,
+                    "observed_at": None,
+                    "matured_utc": matured,
+                    "status": "archive",
+                }
+                for pid, _, _, score, matured, _ in posts
+            ],
+        )
         session.commit()
     new = {"id": "new", "title": "Now", "subreddit": "pics", "author": "alice", "created_utc": POST_UTC}
     again = {**new, "id": "h2", "created_utc": POST_UTC - 5 * DAY}  # a stored post scored again

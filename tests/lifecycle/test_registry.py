@@ -2,7 +2,7 @@
 
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -12,8 +12,16 @@ BASELINES = ("baseline_subreddit_mean", "baseline_metadata_gbm", "baseline_text_
 
 
 def _block(within, mae=0.5, spearman=0.8):
-    return {"spearman_within_subreddit": within, "spearman": spearman, "mae": mae, "rmse": mae + 0.1, "r2": 0.5, "n": 300,
-            "prediction_min": 0.5, "prediction_max": 6.0}
+    return {
+        "spearman_within_subreddit": within,
+        "spearman": spearman,
+        "mae": mae,
+        "rmse": mae + 0.1,
+        "r2": 0.5,
+        "n": 300,
+        "prediction_min": 0.5,
+        "prediction_max": 6.0,
+    }
 
 
 # what training writes for the plausibility checks: train labels in [0, 8], a constant predictor at MAE 1.0
@@ -22,7 +30,7 @@ CONSTANT = {"mae": 1.0, "spearman": 0.0, "spearman_within_subreddit": 0.0, "n": 
 
 
 def _register(settings, stamp, model, baselines=(0.0, 0.05, 0.1), skipped=None, champion_block=None):
-    version = new_version_id(datetime(2026, 11, 1, 0, 0, stamp, tzinfo=timezone.utc))
+    version = new_version_id(datetime(2026, 11, 1, 0, 0, stamp, tzinfo=UTC))
     folder = version_dir(settings, version)
     folder.mkdir(parents=True)
     metrics = {
@@ -46,8 +54,8 @@ def _log(settings):
 
 
 def test_version_ids_sort_by_time_and_reject_paths(settings):
-    early = new_version_id(datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc))
-    late = new_version_id(datetime(2026, 1, 2, 3, 4, 6, tzinfo=timezone.utc))
+    early = new_version_id(datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
+    late = new_version_id(datetime(2026, 1, 2, 3, 4, 6, tzinfo=UTC))
     assert re.fullmatch(r"20260102T030405Z-[0-9a-f]{6}", early)
     assert early < late
     assert version_dir(settings, early) == settings.models_dir / early
@@ -81,15 +89,20 @@ def test_skipped_version_is_never_promoted(settings):
     assert champion(settings) is None and len(_log(settings)) == 1
 
 
+def _scored(champion_version, metrics=None, error=None):
+    """The block evaluate_and_publish writes: the champion scored on the challenger's test slice."""
+    return {"version": champion_version, "metrics": metrics, "error": error, "same_test_slice": metrics is not None}
+
+
 def test_challenger_must_beat_champion_by_the_margin(settings):
     first = _register(settings, 1, _block(0.30))
     assert decide_and_publish(settings, first).promoted
     margin = settings.training.promotion_margin
-    close = _register(settings, 2, _block(0.30 + margin / 2))
+    close = _register(settings, 2, _block(0.30 + margin / 2), champion_block=_scored(first, _block(0.30)))
     decision = decide_and_publish(settings, close)
-    assert not decision.promoted and "margin" in decision.reason and "NOT the same test slice" in decision.reason
+    assert not decision.promoted and "margin" in decision.reason and "re-scored" in decision.reason
     assert champion(settings) == first
-    better = _register(settings, 3, _block(0.30 + 2 * margin))
+    better = _register(settings, 3, _block(0.30 + 2 * margin), champion_block=_scored(first, _block(0.30)))
     decision = decide_and_publish(settings, better)
     assert decision.promoted and decision.champion == first
     assert champion(settings) == better
@@ -99,23 +112,42 @@ def test_challenger_must_beat_champion_by_the_margin(settings):
 def test_challenger_losing_too_much_mae_is_not_promoted(settings):
     first = _register(settings, 1, _block(0.30, mae=0.50))
     decide_and_publish(settings, first)
-    worse_mae = _register(settings, 2, _block(0.50, mae=0.50 + 2 * settings.training.mae_tolerance))
+    worse_mae = _register(
+        settings,
+        2,
+        _block(0.50, mae=0.50 + 2 * settings.training.mae_tolerance),
+        champion_block=_scored(first, _block(0.30, mae=0.50)),
+    )
     decision = decide_and_publish(settings, worse_mae)
     assert not decision.promoted and "MAE" in decision.reason
     assert champion(settings) == first
 
 
-def test_champion_metrics_on_the_same_test_slice_take_precedence(settings):
+def test_champion_is_compared_only_on_the_challengers_test_slice(settings):
     first = _register(settings, 1, _block(0.30))
     decide_and_publish(settings, first)
     # Its own test said 0.30; on the challenger's slice it scores 0.50, so 0.40 must lose.
-    stored = {"version": first, "metrics": _block(0.50), "error": None, "same_test_slice": True}
-    challenger = _register(settings, 2, _block(0.40), champion_block=stored)
+    challenger = _register(settings, 2, _block(0.40), champion_block=_scored(first, _block(0.50)))
     decision = decide_and_publish(settings, challenger)
-    assert not decision.promoted and "at training time" in decision.reason
+    assert not decision.promoted and "0.5000" in decision.reason
     assert decision.champion_metrics["spearman_within_subreddit"] == 0.50
-    passed = decide_and_publish(settings, challenger, champion_metrics_on_same_test=_block(0.20))
-    assert passed.promoted and "by the caller" in passed.reason
+    # Never scored on this slice (or scored for another champion): no comparison, so no promotion.
+    unscored = _register(settings, 3, _block(0.90))
+    refused = decide_and_publish(settings, unscored)
+    assert not refused.promoted and "was not scored on this test slice" in refused.reason
+    stale = _register(settings, 4, _block(0.90), champion_block=_scored("20200101T000000Z-abcdef", _block(0.1)))
+    assert not decide_and_publish(settings, stale).promoted
+    assert champion(settings) == first
+
+
+def test_champion_that_cannot_be_scored_is_replaced_with_a_warning(settings):
+    first = _register(settings, 1, _block(0.30))
+    decide_and_publish(settings, first)
+    failed = _scored(first, error="ValueError: expected 1024 text dims, got 768")
+    challenger = _register(settings, 2, _block(0.40), champion_block=failed)
+    decision = decide_and_publish(settings, challenger)
+    assert decision.promoted and champion(settings) == challenger
+    assert any("could not be scored" in warning and "1024" in warning for warning in decision.warnings)
 
 
 def test_null_within_subreddit_falls_back_to_overall_spearman_only_when_allowed(settings):

@@ -27,26 +27,28 @@ def archive_posts(
     for n in range(count):
         post_id = f"{prefix}{n:04d}"
         is_image = image_every > 0 and n % image_every == 0
-        posts.append({
-            "id": post_id,
-            "name": f"t3_{post_id}",
-            "title": f"Post {n} in {subreddit}",
-            "author": f"author_{n % 40}",
-            "subreddit": subreddit,
-            "created_utc": newest_utc - n * spacing_s,
-            "score": 10 * n + 1,
-            "ups": 10 * n + 2,
-            "downs": 1,
-            "num_comments": n,
-            "over_18": False,
-            "is_self": False,
-            "url": f"https://i.imgur.com/{post_id}.jpg" if is_image else f"https://example.com/{post_id}",
-            "domain": "i.imgur.com" if is_image else "example.com",
-            "thumbnail": "",
-            "link_flair_text": None,
-            "selftext_len": 0,
-            "permalink": f"/r/{subreddit}/comments/{post_id}/",
-        })
+        posts.append(
+            {
+                "id": post_id,
+                "name": f"t3_{post_id}",
+                "title": f"Post {n} in {subreddit}",
+                "author": f"author_{n % 40}",
+                "subreddit": subreddit,
+                "created_utc": newest_utc - n * spacing_s,
+                "score": 10 * n + 1,
+                "ups": 10 * n + 2,
+                "downs": 1,
+                "num_comments": n,
+                "over_18": False,
+                "is_self": False,
+                "url": f"https://i.imgur.com/{post_id}.jpg" if is_image else f"https://example.com/{post_id}",
+                "domain": "i.imgur.com" if is_image else "example.com",
+                "thumbnail": "",
+                "link_flair_text": None,
+                "selftext_len": 0,
+                "permalink": f"/r/{subreddit}/comments/{post_id}/",
+            }
+        )
     return posts
 
 

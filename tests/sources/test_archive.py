@@ -14,7 +14,6 @@ import pytest
 import zstandard
 from sqlalchemy import select
 
-from smpp.warehouse.ingest import ingest_posts
 from smpp.sources import archive_index
 from smpp.sources.archive import (
     ArchiveScan,
@@ -26,6 +25,7 @@ from smpp.sources.archive import (
 from smpp.sources.archive_index import ensure_day_index, index_key, slim_archive_post
 from smpp.sources.records import PostRecord
 from smpp.warehouse import Label, Post, Tombstone, session_for
+from smpp.warehouse.ingest import ingest_posts
 
 SAMPLE_ARCHIVE = Path(__file__).parents[1] / "data" / "sample_archive.ndjson.zst"
 DAY = 1375142400  # 2013-07-30 00:00 UTC
@@ -38,34 +38,80 @@ def write_dump(path: Path, rows: list) -> Path:
 
 
 def post(pid: str, created: object, **extra) -> dict:
-    return {"id": pid, "title": f"title {pid}", "subreddit": "pics", "author": "alice", "created_utc": created,
-            "score": 3, **extra}
+    return {
+        "id": pid,
+        "title": f"title {pid}",
+        "subreddit": "pics",
+        "author": "alice",
+        "created_utc": created,
+        "score": 3,
+        **extra,
+    }
 
 
 def arctic_shift_post() -> dict:
     """A 2023-11+ Arctic-Shift submission: sorted keys, no name, _meta, long bulky fields."""
-    return dict(sorted({
-        "_meta": {"retrieved_2nd_on": DAY + 40 * 3600, "was_deleted_later": False, "is_edited": False},
-        "all_awardings": [{"name": "Silver", "icon_url": "https://example.com/" + "x" * 300}],
-        "author": "bob", "author_fullname": None, "author_flair_richtext": [], "created_utc": f"{DAY + 100}.0",
-        "domain": "i.redd.it", "gallery_data": {"items": [{"media_id": "m1", "id": 1, "caption": "c"}]},
-        "id": "as1", "is_gallery": True, "is_self": False,
-        "media_metadata": {"m1": {"e": "Image", "m": "image/jpg", "p": [{"u": "https://p/1", "x": 1, "y": 1}] * 5,
-                                  "s": {"u": "https://i.redd.it/a.jpg?x=1&amp;y=2", "x": 9, "y": 9}, "status": "valid"},
-                           "m2": {"status": "failed"}},
-        "num_comments": "12", "over_18": False, "permalink": "/r/pics/comments/as1/t/", "post_hint": "image",
-        "preview": {"enabled": True, "images": [{"id": "p", "resolutions": [{"url": "https://r/1"}] * 4,
-                                                "source": {"url": "https://preview/a.jpg?a=1&amp;b=2"}}]},
-        "removed_by_category": None, "retrieved_on": DAY + 200, "score": 57, "selftext": "body " * 80,
-        "sr_detail": {"description": "d" * 400}, "subreddit_name_prefixed": "r/pics",
-        "subreddit_subscribers": 1000, "title": "An Arctic-Shift post", "upvote_ratio": 0.97,
-        "url": "https://www.reddit.com/gallery/as1",
-    }.items()))
+    return dict(
+        sorted(
+            {
+                "_meta": {"retrieved_2nd_on": DAY + 40 * 3600, "was_deleted_later": False, "is_edited": False},
+                "all_awardings": [{"name": "Silver", "icon_url": "https://example.com/" + "x" * 300}],
+                "author": "bob",
+                "author_fullname": None,
+                "author_flair_richtext": [],
+                "created_utc": f"{DAY + 100}.0",
+                "domain": "i.redd.it",
+                "gallery_data": {"items": [{"media_id": "m1", "id": 1, "caption": "c"}]},
+                "id": "as1",
+                "is_gallery": True,
+                "is_self": False,
+                "media_metadata": {
+                    "m1": {
+                        "e": "Image",
+                        "m": "image/jpg",
+                        "p": [{"u": "https://p/1", "x": 1, "y": 1}] * 5,
+                        "s": {"u": "https://i.redd.it/a.jpg?x=1&amp;y=2", "x": 9, "y": 9},
+                        "status": "valid",
+                    },
+                    "m2": {"status": "failed"},
+                },
+                "num_comments": "12",
+                "over_18": False,
+                "permalink": "/r/pics/comments/as1/t/",
+                "post_hint": "image",
+                "preview": {
+                    "enabled": True,
+                    "images": [
+                        {
+                            "id": "p",
+                            "resolutions": [{"url": "https://r/1"}] * 4,
+                            "source": {"url": "https://preview/a.jpg?a=1&amp;b=2"},
+                        }
+                    ],
+                },
+                "removed_by_category": None,
+                "retrieved_on": DAY + 200,
+                "score": 57,
+                "selftext": "body " * 80,
+                "sr_detail": {"description": "d" * 400},
+                "subreddit_name_prefixed": "r/pics",
+                "subreddit_subscribers": 1000,
+                "title": "An Arctic-Shift post",
+                "upvote_ratio": 0.97,
+                "url": "https://www.reddit.com/gallery/as1",
+            }.items()
+        )
+    )
 
 
 def test_index_selects_exactly_what_a_scan_selects(settings):
-    for start, end, count in [(DAY, DAY + D, 671), (DAY + D, DAY + 2 * D, 721), (DAY, DAY + 2 * D, 1392),
-                              (DAY + 3600, DAY + 7200, None), (DAY - D, DAY, 0)]:
+    for start, end, count in [
+        (DAY, DAY + D, 671),
+        (DAY + D, DAY + 2 * D, 721),
+        (DAY, DAY + 2 * D, 1392),
+        (DAY + 3600, DAY + 7200, None),
+        (DAY - D, DAY, 0),
+    ]:
         indexed, scanned = ArchiveScan(), ArchiveScan()
         via_index = list(iter_archive_posts(SAMPLE_ARCHIVE, start, end, indexed, settings=settings))
         via_scan = list(scan_archive_posts(SAMPLE_ARCHIVE, start, end, scanned))
@@ -92,7 +138,7 @@ def test_index_is_built_once_and_reused(settings, monkeypatch):
     assert first.index["key"] == second.index["key"] == index_key(SAMPLE_ARCHIVE)
 
 
-def _build_in_worker(dump: str, root: str, barrier, results) -> None:  # noqa: ANN001
+def _build_in_worker(dump: str, root: str, barrier, results) -> None:
     barrier.wait()
     index = ensure_day_index(Path(dump), Path(root))
     results.put((index.built, str(index.directory), index.manifest["days"]))
@@ -112,13 +158,17 @@ def test_concurrent_builders_make_one_index(tmp_path, monkeypatch, kind):
         import queue
 
         barrier, results = threading.Barrier(workers), queue.Queue()
-        runners = [threading.Thread(target=_build_in_worker, args=(str(SAMPLE_ARCHIVE), str(root), barrier, results))
-                   for _ in range(workers)]
+        runners = [
+            threading.Thread(target=_build_in_worker, args=(str(SAMPLE_ARCHIVE), str(root), barrier, results))
+            for _ in range(workers)
+        ]
     else:
         ctx = multiprocessing.get_context("fork")  # children inherit the patched builder
         barrier, results = ctx.Barrier(workers), ctx.Queue()
-        runners = [ctx.Process(target=_build_in_worker, args=(str(SAMPLE_ARCHIVE), str(root), barrier, results))
-                   for _ in range(workers)]
+        runners = [
+            ctx.Process(target=_build_in_worker, args=(str(SAMPLE_ARCHIVE), str(root), barrier, results))
+            for _ in range(workers)
+        ]
     for runner in runners:
         runner.start()
     outcomes = [results.get(timeout=30) for _ in range(workers)]
@@ -155,8 +205,16 @@ def test_pushshift_and_arctic_shift_field_variants(settings, tmp_path):
     rows = [
         arctic_shift_post(),
         # Pushshift: name only, float time, retrieved_utc; the account was deleted, the post was not
-        {"name": "t3_ps2", "title": "kept", "subreddit": "pics", "author": "[deleted]", "created_utc": DAY + 200.5,
-         "retrieved_utc": DAY + 9000, "score": 4, "selftext": "still here"},
+        {
+            "name": "t3_ps2",
+            "title": "kept",
+            "subreddit": "pics",
+            "author": "[deleted]",
+            "created_utc": DAY + 200.5,
+            "retrieved_utc": DAY + 9000,
+            "score": 4,
+            "selftext": "still here",
+        },
         post("rm3", DAY + 300, removed_by_category="moderator"),
         post("rm4", DAY + 400, selftext="[removed]"),
         post("rm5", DAY + 500, _meta={"was_deleted_later": True, "removal_type": "deleted"}, retrieved_on=DAY + 600),
@@ -259,8 +317,9 @@ def test_damaged_day_file_is_reported(settings, tmp_path):
 
 def test_streams_zst_written_by_another_tool(settings, tmp_path):
     path = tmp_path / "d.ndjson.zst"
-    lines = "".join(json.dumps({"id": f"i{i}", "title": "t", "subreddit": "s", "created_utc": i}) + "\n"
-                    for i in range(50))
+    lines = "".join(
+        json.dumps({"id": f"i{i}", "title": "t", "subreddit": "s", "created_utc": i}) + "\n" for i in range(50)
+    )
     path.write_bytes(zstandard.ZstdCompressor().compress(lines.encode()))
     assert len(list(iter_archive_posts(path, 10, 20, settings=settings))) == 10
     assert len(list(scan_archive_posts(path, 10, 20))) == 10

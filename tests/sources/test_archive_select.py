@@ -6,7 +6,7 @@ import json
 import logging
 import shutil
 import tracemalloc
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -30,8 +30,9 @@ def post(pid: str, subreddit: str | None, created: int = DAY + 100, **extra) -> 
 
 
 def dump_text(rows: list) -> bytes:
-    return "".join((r if isinstance(r, str) else json.dumps(r, sort_keys=True, separators=(",", ":"))) + "\n"
-                   for r in rows).encode()
+    return "".join(
+        (r if isinstance(r, str) else json.dumps(r, sort_keys=True, separators=(",", ":"))) + "\n" for r in rows
+    ).encode()
 
 
 def write(path: Path, rows: list, zstd: bool | None = None) -> Path:
@@ -90,7 +91,7 @@ def test_crosspost_parents_and_empty_names_never_hide_a_selected_post(tmp_path):
         post("x2", "funny", crosspost_parent_list=[{**parent, "subreddit": "pics"}]),
         post("x3", "", subreddit_name_prefixed="r/pics"),
         '{"created_utc":%d,"id":"x4","subreddit":null,"subreddit_name_prefixed":"r/Pics"}' % (DAY + 4),
-        post("x5", "funny", title='my \"subreddit\":\"pics\"'),
+        post("x5", "funny", title='my "subreddit":"pics"'),
         '{"created_utc":%d,"id":"x6","subreddit":"pics' % (DAY + 7),  # cut inside the value
         post("x7", "PICS"),
     ]
@@ -114,9 +115,12 @@ def test_picks_files_for_the_interval_and_selection(settings, tmp_path):
     (folder / "README.txt").write_text("not a dump")
     picked = pick_files(folder, DAY, DAY + D, Selection.of(["pics"]))
     assert sorted((f.path.name, s.key) for f, s in picked) == [
-        ("RS_2013-07.zst", "pics"), ("my_export.ndjson", "pics"), ("pics_submissions.zst", "pics")]
+        ("RS_2013-07.zst", "pics"),
+        ("my_export.ndjson", "pics"),
+        ("pics_submissions.zst", "pics"),
+    ]
     params = {"source": "archive", "archive_path": str(folder), "subreddits": ["pics"]}
-    start, end = datetime(2013, 7, 30, tzinfo=timezone.utc), datetime(2013, 7, 31, tzinfo=timezone.utc)
+    start, end = datetime(2013, 7, 30, tzinfo=UTC), datetime(2013, 7, 31, tzinfo=UTC)
     planned = tasks.plan_archive_files(start, end, params)
     assert sorted(Path(p).name for p in planned) == ["RS_2013-07.zst", "my_export.ndjson", "pics_submissions.zst"]
     for path in planned:
@@ -129,9 +133,15 @@ def test_picks_files_for_the_interval_and_selection(settings, tmp_path):
     assert sorted(Path(f).name for f in metrics["archive_files"]) == sorted(Path(p).name for p in planned)
     assert not any(i["built"] for i in metrics["archive_indexes"])
     # a glob, and a single named file (read whatever its name)
-    assert {r.id for r in iter_archive_posts(folder / "RS_*", DAY, DAY + D, settings=settings, subreddits=["aww"])} == {"m2"}
-    assert {r.id for r in iter_archive_posts(folder / "my_export.ndjson", DAY - 5 * D, DAY + D, settings=settings,
-                                             subreddits=["pics"])} == {"o1", "o2"}
+    assert {r.id for r in iter_archive_posts(folder / "RS_*", DAY, DAY + D, settings=settings, subreddits=["aww"])} == {
+        "m2"
+    }
+    assert {
+        r.id
+        for r in iter_archive_posts(
+            folder / "my_export.ndjson", DAY - 5 * D, DAY + D, settings=settings, subreddits=["pics"]
+        )
+    } == {"o1", "o2"}
 
 
 def test_no_file_for_the_interval_lists_what_was_found(tmp_path):
@@ -161,7 +171,9 @@ def test_adding_a_subreddit_scans_only_for_the_missing(tmp_path, monkeypatch):
     dump = write(tmp_path / "RS_2013-07.zst", many_subreddits(500))
     scans = []
     real = archive_index.iter_candidate_lines
-    monkeypatch.setattr(archive_index, "iter_candidate_lines", lambda p, sel, *a: scans.append(sel.key) or real(p, sel, *a))
+    monkeypatch.setattr(
+        archive_index, "iter_candidate_lines", lambda p, sel, *a: scans.append(sel.key) or real(p, sel, *a)
+    )
     root = tmp_path / "idx"
     assert ensure_day_index(dump, root, subreddits=["pics"]).built_shards == ("r-pics",)
     second = ensure_day_index(dump, root, subreddits=["Pics", "sub1"])
@@ -207,8 +219,12 @@ def test_not_zstd_truncated_and_corrupt_files_name_the_offset(settings, tmp_path
 
 def test_twenty_megabyte_lines_in_bounded_memory(settings, tmp_path, decompressor):
     huge = 20 << 20
-    rows = [post("s1", "pics"), post("big1", "pics", selftext="y" * huge), post("big2", "funny", selftext="z" * huge),
-            post("s2", "pics", DAY + 200)]
+    rows = [
+        post("s1", "pics"),
+        post("big1", "pics", selftext="y" * huge),
+        post("big2", "funny", selftext="z" * huge),
+        post("s2", "pics", DAY + 200),
+    ]
     dump = tmp_path / "RS_2013-07.zst"
     with dump.open("wb") as fh, zstandard.ZstdCompressor(level=1).stream_writer(fh) as writer:
         for row in rows:
@@ -236,8 +252,16 @@ def test_long_scan_logs_progress(tmp_path, caplog):
 
 
 def test_chunk_boundaries_never_drop_a_selected_line(tmp_path, monkeypatch):
-    rows = [post(f"c{i}", ("pics", "Pics", "pics2", "funny")[i % 4], DAY + i, title="pics" if i % 5 == 0 else "t",
-                 selftext="s" * (i % 37)) for i in range(400)]
+    rows = [
+        post(
+            f"c{i}",
+            ("pics", "Pics", "pics2", "funny")[i % 4],
+            DAY + i,
+            title="pics" if i % 5 == 0 else "t",
+            selftext="s" * (i % 37),
+        )
+        for i in range(400)
+    ]
     dump = write(tmp_path / "RS_2013-07.ndjson", rows)
     monkeypatch.setattr(archive_select, "PLAIN_READ", 777)  # lines and names cut at every place
     ids = [r.id for r in scan_archive_posts(dump, DAY, DAY + D, subreddits=["pics"])]
@@ -272,5 +296,7 @@ def test_bad_lines_cite_the_dump_line_across_chunk_boundaries(tmp_path, monkeypa
     list(scan_archive_posts(dump, DAY, DAY + D, subreddits=["pics"]))
     ensure_day_index(dump, tmp_path / "idx", subreddits=["pics"])
     for pid, line in expected.items():
-        assert caplog.text.count(f"{dump}:{line}: skipped post {pid}") + \
-            caplog.text.count(f"{dump}:{line} (post {pid}") == 2, (pid, line)  # the scan's and the index's
+        assert (
+            caplog.text.count(f"{dump}:{line}: skipped post {pid}") + caplog.text.count(f"{dump}:{line} (post {pid}")
+            == 2
+        ), (pid, line)  # the scan's and the index's

@@ -19,8 +19,17 @@ def parse(**changes):
 
 
 def test_wrong_but_convertible_types_are_converted():
-    record = parse(created_utc="1375142400.7", score="42", num_comments=3.0, title=1234, over_18="false",
-                   is_self="true", upvote_ratio="0.93", subreddit_subscribers="1000", selftext_len="12")
+    record = parse(
+        created_utc="1375142400.7",
+        score="42",
+        num_comments=3.0,
+        title=1234,
+        over_18="false",
+        is_self="true",
+        upvote_ratio="0.93",
+        subreddit_subscribers="1000",
+        selftext_len="12",
+    )
     assert record.created_utc == 1_375_142_400 and record.score == 42 and record.num_comments == 3
     assert record.title == "1234" and record.over_18 is False and record.is_self is True
     assert record.upvote_ratio == 0.93 and record.subreddit_subscribers == 1000 and record.selftext_len == 12
@@ -57,8 +66,10 @@ def test_not_a_mapping_is_a_value_error():
 def test_junk_image_fields_mean_no_images():
     record = parse(preview={"images": [{"source": {"url": 5}}]}, gallery_data=["x"], media_metadata=[1, 2])
     assert record.preview_url is None and record.gallery_urls == ()
-    gallery = parse(gallery_data={"items": [{"media_id": "m1"}, "junk"]},
-                    media_metadata={"m1": {"s": {"u": "https://i.redd.it/a.jpg?x=1&amp;y=2"}}, "m2": None})
+    gallery = parse(
+        gallery_data={"items": [{"media_id": "m1"}, "junk"]},
+        media_metadata={"m1": {"s": {"u": "https://i.redd.it/a.jpg?x=1&amp;y=2"}}, "m2": None},
+    )
     assert gallery.gallery_urls == ("https://i.redd.it/a.jpg?x=1&y=2",)
 
 

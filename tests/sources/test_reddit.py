@@ -89,9 +89,7 @@ def test_scrape_reports_gap_when_own_limit_is_hit(day_posts, fake_reddit, reddit
     assert result.uncovered_span == (DAY_START, DAY_END - 60 - 49 * 600)
 
 
-@pytest.mark.parametrize(
-    ("name", "status"), [("nosuchsub", "missing"), ("secretclub", "private"), ("gone", "banned")]
-)
+@pytest.mark.parametrize(("name", "status"), [("nosuchsub", "missing"), ("secretclub", "private"), ("gone", "banned")])
 def test_unavailable_subreddits_are_statuses(day_posts, fake_reddit, reddit_for, name, status):
     server = fake_reddit(
         day_posts("pics", 5) + day_posts("secretclub", 5) + day_posts("gone", 5),
@@ -208,7 +206,9 @@ def test_5xx_burst_on_a_page_makes_an_error_status_and_keeps_earlier_pages(
     assert aww.status == "ok" and len(aww.posts) == 20
 
 
-@pytest.mark.parametrize(("body", "status", "prawcore_tries"), [("invalid_json", 200, 1), ("html", 200, 1), ("html", 502, 3)])
+@pytest.mark.parametrize(
+    ("body", "status", "prawcore_tries"), [("invalid_json", 200, 1), ("html", 200, 1), ("html", 502, 3)]
+)
 def test_unparseable_bodies_are_retried_then_an_error_status(
     day_posts, fake_reddit, reddit_for, no_retry_sleeps, caplog, body, status, prawcore_tries
 ):
@@ -326,7 +326,9 @@ def test_deleted_account_marks_its_posts_removed(day_posts, fake_reddit, reddit_
     orphan = next(p for p in result.posts if p.id == "pic0001")
     assert orphan.author is None and orphan.author_fullname is None and orphan.removed
     report = BatchReport()
-    authors = fetch_authors(reddit, [fullname, next(p.author_fullname for p in result.posts if p.id == "pic0002")], report=report)
+    authors = fetch_authors(
+        reddit, [fullname, next(p.author_fullname for p in result.posts if p.id == "pic0002")], report=report
+    )
     assert [a.name for a in authors] == ["author_2"] and report.missing == [fullname]
 
 

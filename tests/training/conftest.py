@@ -69,8 +69,15 @@ def training_settings(data_dir, **training_overrides):
 
     # 720 synthetic rows (~470 train, ~140 test) are below the production evidence minimums; the
     # planted signal makes them enough here (tests/faults/test_champion_faults.py checks the minimums)
-    training = {"epochs": 40, "batch_size": 32, "patience": 8, "learning_rate": 3e-3, "min_rows": 30,
-                "promotion_min_train_rows": 100, "promotion_min_test_rows": 50}
+    training = {
+        "epochs": 40,
+        "batch_size": 32,
+        "patience": 8,
+        "learning_rate": 3e-3,
+        "min_rows": 30,
+        "promotion_min_train_rows": 100,
+        "promotion_min_test_rows": 50,
+    }
     training.update(training_overrides)
     return Settings(data_dir=data_dir, model_profile="offline", training=TrainingSettings(**training))
 
@@ -99,6 +106,9 @@ def trained(tmp_path_factory, features):
     settings = training_settings(tmp_path_factory.mktemp("trained") / "data")
     version = new_version_id()
     report = train_and_evaluate(
-        settings, features, version_dir(settings, version), lineage={"partitions": ["2026-11-01"], "code_version": "test"}
+        settings,
+        features,
+        version_dir(settings, version),
+        lineage={"partitions": ["2026-11-01"], "code_version": "test"},
     )
     return settings, report

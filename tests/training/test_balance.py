@@ -37,8 +37,11 @@ def test_offsets_are_train_means_or_the_recent_level():
         for head in (layer for layer in model.layers if layer.name.startswith("residual")):  # every ensemble member
             head.set_weights([np.zeros_like(w) for w in head.get_weights()])  # isolate the offset
         new = pd.DataFrame(
-            {"subreddit": ["a", "b", "zzz", "a"], "title_chars": [0.0] * 4,
-             "subreddit_recent_mean_label": [np.nan, np.nan, np.nan, 9.0]}
+            {
+                "subreddit": ["a", "b", "zzz", "a"],
+                "title_chars": [0.0] * 4,
+                "subreddit_recent_mean_label": [np.nan, np.nan, np.nan, 9.0],
+            }
         )
         got = predict_frame(model, new)
         expected = [2.0, 6.0, 4.0, 9.0 if level_offset else 2.0]  # train means a=2, b=6, unseen: global 4

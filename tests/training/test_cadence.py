@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -13,6 +13,7 @@ import pytest
 
 from smpp.training.cadence import EPOCH, days_until_training, is_training_day, newest_partitions
 from smpp.training.split import within_window
+from smpp.training.window import training_partitions, window_start_utc
 
 CHAMPION = "20261121T201500Z-ab12cd"
 
@@ -70,11 +71,13 @@ def _write_feature_days(settings, first: date, n_days: int, rows_per_day: int) -
     days = []
     for offset in range(n_days):
         day = first + timedelta(days=offset)
-        start = int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp())
-        table = pa.table({
-            "post_id": [f"{day:%m%d}-{i}" for i in range(rows_per_day)],
-            "created_utc": np.arange(rows_per_day, dtype=np.int64) * 60 + start,
-        })
+        start = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
+        table = pa.table(
+            {
+                "post_id": [f"{day:%m%d}-{i}" for i in range(rows_per_day)],
+                "created_utc": np.arange(rows_per_day, dtype=np.int64) * 60 + start,
+            }
+        )
         path = storage.partition_path(settings, "features", day)
         path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, path)
@@ -92,24 +95,22 @@ def _with_env(monkeypatch, **training):
 
 
 def test_training_partitions_take_the_newest_days_that_hold_the_row_window(settings, monkeypatch):
-    from smpp import tasks
-
     days = _write_feature_days(settings, date(2024, 1, 1), 20, rows_per_day=100)
     settings = _with_env(monkeypatch, train_window_rows=250)
     run_day = days[15]
-    paths = tasks.training_partitions(settings, run_day)
+    paths = training_partitions(settings, run_day)
     chosen = [p.parent.name[3:] for p in paths]
     # never a day after the run; the run day itself (labels not matured) is read but not counted
     assert chosen == [d.isoformat() for d in days[12:16]]
-    start = tasks._window_start_utc(settings, paths)
-    assert start == int(datetime(2024, 1, 13, tzinfo=timezone.utc).timestamp())
+    start = window_start_utc(settings, paths)
+    assert start == int(datetime(2024, 1, 13, tzinfo=UTC).timestamp())
     # no bound: all history, and the label query is not bounded either
     settings = _with_env(monkeypatch, train_window_rows=None)
-    paths = tasks.training_partitions(settings, run_day)
-    assert len(paths) == 16 and tasks._window_start_utc(settings, paths) is None
+    paths = training_partitions(settings, run_day)
+    assert len(paths) == 16 and window_start_utc(settings, paths) is None
     # a days window still works, alone or with rows
     settings = _with_env(monkeypatch, train_window_rows=None, train_window_days=2)
-    assert len(tasks.training_partitions(settings, run_day)) == 2
+    assert len(training_partitions(settings, run_day)) == 2
 
 
 def test_first_pass_window_holds_the_newest_rows_and_tests_on_the_newest_days(tmp_path, make_settings, make_features):
@@ -121,7 +122,7 @@ def test_first_pass_window_holds_the_newest_rows_and_tests_on_the_newest_days(tm
     settings = make_settings(tmp_path / "data", train_window_rows=300, first_pass_in_child=False)
     passed = first_pass(settings, paths, None)
     assert passed.rows["labelled"] == 720 and 290 <= passed.rows["in_window"] <= 300
-    newest = np.sort(features["created_utc"].to_numpy())[-passed.rows["in_window"]:]
+    newest = np.sort(features["created_utc"].to_numpy())[-passed.rows["in_window"] :]
     split = passed.split
     assert split.train["created_utc"].min() >= newest.min()
     assert split.train["created_utc"].max() < split.val["created_utc"].min()
@@ -135,12 +136,13 @@ def _register_champion(settings) -> None:
 
 
 def _interval(day: date) -> tuple[datetime, datetime]:
-    start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     return start, start + timedelta(days=1)
 
 
 def test_days_between_retrains_are_scored_by_the_champion(settings, monkeypatch):
     from smpp import storage, tasks
+    from smpp.lifecycle import retrain
     from smpp.training import train as train_module
     from smpp.ui.artifacts import run_view
 
@@ -153,10 +155,13 @@ def test_days_between_retrains_are_scored_by_the_champion(settings, monkeypatch)
         trained_on.append([p.parent.name[3:] for p in paths])
         return train_module.TrainReport(out, {}, {"train": 1}, None)
 
-    monkeypatch.setattr(train_module, "train_from_partitions", fake_train)
+    monkeypatch.setattr(retrain, "train_from_partitions", fake_train)
     monkeypatch.setattr(
-        train_module, "score_version_on_test",
-        lambda settings, version, paths, labels: scored.append((version, list(paths))) or {"spearman_within_subreddit": 0.31, "n": 40},
+        retrain,
+        "score_model_on_test",
+        lambda settings, model_dir, paths, labels: (
+            scored.append((model_dir.name, list(paths))) or {"spearman_within_subreddit": 0.31, "n": 40}
+        ),
     )
     between = next(d for d in days if not is_training_day(d, 3))
     # no champion yet: a day between retrains trains anyway (nothing else could score it)
@@ -171,7 +176,7 @@ def test_days_between_retrains_are_scored_by_the_champion(settings, monkeypatch)
     assert published["scored_by"] == "champion" and published["promoted"] is False
     assert published["champion_metrics"]["spearman_within_subreddit"] == 0.31
     # the champion scored the test slice of the window a training this day would read
-    assert scored[0][0] == CHAMPION and scored[0][1] == tasks.training_partitions(settings, between)
+    assert scored[0][0] == CHAMPION and scored[0][1] == training_partitions(settings, between)
     assert not (settings.models_dir / "promotions.jsonl").exists()  # no decision: nothing to promote
     stored = storage.read_run_metrics(settings, between)
     assert stored["train_model"]["trained"] is False and stored["evaluate_and_publish"]["scored_by"] == "champion"

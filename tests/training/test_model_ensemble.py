@@ -20,7 +20,9 @@ from smpp.training.model import (
 
 
 def _loss(rank_weight, labels, groups, predictions):
-    y_true = np.stack([labels, groups], axis=1).astype(np.float32) if groups is not None else np.asarray(labels, np.float32)
+    y_true = (
+        np.stack([labels, groups], axis=1).astype(np.float32) if groups is not None else np.asarray(labels, np.float32)
+    )
     return np.asarray(MemberLoss(rank_weight).call(y_true, np.asarray(predictions, np.float32)))
 
 
@@ -45,7 +47,9 @@ def test_rank_term_only_pairs_posts_of_the_same_subreddit():
 
 
 def test_ensemble_with_rank_loss_trains_saves_reloads_and_scores_raw_features(tmp_path, features, make_settings):
-    settings = make_settings(tmp_path / "data", epochs=3, batch_size=64, ensemble_size=3, rank_loss_weight=0.5, rank_group_size=8)
+    settings = make_settings(
+        tmp_path / "data", epochs=3, batch_size=64, ensemble_size=3, rank_loss_weight=0.5, rank_group_size=8
+    )
     train, val = features.iloc[:500].reset_index(drop=True), features.iloc[500:].reset_index(drop=True)
     spec = InputSpec.for_frame(train, embedding_dims(train))
     y_train, y_val = train["label"].to_numpy(np.float32), val["label"].to_numpy(np.float32)

@@ -34,8 +34,20 @@ def test_tiers_from_training_tertiles():
 def test_full_metrics_has_every_key():
     rng = np.random.default_rng(1)
     y = rng.normal(size=200)
-    result = full_metrics(y, y + rng.normal(scale=0.5, size=200), np.array(["a", "b"] * 100), np.arange(200) * 600, 20, [-0.4, 0.4])
-    for key in ("spearman", "spearman_within_subreddit", "spearman_within_subreddit_weighted", "mae", "rmse", "r2",
-                "pairwise_accuracy", "tier_accuracy", "tier_macro_f1", "tier_confusion"):
+    result = full_metrics(
+        y, y + rng.normal(scale=0.5, size=200), np.array(["a", "b"] * 100), np.arange(200) * 600, 20, [-0.4, 0.4]
+    )
+    for key in (
+        "spearman",
+        "spearman_within_subreddit",
+        "spearman_within_subreddit_weighted",
+        "mae",
+        "rmse",
+        "r2",
+        "pairwise_accuracy",
+        "tier_accuracy",
+        "tier_macro_f1",
+        "tier_confusion",
+    ):
         assert result[key] is not None, key
     assert result["spearman_within_subreddit"] > 0.5

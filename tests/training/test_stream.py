@@ -7,7 +7,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from smpp.training.model import InputSpec, TABULAR_COLUMNS, build_model, fit_datasets
+from smpp.training.model import TABULAR_COLUMNS, InputSpec, build_model, fit_datasets
 from smpp.training.stream import adapt_sample, parquet_dataset
 
 
@@ -39,7 +39,12 @@ def test_stream_reads_every_labelled_row_and_trains(tmp_path, make_settings):
 
     settings = make_settings(tmp_path / "data", epochs=2, batch_size=64)
     model = build_model(inputs, sample_labels, spec)
-    fit = fit_datasets(model, parquet_dataset(paths[:2], spec, 64, shuffle_seed=0), parquet_dataset(paths[2:], spec, 256), settings.training)
+    fit = fit_datasets(
+        model,
+        parquet_dataset(paths[:2], spec, 64, shuffle_seed=0),
+        parquet_dataset(paths[2:], spec, 256),
+        settings.training,
+    )
     assert fit["epochs_run"] == 2 and np.isfinite(fit["history"]["val_loss"]).all()
 
 

@@ -3,8 +3,9 @@ import json
 import numpy as np
 import pytest
 
+from rescoring import held_out_rows, rescore_version
 from smpp.features import schema
-from smpp.training import evaluate_model_on, load_model, predict_frame, test_slice, train_and_evaluate
+from smpp.training import load_model, predict_frame, train_and_evaluate
 from smpp.training.plots import PLOT_FILES
 from smpp.training.split import chronological_split
 
@@ -81,7 +82,12 @@ def test_model_beats_baselines_within_subreddits(trained):
 def test_split_is_chronological(trained, features):
     settings, report = trained
     window = report.metrics["data_window"]
-    assert window["train"]["end_utc"] < window["val"]["start_utc"] <= window["val"]["end_utc"] < window["test"]["start_utc"]
+    assert (
+        window["train"]["end_utc"]
+        < window["val"]["start_utc"]
+        <= window["val"]["end_utc"]
+        < window["test"]["start_utc"]
+    )
     split = chronological_split(features, settings.training.val_fraction, settings.training.test_fraction)
     assert split.rows == {k: report.rows[k] for k in ("train", "val", "test")}
 
@@ -89,12 +95,12 @@ def test_split_is_chronological(trained, features):
 def test_saved_model_reproduces_its_metrics_on_raw_features(trained, features):
     settings, report = trained
     # the test rows as the pipeline re-scores them: history features derived from the whole table
-    test = test_slice(settings, features)
+    test = held_out_rows(settings, features)
     first, second = load_model(report.version_dir), load_model(report.version_dir)
     np.testing.assert_array_equal(predict_frame(first, test), predict_frame(second, test))
     layer_names = {layer.name for layer in first.layers}
     assert {"tabular_norm", "title_emb_norm", "subreddit_lookup", "subreddit_offset"} <= layer_names
-    rescored = evaluate_model_on(settings, report.version_dir.name, test)
+    rescored = rescore_version(settings, report.version_dir.name, test)
     for key in ("mae", "rmse", "spearman", "spearman_within_subreddit"):
         assert rescored[key] == pytest.approx(report.metrics["model"][key], abs=1e-5), key
 

@@ -2,11 +2,9 @@
 
 import json
 
-import numpy as np
-
+from rescoring import held_out_rows, rescore_version
 from smpp.lifecycle.registry import champion, decide_and_publish, list_versions, new_version_id, version_dir
-from smpp import training
-from smpp.training import evaluate_model_on, train_and_evaluate
+from smpp.training import train_and_evaluate
 
 
 def test_trained_model_becomes_champion_and_a_worse_challenger_does_not(trained, features):
@@ -27,16 +25,20 @@ def test_trained_model_becomes_champion_and_a_worse_challenger_does_not(trained,
         update={"training": settings.training.model_copy(update={"epochs": 1, "learning_rate": 1e-9})}
     )
     challenger = new_version_id()
-    challenger_report = train_and_evaluate(quick, shuffled, version_dir(settings, challenger))
+    challenger_report = train_and_evaluate(
+        quick, shuffled, version_dir(settings, challenger), champion=(first, version_dir(settings, first))
+    )
 
     rescored = challenger_report.metrics["champion"]
     assert rescored["version"] == first and rescored["same_test_slice"] is True
-    held_out = training.test_slice(settings, shuffled)
+    held_out = held_out_rows(settings, shuffled)
     assert len(held_out) == challenger_report.rows["test"]
-    on_same_test = evaluate_model_on(settings, first, held_out)
+    on_same_test = rescore_version(settings, first, held_out)
     assert on_same_test["mae"] == rescored["metrics"]["mae"]
 
-    decision = decide_and_publish(settings, challenger, champion_metrics_on_same_test=on_same_test)
+    # the gate reads the champion's scores from the challenger's metrics.json, nowhere else
+    decision = decide_and_publish(settings, challenger)
+    assert decision.champion_metrics["mae"] == rescored["metrics"]["mae"]
     assert not decision.promoted
     assert decision.champion == first and champion(settings) == first
     log_lines = (settings.models_dir / "promotions.jsonl").read_text().splitlines()

@@ -30,9 +30,17 @@ def png_bytes(width: int = 64, height: int = 48) -> bytes:
 
 
 def _metrics(version: str, within: float, champion: dict | None) -> dict:
-    model = {"spearman_within_subreddit": within, "spearman_within_subreddit_weighted": within - 0.01,
-             "spearman": 0.81, "mae": 0.91, "rmse": 1.2, "r2": 0.4, "n": 144, "subreddits_scored": 4,
-             "per_subreddit": {"pics": {"spearman": within, "n": 40}}}
+    model = {
+        "spearman_within_subreddit": within,
+        "spearman_within_subreddit_weighted": within - 0.01,
+        "spearman": 0.81,
+        "mae": 0.91,
+        "rmse": 1.2,
+        "r2": 0.4,
+        "n": 144,
+        "subreddits_scored": 4,
+        "per_subreddit": {"pics": {"spearman": within, "n": 40}},
+    }
     base = {"spearman_within_subreddit": 0.05, "spearman": 0.79, "mae": 1.1, "rmse": 1.4, "r2": 0.3, "n": 144}
     return {
         "version": version,
@@ -67,39 +75,85 @@ def write_artifacts(settings) -> dict:
     """Run metrics for two days and three versions; returns handy paths."""
     models = settings.models_dir
     champion_metrics = _metrics(CHAMPION, 0.21, None)
-    folder = _version(models, CHAMPION, champion_metrics, {
-        "decided_at": "2026-11-18T01:05:00+00:00", "promoted": True, "reason": "no champion yet; beats every baseline",
-        "challenger": CHAMPION, "champion": None}, "2026-11-16")
+    folder = _version(
+        models,
+        CHAMPION,
+        champion_metrics,
+        {
+            "decided_at": "2026-11-18T01:05:00+00:00",
+            "promoted": True,
+            "reason": "no champion yet; beats every baseline",
+            "challenger": CHAMPION,
+            "champion": None,
+        },
+        "2026-11-16",
+    )
     (folder / "plot_predicted_vs_true.png").write_bytes(png_bytes())
-    challenger = _metrics(CHALLENGER, 0.1734, {"version": CHAMPION, "metrics": {"spearman_within_subreddit": 0.2222,
-                                                                                 "mae": 0.88, "n": 144}})
-    folder = _version(models, CHALLENGER, challenger, {
-        "decided_at": "2026-11-19T01:05:00+00:00", "promoted": False,
-        "reason": "spearman_within_subreddit 0.1734 < champion 0.2222 + margin 0.01",
-        "challenger": CHALLENGER, "champion": CHAMPION}, FULL_DAY)
+    challenger = _metrics(
+        CHALLENGER,
+        0.1734,
+        {"version": CHAMPION, "metrics": {"spearman_within_subreddit": 0.2222, "mae": 0.88, "n": 144}},
+    )
+    folder = _version(
+        models,
+        CHALLENGER,
+        challenger,
+        {
+            "decided_at": "2026-11-19T01:05:00+00:00",
+            "promoted": False,
+            "reason": "spearman_within_subreddit 0.1734 < champion 0.2222 + margin 0.01",
+            "challenger": CHALLENGER,
+            "champion": CHAMPION,
+        },
+        FULL_DAY,
+    )
     (folder / "plot_predicted_vs_true.png").write_bytes(png_bytes(80, 60))
     (folder / "plot_learning_curves.png").write_bytes(png_bytes(70, 50))
     (folder / "model_card.md").write_text(
         f"# Model card {CHALLENGER}\n\n| metric | value |\n|---|---|\n| within | 0.1734 |\n\n{CARD_INJECTION}\n\n"
         "[click](javascript:alert(1))\n"
     )
-    skipped = {**_metrics(SKIPPED, 0.0, None), "model": None, "skipped_reason": "too few labelled rows to train: 3 < 30"}
+    skipped = {
+        **_metrics(SKIPPED, 0.0, None),
+        "model": None,
+        "skipped_reason": "too few labelled rows to train: 3 < 30",
+    }
     _version(models, SKIPPED, skipped, None, "2026-11-17")
-    (models / "champion.json").write_text(json.dumps({"version": CHAMPION, "promoted_at": "2026-11-18T01:05:00+00:00",
-                                                      "reason": "no champion yet"}))
+    (models / "champion.json").write_text(
+        json.dumps({"version": CHAMPION, "promoted_at": "2026-11-18T01:05:00+00:00", "reason": "no champion yet"})
+    )
     with open(models / "promotions.jsonl", "w") as log:
-        for version, promoted, reason in ((SKIPPED, False, "not trained: too few rows"), (CHAMPION, True, "no champion yet"),
-                                           (CHALLENGER, False, "below champion")):
+        for version, promoted, reason in (
+            (SKIPPED, False, "not trained: too few rows"),
+            (CHAMPION, True, "no champion yet"),
+            (CHALLENGER, False, "below champion"),
+        ):
             log.write(json.dumps({"challenger": version, "promoted": promoted, "reason": reason}) + "\n")
 
     for day, stages in ((INGEST_DAY, ("scrape_posts", "filter_posts")), (FULL_DAY, None)):
-        write_run_metrics(settings, day, "scrape_posts", {
-            "day": day, "source": "archive", "posts_in_day": 1234, "archive_skips": {"bad_created_utc": 2},
-            "labels": {"labelled_ok": 1200, "labelled_late": 4, "pending": 30}, "partition": "/srv/secret/path"})
-        write_run_metrics(settings, day, "filter_posts", {
-            "day": day, "input": 1234, "kept": 987, "dropped_nsfw": 200, "dropped_short_title": 47})
+        write_run_metrics(
+            settings,
+            day,
+            "scrape_posts",
+            {
+                "day": day,
+                "source": "archive",
+                "posts_in_day": 1234,
+                "archive_skips": {"bad_created_utc": 2},
+                "labels": {"labelled_ok": 1200, "labelled_late": 4, "pending": 30},
+                "partition": "/srv/secret/path",
+            },
+        )
+        write_run_metrics(
+            settings,
+            day,
+            "filter_posts",
+            {"day": day, "input": 1234, "kept": 987, "dropped_nsfw": 200, "dropped_short_title": 47},
+        )
         if stages is None:
-            write_run_metrics(settings, day, "fetch_images", {"requested": 987, "ok": 600, "failures": {"http_404": 387}})
+            write_run_metrics(
+                settings, day, "fetch_images", {"requested": 987, "ok": 600, "failures": {"http_404": 387}}
+            )
             write_run_metrics(settings, day, "build_features", {"rows": 987, "with_image": 600})
             write_run_metrics(settings, day, "train_model", {"version": CHALLENGER, "rows": challenger["rows"]})
             write_run_metrics(settings, day, "evaluate_and_publish", {"version": CHALLENGER, "promoted": False})
@@ -109,7 +163,6 @@ def write_artifacts(settings) -> dict:
     (models / CHALLENGER / "plot_escape.png").symlink_to(secret)
     (models / "plot_loose.png").write_bytes(png_bytes(9, 9))
     return {"secret": secret}
-
 
 
 def synthetic_features(n_rows: int = 300, seed: int = 0):
@@ -123,13 +176,17 @@ def synthetic_features(n_rows: int = 300, seed: int = 0):
     subreddits = rng.choice(["pics", "aww", "EarthPorn", "funny"], size=n_rows)
     titles = rng.normal(size=(n_rows, 16)).astype(np.float32)
     effect = {"pics": 2.0, "aww": 1.0, "EarthPorn": 0.0, "funny": -1.0}
-    frame = pd.DataFrame({
-        "post_id": [f"p{i:05d}" for i in range(n_rows)],
-        "subreddit": subreddits,
-        "author": [f"user{i % 40}" for i in range(n_rows)],
-        "created_utc": (1_780_000_000 + np.sort(rng.integers(0, 20 * 86400, size=n_rows))).astype("int64"),
-        "label": np.clip(3 + np.array([effect[s] for s in subreddits]) + titles[:, 0] + 0.3 * rng.normal(size=n_rows), 0, None),
-    })
+    frame = pd.DataFrame(
+        {
+            "post_id": [f"p{i:05d}" for i in range(n_rows)],
+            "subreddit": subreddits,
+            "author": [f"user{i % 40}" for i in range(n_rows)],
+            "created_utc": (1_780_000_000 + np.sort(rng.integers(0, 20 * 86400, size=n_rows))).astype("int64"),
+            "label": np.clip(
+                3 + np.array([effect[s] for s in subreddits]) + titles[:, 0] + 0.3 * rng.normal(size=n_rows), 0, None
+            ),
+        }
+    )
     for column in schema.META_COLUMNS:
         frame[column] = rng.normal(size=n_rows).astype(np.float32)
     frame["has_image"] = np.zeros(n_rows, dtype=np.float32)
@@ -147,8 +204,11 @@ def train_real_version(data_dir: str, run_day: str = FULL_DAY) -> str:
     from smpp.settings import Settings, TrainingSettings
     from smpp.training import train_and_evaluate
 
-    settings = Settings(data_dir=data_dir, model_profile="tiny", training=TrainingSettings(
-        epochs=3, batch_size=64, min_rows=30, within_subreddit_min_posts=5))
+    settings = Settings(
+        data_dir=data_dir,
+        model_profile="tiny",
+        training=TrainingSettings(epochs=3, batch_size=64, min_rows=30, within_subreddit_min_posts=5),
+    )
     version = new_version_id()
     train_and_evaluate(settings, synthetic_features(), version_dir(settings, version), lineage={"run_day": run_day})
     return version

@@ -5,16 +5,23 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
+from smpp_ui_testdata import CHALLENGER, CHAMPION, FULL_DAY, INGEST_DAY, SKIPPED
 
 from smpp.storage import write_run_metrics
-from smpp.ui import artifacts as ui, render
-from smpp_ui_testdata import CHALLENGER, CHAMPION, FULL_DAY, INGEST_DAY, SKIPPED
+from smpp.ui import artifacts as ui
+from smpp.ui import render
 
 
 def test_run_view_of_a_full_day(settings, artifacts):
     view = ui.run_view(settings, date.fromisoformat(FULL_DAY))
-    assert [s.name for s in view.stages] == ["scrape_posts", "filter_posts", "fetch_images", "build_features",
-                                            "train_model", "evaluate_and_publish"]
+    assert [s.name for s in view.stages] == [
+        "scrape_posts",
+        "filter_posts",
+        "fetch_images",
+        "build_features",
+        "train_model",
+        "evaluate_and_publish",
+    ]
     assert dict(view.funnel)["posts after filtering"] == 987
     assert ("filter_posts", "nsfw", 200) in view.drop_reasons and ("fetch_images", "http_404", 387) in view.drop_reasons
     assert ("scrape_posts", "bad_created_utc", 2) in view.drop_reasons
@@ -47,11 +54,20 @@ def test_unreadable_files_become_notes_not_errors(settings, artifacts):
     assert view.model.decision["reason"] == "below champion"  # fell back to the promotions log
 
 
-@pytest.mark.parametrize("version, name", [
-    (CHALLENGER, "../../secret.png"), (CHALLENGER, "/etc/passwd"), (CHALLENGER, "plot_escape.png"),
-    (CHALLENGER, "model.keras"), (CHALLENGER, ".hidden.png"), (CHALLENGER, "a/b.png"),
-    ("..", "secret.png"), ("../models", "plot_loose.png"), (CHALLENGER, "missing.png"),
-])
+@pytest.mark.parametrize(
+    "version, name",
+    [
+        (CHALLENGER, "../../secret.png"),
+        (CHALLENGER, "/etc/passwd"),
+        (CHALLENGER, "plot_escape.png"),
+        (CHALLENGER, "model.keras"),
+        (CHALLENGER, ".hidden.png"),
+        (CHALLENGER, "a/b.png"),
+        ("..", "secret.png"),
+        ("../models", "plot_loose.png"),
+        (CHALLENGER, "missing.png"),
+    ],
+)
 def test_model_file_is_confined(settings, artifacts, version, name):
     with pytest.raises(ui.ArtifactNotFound):
         ui.model_file(settings, version, name)
@@ -71,12 +87,14 @@ def test_chart_without_trained_versions(settings):
     assert "No trained version" in render.metric_chart_svg([])
 
 
-
 def test_chart_falls_back_to_overall_spearman_like_the_gate():
     def row(version: str, metrics: dict, champion: bool = False) -> ui.VersionRow:
         return ui.VersionRow(version, None, None, {}, "trained", None, metrics, {}, champion, None, champion)
 
-    rows = [row("20261102T000000Z-bbbbbb", {"spearman": 0.61}), row("20261101T000000Z-aaaaaa", {"spearman": 0.55}, True)]
+    rows = [
+        row("20261102T000000Z-bbbbbb", {"spearman": 0.61}),
+        row("20261101T000000Z-aaaaaa", {"spearman": 0.55}, True),
+    ]
     assert render.chart_metric(rows) == "spearman"
     html = render.models_page(rows, {"version": "20261101T000000Z-aaaaaa"}, lambda v: v)
     assert "<h2>spearman over versions</h2>" in html and "the promotion gate then judges on" in html

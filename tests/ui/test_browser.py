@@ -4,7 +4,8 @@ Starts `airflow api-server` on a free port with its own AIRFLOW_HOME (migrated S
 SimpleAuthManager with a known admin password, plugins = the repo's plugins/, and
 SMPP_DATA_DIR = artifacts written here: the run's day holds a version trained by the
 pipeline's own training code (real metrics, plots and model card; trained in a subprocess
-while Airflow starts), next to hand-written stage counts and older versions. A run of smpp_pipeline is triggered over the REST
+while Airflow starts), next to hand-written stage counts and older versions. A run of
+smpp_pipeline is triggered over the REST
 API (no scheduler: the run stays queued, which is all its page needs). Chromium logs in
 through the login form, opens the run's Metrics tab and the Models page, and the test checks
 the numbers and that the plots really loaded. Screenshots go to tests/artifacts/ui/
@@ -29,13 +30,16 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+from smpp_ui_testdata import CHALLENGER, CHAMPION, FULL_DAY, write_artifacts
 
 from smpp.lifecycle.registry import decide_and_publish
 from smpp.settings import Settings
 from smpp.storage import write_run_metrics
-from smpp_ui_testdata import CHALLENGER, CHAMPION, FULL_DAY, write_artifacts
 
-TRAIN = "import sys; sys.path.insert(0, sys.argv[1]); from smpp_ui_testdata import train_real_version as t; print(t(sys.argv[2]))"
+TRAIN = (
+    "import sys; sys.path.insert(0, sys.argv[1]); "
+    "from smpp_ui_testdata import train_real_version as t; print(t(sys.argv[2]))"
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -116,19 +120,26 @@ def server(tmp_path_factory):
     log = root / "api-server.log"
     training = subprocess.Popen(
         [sys.executable, "-c", TRAIN, str(Path(__file__).parent), str(data_dir)],
-        env={**env, "TF_CPP_MIN_LOG_LEVEL": "2"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**env, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     migrate = subprocess.run([str(AIRFLOW), "db", "migrate"], env=env, capture_output=True, text=True, timeout=300)
     assert migrate.returncode == 0, migrate.stdout[-3000:] + migrate.stderr[-3000:]
     with open(log, "w") as log_file:
         api = subprocess.Popen(
             [str(AIRFLOW), "api-server", "--host", "127.0.0.1", "--port", str(port)],
-            env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         # the REST trigger needs the DAG serialized; no dag-processor runs here (parallel to the server start)
-        reserialize = subprocess.run([str(AIRFLOW), "dags", "reserialize"], env=env, capture_output=True, text=True,
-                                     timeout=300)
+        reserialize = subprocess.run(
+            [str(AIRFLOW), "dags", "reserialize"], env=env, capture_output=True, text=True, timeout=300
+        )
         assert reserialize.returncode == 0, reserialize.stderr[-3000:]
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 180
@@ -178,8 +189,13 @@ def chromium():
 
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                     "--window-size=1400,1800"):
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1400,1800",
+    ):
         options.add_argument(argument)
     try:
         driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
@@ -200,12 +216,16 @@ def test_plugin_endpoints_on_the_api_server(server, run_id):
     assert response.status_code == 200 and f"ds={FULL_DAY}" in response.text and ">1234<" in response.text
     unknown = f"{server.base}/smpp/dags/{DAG_ID}/runs/{quote('manual__1999-01-01T00:00:00+00:00', safe='')}"
     assert httpx.get(unknown, headers=headers, timeout=30).status_code == 404
-    for path in (f"/smpp/models/{CHALLENGER}/files/%2e%2e%2f%2e%2e%2fsecret.png",
-                 f"/smpp/models/{CHALLENGER}/files/plot_escape.png", "/smpp/models/%2e%2e/files/secret.png"):
+    for path in (
+        f"/smpp/models/{CHALLENGER}/files/%2e%2e%2f%2e%2e%2fsecret.png",
+        f"/smpp/models/{CHALLENGER}/files/plot_escape.png",
+        "/smpp/models/%2e%2e/files/secret.png",
+    ):
         assert httpx.get(server.base + path, headers=headers, timeout=30).status_code == 404, path
     links = httpx.get(
         f"{server.base}/api/v2/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}/taskInstances/train_model/links",
-        headers=headers, timeout=30,
+        headers=headers,
+        timeout=30,
     )
     assert links.status_code == 200, links.text
     assert links.json()["extra_links"]["Run metrics"] == (

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.util
 import re
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
@@ -18,10 +18,9 @@ import pytest
 pytest.importorskip("airflow")
 from fastapi import FastAPI  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
+from smpp_ui_testdata import CARD_INJECTION, CHALLENGER, CHAMPION, FULL_DAY, INGEST_DAY, SKIPPED  # noqa: E402
 
 from smpp.ui.web import RunRef, create_app  # noqa: E402
-
-from smpp_ui_testdata import CARD_INJECTION, CHALLENGER, CHAMPION, FULL_DAY, INGEST_DAY, SKIPPED  # noqa: E402
 
 PLUGIN_FILE = Path(__file__).resolve().parents[2] / "plugins" / "smpp_ui.py"
 RUN_ID = "manual__2026-11-20T00:00:00+00:00"
@@ -29,13 +28,17 @@ DAG_ID = "smpp_pipeline"
 
 
 def _day(value: str) -> datetime:
-    return datetime.fromisoformat(value).replace(tzinfo=timezone.utc)
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
 
 
 RUNS = {
     RUN_ID: RunRef(DAG_ID, RUN_ID, _day(FULL_DAY), _day("2026-11-20")),
-    "scheduled__2026-11-18T00:00:00+00:00": RunRef(DAG_ID, "scheduled__2026-11-18T00:00:00+00:00", _day(INGEST_DAY), _day(FULL_DAY)),
-    "backfill__2026-11-01T00:00:00+00:00": RunRef(DAG_ID, "backfill__2026-11-01T00:00:00+00:00", _day("2026-11-01"), _day("2026-11-02")),
+    "scheduled__2026-11-18T00:00:00+00:00": RunRef(
+        DAG_ID, "scheduled__2026-11-18T00:00:00+00:00", _day(INGEST_DAY), _day(FULL_DAY)
+    ),
+    "backfill__2026-11-01T00:00:00+00:00": RunRef(
+        DAG_ID, "backfill__2026-11-01T00:00:00+00:00", _day("2026-11-01"), _day("2026-11-02")
+    ),
     "asset_triggered__x": RunRef(DAG_ID, "asset_triggered__x", None, None),
     "other__x": RunRef("example_other", "other__x", _day(FULL_DAY), _day("2026-11-20")),
 }
@@ -88,9 +91,15 @@ def client(plugin, artifacts, auth, lookups):
         return ref if ref and ref.dag_id == dag_id else None
 
     parent = FastAPI()
-    parent.mount(plugin.URL_PREFIX, create_app(run_lookup=lookup, authorize_run=plugin.authorize_run,
-                                              authorize_view=plugin.authorize_view,
-                                              is_pipeline_dag=plugin.is_pipeline_dag))
+    parent.mount(
+        plugin.URL_PREFIX,
+        create_app(
+            run_lookup=lookup,
+            authorize_run=plugin.authorize_run,
+            authorize_view=plugin.authorize_view,
+            is_pipeline_dag=plugin.is_pipeline_dag,
+        ),
+    )
     with TestClient(parent) as test_client:
         test_client.headers["Authorization"] = f"Bearer {auth()}"
         yield test_client
@@ -115,8 +124,12 @@ def test_the_real_plugin_app_refuses_requests_without_a_valid_token(plugin, arti
     parent.mount(plugin.URL_PREFIX, plugin.app)
     client = TestClient(parent)
     expired = auth(expires_in=-3600)  # well past Airflow's leeway
-    for headers in ({}, {"Authorization": "Bearer not-a-jwt"}, {"Authorization": f"Bearer {expired}"},
-                    {"Authorization": "Bearer " + auth()[:-4] + "AAAA"}):
+    for headers in (
+        {},
+        {"Authorization": "Bearer not-a-jwt"},
+        {"Authorization": f"Bearer {expired}"},
+        {"Authorization": "Bearer " + auth()[:-4] + "AAAA"},
+    ):
         response = client.get(path, headers=headers)
         assert response.status_code == 401, (headers, response.text)
         assert response.headers["www-authenticate"] == "Bearer"
@@ -201,31 +214,37 @@ def test_another_dags_run_is_not_shown_smpp_numbers(client):
     assert "not an smpp pipeline DAG" in html and ">1234<" not in html
 
 
-@pytest.mark.parametrize("path", [
-    run_url("manual__2030-01-01T00:00:00+00:00"),
-    run_url(RUN_ID, dag_id="other_dag"),
-    "/smpp/models/20991231T000000Z-abcdef",
-    "/smpp/models/not-a-version",
-    f"/smpp/models/{CHALLENGER}/files/nope.png",
-    f"/smpp/models/{CHALLENGER}/files/model.keras",
-    f"/smpp/models/{SKIPPED}/files/plot_predicted_vs_true.png",
-    "/smpp/models/..%2F..%2Fdata/files/secret.png",  # a decoded '/' in the version: no route matches
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        run_url("manual__2030-01-01T00:00:00+00:00"),
+        run_url(RUN_ID, dag_id="other_dag"),
+        "/smpp/models/20991231T000000Z-abcdef",
+        "/smpp/models/not-a-version",
+        f"/smpp/models/{CHALLENGER}/files/nope.png",
+        f"/smpp/models/{CHALLENGER}/files/model.keras",
+        f"/smpp/models/{SKIPPED}/files/plot_predicted_vs_true.png",
+        "/smpp/models/..%2F..%2Fdata/files/secret.png",  # a decoded '/' in the version: no route matches
+    ],
+)
 def test_unknown_runs_versions_and_files_are_404(client, path):
     assert client.get(path).status_code == 404
 
 
-@pytest.mark.parametrize("path", [
-    f"/smpp/models/{CHALLENGER}/files/..%2F..%2Fsecret.png",
-    f"/smpp/models/{CHALLENGER}/files/%2e%2e/%2e%2e/secret.png",
-    f"/smpp/models/{CHALLENGER}/files/%2E%2E%2F%2E%2E%2Fsecret.png",
-    f"/smpp/models/{CHALLENGER}/files/..%5C..%5Csecret.png",
-    f"/smpp/models/{CHALLENGER}/files/%2e%2e%2fplot_loose.png",
-    f"/smpp/models/{CHALLENGER}/files/%2Fetc%2Fpasswd",
-    f"/smpp/models/{CHALLENGER}/files//etc/hostname",
-    f"/smpp/models/{CHALLENGER}/files/plot_escape.png",  # symlink leading out of the models folder
-    "/smpp/models/%2e%2e/files/secret.png",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"/smpp/models/{CHALLENGER}/files/..%2F..%2Fsecret.png",
+        f"/smpp/models/{CHALLENGER}/files/%2e%2e/%2e%2e/secret.png",
+        f"/smpp/models/{CHALLENGER}/files/%2E%2E%2F%2E%2E%2Fsecret.png",
+        f"/smpp/models/{CHALLENGER}/files/..%5C..%5Csecret.png",
+        f"/smpp/models/{CHALLENGER}/files/%2e%2e%2fplot_loose.png",
+        f"/smpp/models/{CHALLENGER}/files/%2Fetc%2Fpasswd",
+        f"/smpp/models/{CHALLENGER}/files//etc/hostname",
+        f"/smpp/models/{CHALLENGER}/files/plot_escape.png",  # symlink leading out of the models folder
+        "/smpp/models/%2e%2e/files/secret.png",
+    ],
+)
 def test_traversal_attempts_are_404(client, artifacts, path):
     response = client.get(path)
     assert response.status_code == 404, response.text

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from smpp.warehouse.authors import first_snapshots, known_fullnames
-from smpp.warehouse.ingest import ingest_authors
 from smpp.sources.records import AuthorRecord
 from smpp.warehouse import session_for
+from smpp.warehouse.authors import first_snapshots, known_fullnames
+from smpp.warehouse.ingest import ingest_authors
 
 
 def test_first_snapshots_and_fullnames_for_more_names_than_sqlite_binds_in_one_statement(settings):

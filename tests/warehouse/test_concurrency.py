@@ -44,8 +44,16 @@ def test_two_days_at_once(db_url):
     with session_for(db_url):  # create the schema once, as the first task of a deployment does
         pass
     env = {"PYTHONPATH": str(SRC)}
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER, db_url, str(day)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for day in (0, 1)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, db_url, str(day)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for day in (0, 1)
+    ]
     outputs = [p.communicate(timeout=120)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
     with session_for(db_url) as s:

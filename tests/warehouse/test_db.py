@@ -15,11 +15,27 @@ def db_url(request, tmp_path):
 
 def _post(pid: str, title: str = "t") -> dict:
     return {
-        "id": pid, "subreddit": "pics", "title": title, "author": "a", "author_fullname": "t2_a",
-        "created_utc": 1_700_000_000, "url": None, "domain": None, "permalink": None, "is_self": True,
-        "over_18": False, "is_gallery": False, "post_hint": None, "preview_url": None, "gallery_urls": [],
-        "flair_text": None, "subreddit_subscribers": 10, "selftext_len": 0, "source": "reddit",
-        "first_seen_at": 1_700_000_100, "removed": False,
+        "id": pid,
+        "subreddit": "pics",
+        "title": title,
+        "author": "a",
+        "author_fullname": "t2_a",
+        "created_utc": 1_700_000_000,
+        "url": None,
+        "domain": None,
+        "permalink": None,
+        "is_self": True,
+        "over_18": False,
+        "is_gallery": False,
+        "post_hint": None,
+        "preview_url": None,
+        "gallery_urls": [],
+        "flair_text": None,
+        "subreddit_subscribers": 10,
+        "selftext_len": 0,
+        "source": "reddit",
+        "first_seen_at": 1_700_000_100,
+        "removed": False,
     }
 
 
@@ -33,8 +49,15 @@ def test_upsert_insert_only_keeps_first_sight(db_url):
 
 
 def test_upsert_updates_named_columns(db_url):
-    row = {"post_id": "p1", "score": 1, "age_hours": 24.0, "label_age_hours": 24.0,
-           "observed_at": 1, "matured_utc": 2, "status": "ok"}
+    row = {
+        "post_id": "p1",
+        "score": 1,
+        "age_hours": 24.0,
+        "label_age_hours": 24.0,
+        "observed_at": 1,
+        "matured_utc": 2,
+        "status": "ok",
+    }
     with session_for(db_url) as s:
         upsert(s, Label, [row])
         upsert(s, Label, [{**row, "score": 5}], update=["score"])
@@ -71,8 +94,15 @@ def test_out_of_range_value_is_an_error_naming_the_column(db_url):
     """Records are validated before this; a row that is not says which column, not a bare OverflowError."""
     from smpp.warehouse.db import ColumnRangeError
 
-    row = {"post_id": "p1", "score": 1, "age_hours": 24.0, "label_age_hours": 24.0,
-           "observed_at": 1, "matured_utc": 2, "status": "ok"}
+    row = {
+        "post_id": "p1",
+        "score": 1,
+        "age_hours": 24.0,
+        "label_age_hours": 24.0,
+        "observed_at": 1,
+        "matured_utc": 2,
+        "status": "ok",
+    }
     for score in (2**31, 10**30):  # past INTEGER on Postgres; past every integer the SQLite driver binds
         with session_for(db_url) as s:
             try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 from sqlalchemy import and_, select
 
+from partition_readers import read_partitions
 from smpp import storage, tasks
 from smpp.features.author_history import HISTORY_COLUMNS, history_features
-from partition_readers import read_partitions
 
 DUMP = Path(__file__).parents[1] / "data" / "backfill_3days.ndjson.zst"
-DAYS = [datetime(2013, 7, 24, tzinfo=timezone.utc) + timedelta(days=i) for i in range(3)]
+DAYS = [datetime(2013, 7, 24, tzinfo=UTC) + timedelta(days=i) for i in range(3)]
 DIM = 4
 
 
@@ -28,13 +28,26 @@ def _build_day(settings, start: datetime) -> None:
     tasks.scrape_posts(start, end, params)
     tasks.filter_posts(start, end, params)
     day = start.date()
-    empty = pd.DataFrame({"post_id": pd.Series(dtype=str), "status": pd.Series(dtype=str),
-                          "image_index": pd.Series(dtype="int64"), "path": pd.Series(dtype=str)})
+    empty = pd.DataFrame(
+        {
+            "post_id": pd.Series(dtype=str),
+            "status": pd.Series(dtype=str),
+            "image_index": pd.Series(dtype="int64"),
+            "path": pd.Series(dtype=str),
+        }
+    )
     storage.write_partition(settings, "images", day, empty)
-    for stage, columns in {"text_embeddings": ["title_emb", "caption_emb"], "image_embeddings": ["image_emb"],
-                           "joint_embeddings": ["joint_emb"]}.items():
-        storage.write_partition(settings, stage, day, pd.DataFrame({"post_id": pd.Series(dtype=str),
-                                                                    **{c: pd.Series(dtype=object) for c in columns}}))
+    for stage, columns in {
+        "text_embeddings": ["title_emb", "caption_emb"],
+        "image_embeddings": ["image_emb"],
+        "joint_embeddings": ["joint_emb"],
+    }.items():
+        storage.write_partition(
+            settings,
+            stage,
+            day,
+            pd.DataFrame({"post_id": pd.Series(dtype=str), **{c: pd.Series(dtype=object) for c in columns}}),
+        )
     tasks.build_features(start, end, params)
 
 
@@ -48,8 +61,8 @@ def built(settings, monkeypatch):
 
 def _warehouse_frame(settings) -> pd.DataFrame:
     """Every stored post of the dump (all three days) with its trainable label: the 'full frame'."""
-    from smpp.warehouse.labels import TRAINABLE_STATUSES
     from smpp.warehouse import Label, Post, session_for
+    from smpp.warehouse.labels import TRAINABLE_STATUSES
 
     with session_for(settings.database_url) as session:
         rows = session.execute(
@@ -70,8 +83,14 @@ def test_partition_history_equals_history_over_the_full_frame(built):
     # the full frame holds later days too: the leak rules alone must keep them out of earlier rows
     expected = history_features(features[["author", "subreddit", "created_utc"]], full, label_age_hours=24)
     for column in HISTORY_COLUMNS:
-        np.testing.assert_allclose(features[column].to_numpy(float), expected[column].to_numpy(float),
-                                   rtol=1e-5, atol=1e-6, equal_nan=True, err_msg=column)
+        np.testing.assert_allclose(
+            features[column].to_numpy(float),
+            expected[column].to_numpy(float),
+            rtol=1e-5,
+            atol=1e-6,
+            equal_nan=True,
+            err_msg=column,
+        )
     # non-trivial: later days see earlier days' posts and matured labels; the first day sees no labels
     day = features["ds"]
     assert features.loc[day == "2013-07-24", "author_prior_mean_label"].isna().all()
@@ -93,7 +112,9 @@ def test_train_model_streams_partitions_without_the_whole_window_read(built, mon
     def whole_window_read(*args, **kwargs):
         raise AssertionError("train_model read the whole window into one frame")
 
-    monkeypatch.setattr(storage, "read_partitions", whole_window_read, raising=False)  # the product has no whole-window reader
+    monkeypatch.setattr(
+        storage, "read_partitions", whole_window_read, raising=False
+    )  # the product has no whole-window reader
     start, end = DAYS[-1], DAYS[-1] + timedelta(days=1)
     report = tasks.train_model(start, end, {"source": "archive"})
     assert report["skipped_reason"] is None, report
@@ -108,8 +129,9 @@ def test_train_model_streams_partitions_without_the_whole_window_read(built, mon
 
     # make it the champion, then a challenger re-scores it on its own (streamed) test slice
     from smpp.lifecycle.registry import CHAMPION_FILE
-    from smpp.training.first_pass import LabelQuery
-    from smpp.training.train import score_version_on_test
+    from smpp.training.train import score_model_on_test
+    from smpp.training.window import training_partitions
+    from smpp.warehouse.labels import LabelQuery
 
     (settings.models_dir / CHAMPION_FILE).write_text(json.dumps({"version": report["version"]}))
     second = tasks.train_model(start, end, {"source": "archive"})
@@ -118,7 +140,7 @@ def test_train_model_streams_partitions_without_the_whole_window_read(built, mon
     published = tasks.evaluate_and_publish(start, end, second["version"], {"source": "archive"})
     assert published["champion_before"] == report["version"]
     # evaluate_and_publish's streamed re-scoring sees the same test slice as the challenger's training
-    paths = tasks.training_partitions(get_settings(), start.date())
-    again = score_version_on_test(get_settings(), report["version"], paths, LabelQuery(int(end.timestamp())))
+    paths = training_partitions(get_settings(), start.date())
+    again = score_model_on_test(get_settings(), folder, paths, LabelQuery(int(end.timestamp())))
     assert again["n"] == rescored["metrics"]["n"] == metrics["rows"]["test"]
     assert again["mae"] == pytest.approx(rescored["metrics"]["mae"], abs=1e-6)

@@ -5,10 +5,9 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, insert, select
 
-from smpp.warehouse import history_store
-from smpp.warehouse.history_store import HISTORY_ROW_COLUMNS, warehouse_history
-from smpp.warehouse import Label, Post, session_for
+from smpp.warehouse import Label, Post, history_store, session_for
 from smpp.warehouse.db import stream_tuples
+from smpp.warehouse.history_store import HISTORY_ROW_COLUMNS, warehouse_history
 
 UNTIL = 1_700_000_000
 DAY = 86_400
@@ -29,14 +28,32 @@ def _warehouse(url: str, size: int = 40, days: int = 30) -> tuple[pd.DataFrame, 
         pid = f"p{i:03d}"
         created = UNTIL - int(rng.integers(-3, days)) * DAY + int(rng.integers(0, 3)) * 3600  # ties, later posts
         author = None if i % 9 == 0 else f"user{i % 6}"
-        posts.append({"id": pid, "subreddit": f"sub{i % 4}", "author": author, "created_utc": created,
-                      "title": "t", "selftext_len": 0, "source": "archive", "first_seen_at": created,
-                      "removed": i % 11 == 5})
+        posts.append(
+            {
+                "id": pid,
+                "subreddit": f"sub{i % 4}",
+                "author": author,
+                "created_utc": created,
+                "title": "t",
+                "selftext_len": 0,
+                "source": "archive",
+                "first_seen_at": created,
+                "removed": i % 11 == 5,
+            }
+        )
         if i % 5 != 1:  # some posts have no label at all
             status = ("ok", "archive", "late")[i % 3]
-            labels.append({"post_id": pid, "score": int(rng.integers(-3, 500)), "age_hours": 24.0,
-                           "label_age_hours": 24.0, "observed_at": created + DAY, "matured_utc": created + DAY,
-                           "status": status})
+            labels.append(
+                {
+                    "post_id": pid,
+                    "score": int(rng.integers(-3, 500)),
+                    "age_hours": 24.0,
+                    "label_age_hours": 24.0,
+                    "observed_at": created + DAY,
+                    "matured_utc": created + DAY,
+                    "status": status,
+                }
+            )
     with session_for(url) as session:
         session.execute(insert(Post), posts)
         session.execute(insert(Label), labels)
@@ -53,14 +70,16 @@ def _expected(posts: pd.DataFrame, labels: pd.DataFrame, authors: list, subreddi
     keep = kept & rows["subreddit"].isin(set(subreddits) | their)
     rows = rows[keep].sort_values(["created_utc", "id"])
     score = rows["score"].to_numpy(float)
-    return pd.DataFrame({
-        "post_id": rows["id"].tolist(),
-        "author": rows["author"].tolist(),
-        "subreddit": rows["subreddit"].tolist(),
-        "created_utc": rows["created_utc"].astype("int64").to_numpy(),
-        "label": np.where(np.isfinite(score), np.log1p(np.clip(score, 0, None)), np.nan).astype(np.float32),
-        "label_matured_utc": rows["matured_utc"].to_numpy(float),
-    })
+    return pd.DataFrame(
+        {
+            "post_id": rows["id"].tolist(),
+            "author": rows["author"].tolist(),
+            "subreddit": rows["subreddit"].tolist(),
+            "created_utc": rows["created_utc"].astype("int64").to_numpy(),
+            "label": np.where(np.isfinite(score), np.log1p(np.clip(score, 0, None)), np.nan).astype(np.float32),
+            "label_matured_utc": rows["matured_utc"].to_numpy(float),
+        }
+    )
 
 
 @pytest.mark.parametrize("batch_rows, in_chunk", [(50_000, 500), (3, 2)])
@@ -105,8 +124,11 @@ def test_stored_history_columns_equal_the_features_over_the_whole_warehouse(db_u
         whole = warehouse_history(session, [], sorted(set(posts["subreddit"])), UNTIL)
         assert posts["subreddit"].nunique() == 4 and whole.groupby("author")["subreddit"].nunique().max() > 1
         for subreddits in (["sub0"], ["sub1", "sub3"]):
-            day = posts[posts["subreddit"].isin(subreddits) & (posts["created_utc"] >= UNTIL - 8 * DAY)
-                        & (posts["created_utc"] < UNTIL)].reset_index(drop=True)
+            day = posts[
+                posts["subreddit"].isin(subreddits)
+                & (posts["created_utc"] >= UNTIL - 8 * DAY)
+                & (posts["created_utc"] < UNTIL)
+            ].reset_index(drop=True)
             got = history_columns(session, day, UNTIL, 24.0)
             expected = history_features(day, whole, label_age_hours=24.0)
             assert got["author_prior_rel_label"].notna().any()
@@ -145,8 +167,12 @@ def test_trainable_labels_are_matured_trainable_and_of_kept_posts(db_url):
         got = trainable_labels(session, end, window_start).sort_values("post_id").reset_index(drop=True)
         assert len(trainable_labels(session, end)) > len(got)  # the window start cuts
     rows = labels.merge(posts, left_on="post_id", right_on="id")
-    keep = (rows["status"].isin(["ok", "archive"]) & (rows["matured_utc"] <= end) & ~rows["removed"]
-            & (rows["created_utc"] >= window_start))
+    keep = (
+        rows["status"].isin(["ok", "archive"])
+        & (rows["matured_utc"] <= end)
+        & ~rows["removed"]
+        & (rows["created_utc"] >= window_start)
+    )
     expected = rows[keep].sort_values("post_id")
     assert list(got.columns) == ["post_id", "label"] and got["label"].dtype == np.float32
     assert got["post_id"].tolist() == expected["post_id"].tolist()
@@ -163,25 +189,48 @@ def _day_rows(day: int, rng: np.random.Generator, per_day: int = 30) -> tuple[li
         pid = f"d{day:02d}p{i:02d}"
         created = start + int(rng.integers(0, DAY // 600)) * 600  # ties within a day
         author = None if i % 10 == 0 else f"user{int(rng.integers(0, 12))}"
-        posts.append({"id": pid, "subreddit": f"sub{int(rng.integers(0, 4))}", "author": author, "created_utc": created,
-                      "title": "t", "selftext_len": 0, "source": "archive", "first_seen_at": created,
-                      "removed": bool(rng.random() < 0.05)})
+        posts.append(
+            {
+                "id": pid,
+                "subreddit": f"sub{int(rng.integers(0, 4))}",
+                "author": author,
+                "created_utc": created,
+                "title": "t",
+                "selftext_len": 0,
+                "source": "archive",
+                "first_seen_at": created,
+                "removed": bool(rng.random() < 0.05),
+            }
+        )
         if i % 7 != 3:
-            labels.append({"post_id": pid, "score": int(rng.integers(-3, 500)), "age_hours": 24.0,
-                           "label_age_hours": 24.0, "observed_at": created + DAY, "matured_utc": created + DAY,
-                           "status": ("ok", "archive", "ok", "late")[i % 4]})
+            labels.append(
+                {
+                    "post_id": pid,
+                    "score": int(rng.integers(-3, 500)),
+                    "age_hours": 24.0,
+                    "label_age_hours": 24.0,
+                    "observed_at": created + DAY,
+                    "matured_utc": created + DAY,
+                    "status": ("ok", "archive", "ok", "late")[i % 4],
+                }
+            )
     return posts, labels
 
 
 def _ingest(session, posts: list[dict], labels: list[dict]) -> None:
     """What ingest does: posts keep their first sight, labels take the newest score."""
-    from smpp.warehouse.ingest import LABEL_COLUMNS, POST_COLUMNS
     from smpp.warehouse.db import insert_rows
+    from smpp.warehouse.ingest import LABEL_COLUMNS, POST_COLUMNS
 
     defaults = {"is_self": False, "over_18": False, "is_gallery": False, "gallery_urls": []}
     insert_rows(session, Post, POST_COLUMNS, [tuple(p.get(c, defaults.get(c)) for c in POST_COLUMNS) for p in posts])
-    insert_rows(session, Label, LABEL_COLUMNS, [tuple(r[c] for c in LABEL_COLUMNS) for r in labels],
-                update=("score", "age_hours", "observed_at", "matured_utc", "status"))
+    insert_rows(
+        session,
+        Label,
+        LABEL_COLUMNS,
+        [tuple(r[c] for c in LABEL_COLUMNS) for r in labels],
+        update=("score", "age_hours", "observed_at", "matured_utc", "status"),
+    )
     session.commit()
 
 
@@ -204,8 +253,8 @@ def test_history_of_a_warehouse_built_day_by_day_equals_the_whole_warehouse_comp
     """Days ingested and built one after another (and one day ingested late, after later days were
     built): each day's columns equal history_features over the whole warehouse as it then is."""
     from smpp.features.author_history import HISTORY_COLUMNS
-    from smpp.warehouse.history_store import history_columns
     from smpp.warehouse import PostLevel
+    from smpp.warehouse.history_store import history_columns
 
     rng = np.random.default_rng(3)
     days = {d: _day_rows(d, rng) for d in range(14)}
@@ -228,9 +277,11 @@ def test_history_of_a_warehouse_built_day_by_day_equals_the_whole_warehouse_comp
         session.execute(Label.__table__.delete().where(Label.post_id == gone))
         session.commit()
         day = _day_posts(days[13][0])
-        pd.testing.assert_frame_equal(history_columns(session, day, UNTIL + 14 * DAY, 24.0)[HISTORY_COLUMNS],
-                                      _whole_features(session, day, UNTIL + 14 * DAY)[HISTORY_COLUMNS],
-                                      check_exact=True)
+        pd.testing.assert_frame_equal(
+            history_columns(session, day, UNTIL + 14 * DAY, 24.0)[HISTORY_COLUMNS],
+            _whole_features(session, day, UNTIL + 14 * DAY)[HISTORY_COLUMNS],
+            check_exact=True,
+        )
         assert session.scalar(select(func.count()).select_from(PostLevel)) > 0
 
 
@@ -238,8 +289,8 @@ def test_rerunning_a_day_mid_backfill_gives_identical_features_and_rows(db_url):
     """Days 0-9 built, then day 4 re-ingested and rebuilt: its columns, every later day's, and the
     history tables' rows are as before (nothing duplicated, nothing changed)."""
     from smpp.features.author_history import HISTORY_COLUMNS
-    from smpp.warehouse.history_store import history_columns
     from smpp.warehouse import PostLevel, SubredditDay
+    from smpp.warehouse.history_store import history_columns
 
     rng = np.random.default_rng(5)
     days = {d: _day_rows(d, rng) for d in range(10)}
@@ -266,9 +317,9 @@ def test_an_existing_warehouse_is_upgraded_in_place(tmp_path):
     import sqlite3
 
     from smpp.features.author_history import HISTORY_COLUMNS
-    from smpp.warehouse.history_store import history_columns
     from smpp.warehouse import db
     from smpp.warehouse.history_schema import _ready
+    from smpp.warehouse.history_store import history_columns
 
     path = tmp_path / "old.sqlite"
     url = f"sqlite:///{path}"
@@ -290,6 +341,7 @@ def test_an_existing_warehouse_is_upgraded_in_place(tmp_path):
     with session_for(url) as session:
         day = _day_posts(days[5][0])
         got = history_columns(session, day, UNTIL + 6 * DAY, 24.0)
-        pd.testing.assert_frame_equal(got[HISTORY_COLUMNS], _whole_features(session, day, UNTIL + 6 * DAY)[HISTORY_COLUMNS],
-                                      check_exact=True)
+        pd.testing.assert_frame_equal(
+            got[HISTORY_COLUMNS], _whole_features(session, day, UNTIL + 6 * DAY)[HISTORY_COLUMNS], check_exact=True
+        )
         assert session.scalar(select(func.count()).select_from(Label).where(Label.subreddit.is_(None))) == 0

@@ -7,10 +7,10 @@ import sqlite3
 from dataclasses import replace
 from pathlib import Path
 
-from smpp.warehouse.ingest import ingest_posts
 from smpp.sources.archive import ArchiveScan, scan_archive_posts
 from smpp.sources.records import PostRecord
 from smpp.warehouse import db, session_for
+from smpp.warehouse.ingest import ingest_posts
 from smpp.warehouse.models import Base
 
 SAMPLE_ARCHIVE = Path(__file__).parents[1] / "data" / "sample_archive.ndjson.zst"
@@ -20,12 +20,22 @@ TABLES = {t.name: [c.name for c in t.primary_key.columns] for t in Base.metadata
 
 
 def live(pid: str, observed: int, score: int, **extra) -> PostRecord:
-    data = {"id": pid, "title": f"live {pid}", "subreddit": "pics", "author": "alice", "author_fullname": "t2_al",
-            "created_utc": DAY + 60, "score": score, "num_comments": 2, "upvote_ratio": 0.75, **extra}
+    data = {
+        "id": pid,
+        "title": f"live {pid}",
+        "subreddit": "pics",
+        "author": "alice",
+        "author_fullname": "t2_al",
+        "created_utc": DAY + 60,
+        "score": score,
+        "num_comments": 2,
+        "upvote_ratio": 0.75,
+        **extra,
+    }
     return PostRecord.from_reddit_json(data, observed_at=observed, source="reddit")
 
 
-def ingest_sequence(url: str, settings) -> list[dict]:  # noqa: ANN001 - the settings fixture
+def ingest_sequence(url: str, settings) -> list[dict]:  # the settings fixture
     """First sight, re-ingest, changed scores, removals, tombstoned re-ingest, live snapshots."""
     day = list(scan_archive_posts(SAMPLE_ARCHIVE, DAY, DAY + D, ArchiveScan()))
     assert len(day) == 671
@@ -35,8 +45,15 @@ def ingest_sequence(url: str, settings) -> list[dict]:  # noqa: ANN001 - the set
     removed = [replace(r, removed=True, title="[deleted]", author=None) for r in day[10:14]]
     removed.append(replace(day[20], removed=True, id="neverstored"))
     images = {"m1": {"s": {"u": "https://i/a.jpg"}}, "m2": {"s": {"u": "https://i/b.jpg"}}}
-    gallery = live("gal1", DAY + 3600, 3, is_gallery=True, media_metadata=images,
-                   preview={"images": [{"source": {"url": "https://p/a.jpg"}}]}, subreddit_subscribers=99)
+    gallery = live(
+        "gal1",
+        DAY + 3600,
+        3,
+        is_gallery=True,
+        media_metadata=images,
+        preview={"images": [{"source": {"url": "https://p/a.jpg"}}]},
+        subreddit_subscribers=99,
+    )
     steps = [
         (day, {}),
         (day, {}),  # a re-run of the day changes nothing
@@ -59,8 +76,9 @@ def sqlite_tables(path: Path) -> dict[str, list[tuple]]:
     """Every row of every table as stored (types included: 1 vs True vs 1.0 differ in repr)."""
     with sqlite3.connect(path) as conn:
         return {
-            name: [tuple(repr(v) for v in row)
-                   for row in conn.execute(f"SELECT * FROM {name} ORDER BY {', '.join(keys)}")]
+            name: [
+                tuple(repr(v) for v in row) for row in conn.execute(f"SELECT * FROM {name} ORDER BY {', '.join(keys)}")
+            ]
             for name, keys in TABLES.items()
         }
 
@@ -100,7 +118,7 @@ def test_postgres_gets_the_same_rows(settings, tmp_path, postgres_url):
     engine.dispose()
 
 
-def _as_sqlite(value):  # noqa: ANN001, ANN202
+def _as_sqlite(value):
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, list):

@@ -4,19 +4,28 @@ from dataclasses import replace
 
 from sqlalchemy import func, select
 
-from smpp.warehouse.ingest import ingest_authors, ingest_posts, unknown_author_fullnames
-from smpp.warehouse.labels import assign_labels, posts_due_for_refresh
 from smpp.sources.records import AuthorRecord, PostRecord
 from smpp.warehouse import Author, Label, Post, PostSnapshot, Tombstone, session_for
+from smpp.warehouse.ingest import ingest_authors, ingest_posts, unknown_author_fullnames
+from smpp.warehouse.labels import assign_labels, posts_due_for_refresh
 
 T0 = 1_700_000_000
 H = 3600
 
 
 def record(pid: str, observed_h: float | None, score: int = 10, source: str = "reddit", **kw) -> PostRecord:
-    data = {"id": pid, "title": f"title {pid}", "subreddit": "pics", "author": "alice",
-            "author_fullname": "t2_alice", "created_utc": T0, "score": score, "num_comments": 1,
-            "upvote_ratio": 0.9, **kw}
+    data = {
+        "id": pid,
+        "title": f"title {pid}",
+        "subreddit": "pics",
+        "author": "alice",
+        "author_fullname": "t2_alice",
+        "created_utc": T0,
+        "score": score,
+        "num_comments": 1,
+        "upvote_ratio": 0.9,
+        **kw,
+    }
     observed = None if observed_h is None else T0 + int(observed_h * H)
     return PostRecord.from_reddit_json(data, observed_at=observed, source=source)
 

@@ -27,7 +27,9 @@ def setup_day(settings):
     storage.write_partition(settings, "filtered", DAY, posts)
     images = pd.DataFrame({"post_id": ["gone", "kept"], "sha256": [OWN, SHARED], "status": ["ok", "ok"]})
     storage.write_partition(settings, "images", DAY, images)
-    storage.write_partition(settings, "images", "2013-07-31", pd.DataFrame({"post_id": ["other"], "sha256": [SHARED], "status": ["ok"]}))
+    storage.write_partition(
+        settings, "images", "2013-07-31", pd.DataFrame({"post_id": ["other"], "sha256": [SHARED], "status": ["ok"]})
+    )
     storage.write_partition(settings, "captions", DAY, pd.DataFrame({"post_id": ["gone"], "caption": ["a cat"]}))
     table = pa.table({"post_id": ["gone", "kept"], "title_emb": storage.vectors_to_arrow([np.ones(4), np.zeros(4)], 4)})
     table = table.replace_schema_metadata({b"model_id": b"m"})

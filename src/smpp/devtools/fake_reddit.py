@@ -264,14 +264,14 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None, **e
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body go out in two writes; avoid 40 ms ACK stalls
-    server: "_Server"
+    server: _Server
 
     def _serve(self, method: str) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         try:
             reply = self.server.fake._handle(method, self.path, self.headers, body)
-        except Exception:  # noqa: BLE001 - a bug in the fake must surface as a 500, not a dropped socket
+        except Exception:  # a bug in the fake must surface as a 500, not a dropped socket
             log.exception("fake reddit failed on %s %s", method, self.path)
             reply = _error(500, "Internal Server Error")
         try:
@@ -287,16 +287,16 @@ class _Handler(BaseHTTPRequestHandler):
             # the client timed out while a held response waited
             self.close_connection = True
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self._serve("GET")
 
-    def do_HEAD(self) -> None:  # noqa: N802
+    def do_HEAD(self) -> None:
         self._serve("HEAD")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._serve("POST")
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:  # `format` is the base class's parameter name
         log.debug("fake reddit: " + format, *args)
 
 
@@ -304,7 +304,7 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], fake: "FakeRedditServer"):
+    def __init__(self, address: tuple[str, int], fake: FakeRedditServer):
         self.fake = fake
         super().__init__(address, _Handler)
 
@@ -387,11 +387,13 @@ class FakeRedditServer:
                 self._authors.setdefault(fullname, (author, []))[1].append(post)
 
     # lifecycle
-    def start(self) -> "FakeRedditServer":
+    def start(self) -> FakeRedditServer:
         if self._server is not None:
             return self
         self._server = _Server((self.host, self._requested_port), self)
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="fake-reddit", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="fake-reddit", daemon=True
+        )
         self._thread.start()
         log.info("fake reddit serving %d posts at %s", len(self._posts), self.base_url)
         return self
@@ -406,7 +408,7 @@ class FakeRedditServer:
         self._server = None
         self._thread = None
 
-    def __enter__(self) -> "FakeRedditServer":
+    def __enter__(self) -> FakeRedditServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -517,7 +519,9 @@ class FakeRedditServer:
         if self.refuse_api == "bare":
             return _error(401, "Unauthorized")
         if not self._authorized(headers) or self.refuse_api is not None:
-            return _error(401, "Unauthorized", headers={"www-authenticate": 'Bearer realm="reddit", error="invalid_token"'})
+            return _error(
+                401, "Unauthorized", headers={"www-authenticate": 'Bearer realm="reddit", error="invalid_token"'}
+            )
         fault = self._next_fault()
         rate_headers, retry_after = self._count_request()
         if fault is not None and fault.hold_s:
@@ -554,14 +558,19 @@ class FakeRedditServer:
         form = {k: v[-1] for k, v in parse_qs(body.decode("utf-8")).items()}
         grant = form.get("grant_type")
         if grant == "password":
-            if self.username is not None and (form.get("username"), form.get("password")) != (self.username, self.password):
+            if self.username is not None and (form.get("username"), form.get("password")) != (
+                self.username,
+                self.password,
+            ):
                 return _json_reply(200, {"error": "invalid_grant"})
         elif grant not in ("client_credentials", "https://oauth.reddit.com/grants/installed_client"):
             return _json_reply(200, {"error": "unsupported_grant_type"})
         token = "fake-" + base64.urlsafe_b64encode(os.urandom(18)).decode("ascii")
         with self._lock:
             self._tokens[token] = time.monotonic() + self.token_ttl_s
-        return _json_reply(200, {"access_token": token, "token_type": "bearer", "expires_in": self.token_ttl_s, "scope": "*"})
+        return _json_reply(
+            200, {"access_token": token, "token_type": "bearer", "expires_in": self.token_ttl_s, "scope": "*"}
+        )
 
     def _authorized(self, headers: Any) -> bool:
         scheme, _, token = (headers.get("Authorization") or "").partition(" ")
@@ -658,11 +667,14 @@ class FakeRedditServer:
         else:
             start, stop = 0, limit
         page = ids[start:stop]
-        return _json_reply(200, _listing(
-            [self._t3(i) for i in page],
-            after=f"t3_{page[-1]}" if page and stop < len(ids) else None,
-            before=f"t3_{page[0]}" if page and start > 0 else None,
-        ))
+        return _json_reply(
+            200,
+            _listing(
+                [self._t3(i) for i in page],
+                after=f"t3_{page[-1]}" if page and stop < len(ids) else None,
+                before=f"t3_{page[0]}" if page and start > 0 else None,
+            ),
+        )
 
     def _about(self, subreddit: str) -> _Reply:
         key = subreddit.lower()
@@ -671,22 +683,28 @@ class FakeRedditServer:
         name = self._subreddit_names[key]
         oldest = float(self._posts[self._newest_first[key][-1]]["created_utc"])
         fullname = subreddit_fullname_for(name)
-        return _json_reply(200, {"kind": "t5", "data": {
-            "id": fullname.removeprefix("t5_"),
-            "name": fullname,
-            "display_name": name,
-            "display_name_prefixed": f"r/{name}",
-            "title": name,
-            "url": f"/r/{name}/",
-            "subscribers": self._subscribers[key],
-            "active_user_count": self._subscribers[key] // 500,
-            "created_utc": float(int(oldest) - 86400 * 365),
-            "over18": False,
-            "subreddit_type": "public",
-            "lang": "en",
-            "public_description": f"A fake r/{name} served from an archive sample.",
-            "quarantine": False,
-        }})
+        return _json_reply(
+            200,
+            {
+                "kind": "t5",
+                "data": {
+                    "id": fullname.removeprefix("t5_"),
+                    "name": fullname,
+                    "display_name": name,
+                    "display_name_prefixed": f"r/{name}",
+                    "title": name,
+                    "url": f"/r/{name}/",
+                    "subscribers": self._subscribers[key],
+                    "active_user_count": self._subscribers[key] // 500,
+                    "created_utc": float(int(oldest) - 86400 * 365),
+                    "over18": False,
+                    "subreddit_type": "public",
+                    "lang": "en",
+                    "public_description": f"A fake r/{name} served from an archive sample.",
+                    "quarantine": False,
+                },
+            },
+        )
 
     def _info(self, query: dict[str, str]) -> _Reply:
         fullnames = [f for f in (query.get("id") or "").split(",") if f]
@@ -732,12 +750,14 @@ class FakeRedditServer:
             data["post_hint"] = "image"
             data["thumbnail"] = url
             data["preview"] = {
-                "images": [{
-                    "id": hashlib.sha1(post_id.encode()).hexdigest()[:16],
-                    "source": {"url": url, "width": width, "height": height},
-                    "resolutions": [],
-                    "variants": {},
-                }],
+                "images": [
+                    {
+                        "id": hashlib.sha1(post_id.encode()).hexdigest()[:16],
+                        "source": {"url": url, "width": width, "height": height},
+                        "resolutions": [],
+                        "variants": {},
+                    }
+                ],
                 "enabled": True,
             }
         with self._lock:
@@ -769,10 +789,17 @@ def _is_image_post(data: Mapping[str, Any]) -> bool:
 
 
 def _listing(children: list[dict[str, Any]], *, after: str | None, before: str | None) -> dict[str, Any]:
-    return {"kind": "Listing", "data": {
-        "after": after, "before": before, "dist": len(children), "modhash": None,
-        "geo_filter": "", "children": children,
-    }}
+    return {
+        "kind": "Listing",
+        "data": {
+            "after": after,
+            "before": before,
+            "dist": len(children),
+            "modhash": None,
+            "geo_filter": "",
+            "children": children,
+        },
+    }
 
 
 def _basic_auth(header: str | None) -> tuple[str | None, str | None]:
@@ -795,14 +822,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-posts", type=int, help="read at most this many posts")
     parser.add_argument("--listing-cap", type=int, default=REDDIT_LISTING_CAP)
     parser.add_argument(
-        "--rate-limit", type=int, default=600,
+        "--rate-limit",
+        type=int,
+        default=600,
         help="requests per window; prawcore spreads its requests evenly over it (raise it for a fast demo)",
     )
     parser.add_argument("--window", type=int, default=600, help="rate-limit window in seconds")
     parser.add_argument("--client-id", default="smpp-test")
     parser.add_argument("--client-secret", default="smpp-secret")
     parser.add_argument(
-        "--refuse-api", choices=["invalid_token", "bare"],
+        "--refuse-api",
+        choices=["invalid_token", "bare"],
         help="answer every API request 401, with Reddit's www-authenticate header or without it",
     )
     args = parser.parse_args(argv)
@@ -810,9 +840,15 @@ def main(argv: list[str] | None = None) -> int:
 
     posts = load_posts(args.sample, limit=args.max_posts)
     server = FakeRedditServer(
-        posts, host=args.host, port=args.port, client_id=args.client_id,
-        client_secret=args.client_secret, listing_cap=args.listing_cap,
-        rate_limit_per_window=args.rate_limit, window_s=args.window, refuse_api=args.refuse_api,
+        posts,
+        host=args.host,
+        port=args.port,
+        client_id=args.client_id,
+        client_secret=args.client_secret,
+        listing_cap=args.listing_cap,
+        rate_limit_per_window=args.rate_limit,
+        window_s=args.window,
+        refuse_api=args.refuse_api,
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

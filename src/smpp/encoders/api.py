@@ -87,7 +87,7 @@ def _sha256(text: str) -> str:
 
 
 def _batches(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
-    return [items[start:start + size] for start in range(0, len(items), max(1, size))]
+    return [items[start : start + size] for start in range(0, len(items), max(1, size))]
 
 
 def _check_lengths(**named: Sequence[Any]) -> None:
@@ -143,7 +143,12 @@ def _embed_cached(
     hits = sum(key in cached_before for key in keys)
     log.info("%s embeddings: %d inputs, %d cache hits, %d computed", role, len(keys), hits, len(missing))
     return EmbedResult(
-        vectors, spec.model_id, spec.revision, int(vectors.shape[1]), hits, len(keys) - hits,
+        vectors,
+        spec.model_id,
+        spec.revision,
+        int(vectors.shape[1]),
+        hits,
+        len(keys) - hits,
         [dict(found_sparse[key]) for key in keys] if sparse_cache else None,
     )
 
@@ -157,7 +162,10 @@ def _text_sparse_enabled(settings: Settings) -> bool:
         return True
     log.warning(
         "encoders.text_sparse is on but text model %s (%s, profile %s) has no sparse lexical head: "
-        "returning dense embeddings only (sparse=None)", spec.model_id, spec.kind, settings.model_profile,
+        "returning dense embeddings only (sparse=None)",
+        spec.model_id,
+        spec.kind,
+        settings.model_profile,
     )
     return False
 

@@ -40,7 +40,7 @@ def _connect(path: Path) -> Iterator[sqlite3.Connection]:
 
 def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 class VectorCache:

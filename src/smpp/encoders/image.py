@@ -65,8 +65,10 @@ def load_image_encoder(spec: ModelSpec, device: str) -> ImageEncoder:
         raise ModelNotAvailableError(f"no weights ({', '.join(WEIGHT_FILES)}) in {directory}")
     model_args = {**config.get("model_args", {}), "num_classes": 0}  # num_classes=0: pooled features
     model = timm.create_model(
-        config["architecture"], pretrained=True,
-        pretrained_cfg_overlay={**config.get("pretrained_cfg", {}), "file": str(weights)}, **model_args,
+        config["architecture"],
+        pretrained=True,
+        pretrained_cfg_overlay={**config.get("pretrained_cfg", {}), "file": str(weights)},
+        **model_args,
     )
     model.eval().to(device)
     transform = create_transform(**resolve_data_config({}, model=model), is_training=False)
@@ -83,6 +85,10 @@ def image_dim(spec: ModelSpec) -> int:
 
     # Older configs lack num_features: build the bare architecture on the meta device.
     with torch.device("meta"):
-        model = timm.create_model(config["architecture"], pretrained=False, num_classes=0,
-                                  **{k: v for k, v in config.get("model_args", {}).items() if k != "num_classes"})
+        model = timm.create_model(
+            config["architecture"],
+            pretrained=False,
+            num_classes=0,
+            **{k: v for k, v in config.get("model_args", {}).items() if k != "num_classes"},
+        )
     return int(model.num_features)

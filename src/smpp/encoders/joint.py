@@ -69,8 +69,9 @@ def fix_attention_mask_dtype(model: Any) -> None:
     compute_dtype = next(model.parameters()).dtype
     original = model.get_extended_attention_mask
 
-    def get_extended_attention_mask(attention_mask: Any, input_shape: Any, device: Any = None,
-                                    dtype: Any = None) -> Any:
+    def get_extended_attention_mask(
+        attention_mask: Any, input_shape: Any, device: Any = None, dtype: Any = None
+    ) -> Any:
         return original(attention_mask, input_shape, device, dtype or compute_dtype)
 
     model.get_extended_attention_mask = get_extended_attention_mask
@@ -94,7 +95,10 @@ class JointEncoder:
 
         images = torch.stack([self.model.preprocess_val(read_rgb(path)) for path, _ in pairs]).to(self.device)
         tokens = self.model.tokenizer(
-            [text for _, text in pairs], return_tensors="pt", padding=True, truncation=True,
+            [text for _, text in pairs],
+            return_tensors="pt",
+            padding=True,
+            truncation=True,
             max_length=self.max_text_tokens,
         ).to(self.device)
         with torch.inference_mode():
@@ -111,12 +115,14 @@ def load_joint_encoder(spec: ModelSpec, device: str) -> JointEncoder:
     eva_config_file = spec.path.parent / EVA_CONFIG_FILE
     building = (
         eva_config_swapped(EVA_MODEL_NAMES[arch], read_json(eva_config_file))
-        if eva_config_file.is_file() else contextlib.nullcontext()
+        if eva_config_file.is_file()
+        else contextlib.nullcontext()
     )
     with building:
         # model_name_bge selects the architecture; from_pretrained gives the local text model dir.
-        model = visualized_bge(model_name_bge=f"BAAI/{arch}", model_weight=str(spec.path),
-                               from_pretrained=str(spec.text_path))
+        model = visualized_bge(
+            model_name_bge=f"BAAI/{arch}", model_weight=str(spec.path), from_pretrained=str(spec.text_path)
+        )
     model.eval().to(device)
     model.device = torch.device(device)  # its constructor picks cuda by itself when present
     fix_attention_mask_dtype(model)

@@ -37,14 +37,26 @@ STAMP = ".stamp"
 TINY_RECIPE: dict[str, object] = {
     "version": 1,
     "seed": 1234,
-    "text": {"vocab_size": 1000, "hidden_size": 1024, "layers": 2, "heads": 16, "intermediate": 256,
-             "max_positions": 514},
+    "text": {
+        "vocab_size": 1000,
+        "hidden_size": 1024,
+        "layers": 2,
+        "heads": 16,
+        "intermediate": 256,
+        "max_positions": 514,
+    },
     "image": {"architecture": "vit_tiny_patch16_224", "img_size": 64, "depth": 2},
     # Width and head width stay EVA02-CLIP-L-14's: Visualized BGE projects 1024 -> 1024.
-    "joint": {"eva_base": "EVA02-CLIP-L-14", "layers": 1, "image_size": 56, "mlp_ratio": 0.5,
-              "pt_hw_seq_len": 4},
-    "caption": {"hidden_size": 32, "intermediate": 64, "layers": 2, "heads": 2, "image_size": 64,
-                "patch_size": 16, "max_positions": 64},
+    "joint": {"eva_base": "EVA02-CLIP-L-14", "layers": 1, "image_size": 56, "mlp_ratio": 0.5, "pt_hw_seq_len": 4},
+    "caption": {
+        "hidden_size": 32,
+        "intermediate": 64,
+        "layers": 2,
+        "heads": 2,
+        "image_size": 64,
+        "patch_size": 16,
+        "max_positions": 64,
+    },
 }
 
 # Corpus words for the tiny tokenizers: common English plus words typical of image posts.
@@ -82,9 +94,18 @@ def _build_tiny_text(target: Path, seed: int) -> None:
     buffer = io.BytesIO()
     # XLM-R's SentencePiece ids: <unk>=0, <s>=1, </s>=2; single thread keeps training deterministic.
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(_corpus(seed)), model_writer=buffer, vocab_size=recipe["vocab_size"],
-        hard_vocab_limit=False, model_type="unigram", character_coverage=1.0, num_threads=1,
-        unk_id=0, bos_id=1, eos_id=2, pad_id=-1, minloglevel=2,
+        sentence_iterator=iter(_corpus(seed)),
+        model_writer=buffer,
+        vocab_size=recipe["vocab_size"],
+        hard_vocab_limit=False,
+        model_type="unigram",
+        character_coverage=1.0,
+        num_threads=1,
+        unk_id=0,
+        bos_id=1,
+        eos_id=2,
+        pad_id=-1,
+        minloglevel=2,
     )
     # transformers 5 ignores XLMRobertaTokenizer(vocab_file=...); from_pretrained(dir) reads it.
     (target / "sentencepiece.bpe.model").write_bytes(buffer.getvalue())
@@ -93,10 +114,15 @@ def _build_tiny_text(target: Path, seed: int) -> None:
 
     torch.manual_seed(seed)
     config = XLMRobertaConfig(
-        vocab_size=len(tokenizer), hidden_size=recipe["hidden_size"], num_hidden_layers=recipe["layers"],
-        num_attention_heads=recipe["heads"], intermediate_size=recipe["intermediate"],
-        max_position_embeddings=recipe["max_positions"], type_vocab_size=1,
-        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=recipe["hidden_size"],
+        num_hidden_layers=recipe["layers"],
+        num_attention_heads=recipe["heads"],
+        intermediate_size=recipe["intermediate"],
+        max_position_embeddings=recipe["max_positions"],
+        type_vocab_size=1,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
     XLMRobertaModel(config).save_pretrained(str(target))
@@ -114,7 +140,10 @@ def _build_tiny_image(target: Path, seed: int) -> None:
     recipe = TINY_RECIPE["image"]
     torch.manual_seed(seed)
     model = timm.create_model(
-        recipe["architecture"], pretrained=False, num_classes=0, img_size=recipe["img_size"],
+        recipe["architecture"],
+        pretrained=False,
+        num_classes=0,
+        img_size=recipe["img_size"],
         depth=recipe["depth"],
     )
     save_for_hf(model, str(target), safe_serialization=True)
@@ -124,7 +153,9 @@ def tiny_eva_config() -> dict:
     recipe = TINY_RECIPE["joint"]
     config = json.loads((EVA_CONFIGS_DIR / f"{recipe['eva_base']}.json").read_text())
     config["vision_cfg"].update(
-        layers=recipe["layers"], image_size=recipe["image_size"], mlp_ratio=recipe["mlp_ratio"],
+        layers=recipe["layers"],
+        image_size=recipe["image_size"],
+        mlp_ratio=recipe["mlp_ratio"],
         pt_hw_seq_len=recipe["pt_hw_seq_len"],
     )
     return config
@@ -147,8 +178,9 @@ def _build_tiny_joint(target: Path, text_dir: Path, seed: int) -> None:
     (target / profiles.EVA_CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
     torch.manual_seed(seed)
     with eva_config_swapped(TINY_RECIPE["joint"]["eva_base"], config):
-        model = UnloadedVisualizedBGE(model_name_bge="BAAI/bge-m3", model_weight="<built>",
-                                      from_pretrained=str(text_dir))
+        model = UnloadedVisualizedBGE(
+            model_name_bge="BAAI/bge-m3", model_weight="<built>", from_pretrained=str(text_dir)
+        )
     state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
     torch.save(state, target / profiles.TINY_JOINT_WEIGHTS)
 
@@ -156,7 +188,11 @@ def _build_tiny_joint(target: Path, text_dir: Path, seed: int) -> None:
 def _build_tiny_caption(target: Path, seed: int) -> None:
     import torch
     from transformers import (
-        BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor,
+        BertTokenizer,
+        BlipConfig,
+        BlipForConditionalGeneration,
+        BlipImageProcessor,
+        BlipProcessor,
     )
 
     recipe = TINY_RECIPE["caption"]
@@ -174,15 +210,23 @@ def _build_tiny_caption(target: Path, seed: int) -> None:
     )
     config = BlipConfig(
         text_config=dict(
-            vocab_size=len(tokenizer), hidden_size=recipe["hidden_size"], intermediate_size=recipe["intermediate"],
-            num_hidden_layers=recipe["layers"], num_attention_heads=recipe["heads"],
-            max_position_embeddings=recipe["max_positions"], bos_token_id=tokenizer.bos_token_id,
-            pad_token_id=tokenizer.pad_token_id, sep_token_id=tokenizer.sep_token_id,
+            vocab_size=len(tokenizer),
+            hidden_size=recipe["hidden_size"],
+            intermediate_size=recipe["intermediate"],
+            num_hidden_layers=recipe["layers"],
+            num_attention_heads=recipe["heads"],
+            max_position_embeddings=recipe["max_positions"],
+            bos_token_id=tokenizer.bos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            sep_token_id=tokenizer.sep_token_id,
             eos_token_id=tokenizer.sep_token_id,
         ),
         vision_config=dict(
-            hidden_size=recipe["hidden_size"], intermediate_size=recipe["intermediate"],
-            num_hidden_layers=recipe["layers"], num_attention_heads=recipe["heads"], image_size=size,
+            hidden_size=recipe["hidden_size"],
+            intermediate_size=recipe["intermediate"],
+            num_hidden_layers=recipe["layers"],
+            num_attention_heads=recipe["heads"],
+            image_size=size,
             patch_size=recipe["patch_size"],
         ),
         projection_dim=recipe["hidden_size"],

@@ -171,10 +171,14 @@ def local_revision(path: Path) -> str:
         return _snapshot_commit(path)
     if _snapshot_commit(path.parent):  # a file inside a snapshot
         return _snapshot_commit(path.parent)
-    files = [path] if path.is_file() else sorted(
-        p for p in path.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
-        and p.suffix != ".md"
+    files = (
+        [path]
+        if path.is_file()
+        else sorted(
+            p
+            for p in path.rglob("*")
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts) and p.suffix != ".md"
+        )
     )
     if not files:
         raise ModelNotAvailableError(f"model path {path} holds no files")
@@ -277,8 +281,14 @@ def _resolve_joint(settings: Settings, override: str | None, tiny: bool) -> Mode
     eva_config = weights.parent / EVA_CONFIG_FILE
     revision = f"{local_revision(weights.parent if eva_config.is_file() else weights)}+{local_revision(text_path)}"
     return ModelSpec(
-        role="joint", kind=VISUALIZED_BGE, model_id=f"{model_id}#{weights.name}", path=weights,
-        revision=revision, text_path=text_path, text_id=text_id, extra={"arch": arch},
+        role="joint",
+        kind=VISUALIZED_BGE,
+        model_id=f"{model_id}#{weights.name}",
+        path=weights,
+        revision=revision,
+        text_path=text_path,
+        text_id=text_id,
+        extra={"arch": arch},
     )
 
 

@@ -28,9 +28,7 @@ class TextEncoder:
                 # probe), so tokenise as encode does and call its inference model once.
                 output = self._bge_m3_outputs(texts, sparse=False)["dense_vecs"].float().cpu()
             else:
-                output = self.model.encode(
-                    texts, batch_size=len(texts), convert_to_numpy=True, show_progress_bar=False
-                )
+                output = self.model.encode(texts, batch_size=len(texts), convert_to_numpy=True, show_progress_bar=False)
         return np.asarray(output, dtype=np.float32).reshape(len(texts), -1)
 
     @property
@@ -52,9 +50,13 @@ class TextEncoder:
         weights = [self._lexical_weights(w, ids) for w, ids in zip(token_weights, input_ids)]
         return dense, weights
 
-    def _bge_m3_outputs(self, texts: list[str], sparse: bool, with_inputs: bool = False):  # noqa: ANN202
+    def _bge_m3_outputs(self, texts: list[str], sparse: bool, with_inputs: bool = False):
         inputs = self.model.tokenizer(
-            texts, padding=True, truncation=True, max_length=self.model.passage_max_length, return_tensors="pt",
+            texts,
+            padding=True,
+            truncation=True,
+            max_length=self.model.passage_max_length,
+            return_tensors="pt",
         ).to(self.device)
         output = self.model.model(inputs, return_dense=True, return_sparse=sparse, return_colbert_vecs=False)
         return (inputs, output) if with_inputs else output
@@ -66,7 +68,8 @@ class TextEncoder:
             names = ("cls_token", "eos_token", "pad_token", "unk_token")
             self._special_ids = {
                 tokenizer.convert_tokens_to_ids(tokenizer.special_tokens_map[n])
-                for n in names if n in tokenizer.special_tokens_map
+                for n in names
+                if n in tokenizer.special_tokens_map
             }
         result: dict[str, float] = {}
         for weight, token in zip(token_weights.tolist(), input_ids):

@@ -84,7 +84,9 @@ def query_times(frame: pd.DataFrame) -> np.ndarray:
 def history_arrays(history: pd.DataFrame, label_age_hours: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(created, label as float64 (NaN: none), when the label became visible) of history rows."""
     h_time = pd.to_numeric(history["created_utc"], errors="coerce").fillna(0).to_numpy(np.int64)
-    h_label = pd.to_numeric(history.get("label", pd.Series(np.nan, index=history.index)), errors="coerce").to_numpy(float)
+    h_label = pd.to_numeric(history.get("label", pd.Series(np.nan, index=history.index)), errors="coerce").to_numpy(
+        float
+    )
     if "label_matured_utc" in history:
         matured = pd.to_numeric(history["label_matured_utc"], errors="coerce").to_numpy(float)
         matured = np.where(np.isfinite(matured), matured, h_time + label_age_hours * 3600)
@@ -150,9 +152,17 @@ def history_features(
     return out.astype(np.float32)
 
 
-def _author_columns(out: pd.DataFrame, frame: pd.DataFrame, history: pd.DataFrame, q_time: np.ndarray,
-                    h_time: np.ndarray, matured: np.ndarray, h_label: np.ndarray, has_label: np.ndarray,
-                    relative: np.ndarray) -> None:
+def _author_columns(
+    out: pd.DataFrame,
+    frame: pd.DataFrame,
+    history: pd.DataFrame,
+    q_time: np.ndarray,
+    h_time: np.ndarray,
+    matured: np.ndarray,
+    h_label: np.ndarray,
+    has_label: np.ndarray,
+    relative: np.ndarray,
+) -> None:
     """AUTHOR_HISTORY_COLUMNS into `out`: needs only the authors' own history posts (with `relative`,
     each one's label minus its subreddit's level when it was created)."""
     authors = history["author"] if "author" in history else pd.Series(None, index=history.index, dtype=object)
@@ -162,7 +172,9 @@ def _author_columns(out: pd.DataFrame, frame: pd.DataFrame, history: pd.DataFram
     count = np.maximum(end - start, 0)
     has_author = q_auth >= 0
     out["author_prior_posts_log"] = np.where(has_author, np.log1p(count), np.nan)
-    previous = posts.times[np.clip(end - 1, 0, max(len(posts.times) - 1, 0))] if len(posts.times) else np.zeros(len(q_time))
+    previous = (
+        posts.times[np.clip(end - 1, 0, max(len(posts.times) - 1, 0))] if len(posts.times) else np.zeros(len(q_time))
+    )
     gap_days = (q_time - previous) / 86400.0
     out["author_days_since_prev_log"] = np.where(has_author & (count > 0), np.log1p(np.maximum(gap_days, 0)), np.nan)
 
@@ -190,16 +202,26 @@ def _group_sum(events: _Events, end: np.ndarray) -> np.ndarray:
     return events.group_cumsum[np.clip(end - 1, 0, len(events.values) - 1)]
 
 
-def author_features(frame: pd.DataFrame, history: pd.DataFrame, relative: np.ndarray,
-                    label_age_hours: float = 24.0) -> pd.DataFrame:
+def author_features(
+    frame: pd.DataFrame, history: pd.DataFrame, relative: np.ndarray, label_age_hours: float = 24.0
+) -> pd.DataFrame:
     """AUTHOR_HISTORY_COLUMNS for `frame` from `history` holding (at least) every earlier post of its
     authors, and `relative` per history row (NaN: no label or no subreddit level)."""
     out = pd.DataFrame(index=frame.index, columns=AUTHOR_HISTORY_COLUMNS, dtype=np.float64)
     if frame.empty:
         return out.astype(np.float32)
     h_time, h_label, matured = history_arrays(history, label_age_hours)
-    _author_columns(out, frame, history, query_times(frame), h_time, matured, h_label, np.isfinite(h_label),
-                    np.asarray(relative, dtype=np.float64))
+    _author_columns(
+        out,
+        frame,
+        history,
+        query_times(frame),
+        h_time,
+        matured,
+        h_label,
+        np.isfinite(h_label),
+        np.asarray(relative, dtype=np.float64),
+    )
     return out.astype(np.float32)
 
 

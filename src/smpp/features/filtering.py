@@ -59,4 +59,8 @@ def apply_filters(posts: pd.DataFrame, rules: FilterSettings) -> tuple[pd.DataFr
     posts["drop_reason"] = pd.Series(reasons, index=posts.index, dtype=object)
     posts["keep"] = posts["drop_reason"].isna()
     counts = Counter(r for r in reasons if r)
-    return posts, {"input": len(posts), "kept": int(posts["keep"].sum()), **{f"dropped_{k}": v for k, v in counts.items()}}
+    return posts, {
+        "input": len(posts),
+        "kept": int(posts["keep"].sum()),
+        **{f"dropped_{k}": v for k, v in counts.items()},
+    }

@@ -64,7 +64,11 @@ def extra_post_features(posts: pd.DataFrame) -> dict[str, np.ndarray]:
     """Posting-time features beyond META_COLUMNS: link domain (a category) and selftext length."""
     n = len(posts)
     domains = posts["domain"] if "domain" in posts else pd.Series([None] * n, index=posts.index)
-    selftext = pd.to_numeric(posts["selftext_len"], errors="coerce") if "selftext_len" in posts else pd.Series(np.nan, index=posts.index)
+    selftext = (
+        pd.to_numeric(posts["selftext_len"], errors="coerce")
+        if "selftext_len" in posts
+        else pd.Series(np.nan, index=posts.index)
+    )
     return {
         "domain": np.array([normalise_domain(d) for d in domains], dtype=object),
         "selftext_len_log": np.log1p(selftext.clip(lower=0)).astype("float32").to_numpy(),
@@ -102,7 +106,9 @@ def build_feature_table(
     author_keys: join `authors` on these per-post keys instead of the name (facts stated per post).
     """
     # an empty day's partitions come back with float columns: give keys one dtype to merge on
-    posts = posts.astype({c: object for c in ("id", "subreddit", "author", "title") if c in posts}).reset_index(drop=True)
+    posts = posts.astype({c: object for c in ("id", "subreddit", "author", "title") if c in posts}).reset_index(
+        drop=True
+    )
     post_ids = posts["id"].astype(str).tolist()
     keyed = posts if author_keys is None else posts.assign(author=list(author_keys))
     meta = metadata_features(keyed, authors)
@@ -156,7 +162,12 @@ def feature_frame_of(table: pa.Table) -> pd.DataFrame:
         array = table.column(column).combine_chunks()
         dim = table.schema.field(column).type.list_size
         # child values hold a slot per row, nulls included: reshape once instead of a Python list per row
-        matrix = array.values.slice(array.offset * dim, len(array) * dim).to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(len(array), dim)
+        matrix = (
+            array.values.slice(array.offset * dim, len(array) * dim)
+            .to_numpy(zero_copy_only=False)
+            .astype(np.float32, copy=False)
+            .reshape(len(array), dim)
+        )
         missing = array.is_null().to_numpy(zero_copy_only=False)
         frame[column] = [None if gone else row for row, gone in zip(matrix, missing)]
     return frame[table.column_names]

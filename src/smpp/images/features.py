@@ -45,11 +45,7 @@ def _hue_count(small: Image.Image) -> float:
     hsv = np.asarray(small.convert("HSV"), dtype=np.int64)  # each channel 0-255
     hue = hsv[..., 0]
     saturation, value = hsv[..., 1] / 255.0, hsv[..., 2] / 255.0
-    eligible = (
-        (saturation > HUE_MIN_SATURATION)
-        & (value > HUE_VALUE_RANGE[0])
-        & (value < HUE_VALUE_RANGE[1])
-    )
+    eligible = (saturation > HUE_MIN_SATURATION) & (value > HUE_VALUE_RANGE[0]) & (value < HUE_VALUE_RANGE[1])
     total = int(eligible.sum())
     if total == 0:
         return 0.0
@@ -71,9 +67,7 @@ def _sharpness(luma255: np.ndarray) -> float:
     if min(luma255.shape) < 3:
         return 0.0
     centre = luma255[1:-1, 1:-1]
-    laplacian = (
-        luma255[:-2, 1:-1] + luma255[2:, 1:-1] + luma255[1:-1, :-2] + luma255[1:-1, 2:] - 4 * centre
-    )
+    laplacian = luma255[:-2, 1:-1] + luma255[2:, 1:-1] + luma255[1:-1, :-2] + luma255[1:-1, 2:] - 4 * centre
     return float(np.log1p(laplacian.var()))
 
 
@@ -82,12 +76,8 @@ def _edge_offset(luma: np.ndarray) -> float:
     height, width = luma.shape
     if min(height, width) < 3:
         return 0.0
-    gx = (luma[:-2, 2:] + 2 * luma[1:-1, 2:] + luma[2:, 2:]) - (
-        luma[:-2, :-2] + 2 * luma[1:-1, :-2] + luma[2:, :-2]
-    )
-    gy = (luma[2:, :-2] + 2 * luma[2:, 1:-1] + luma[2:, 2:]) - (
-        luma[:-2, :-2] + 2 * luma[:-2, 1:-1] + luma[:-2, 2:]
-    )
+    gx = (luma[:-2, 2:] + 2 * luma[1:-1, 2:] + luma[2:, 2:]) - (luma[:-2, :-2] + 2 * luma[1:-1, :-2] + luma[2:, :-2])
+    gy = (luma[2:, :-2] + 2 * luma[2:, 1:-1] + luma[2:, 2:]) - (luma[:-2, :-2] + 2 * luma[:-2, 1:-1] + luma[:-2, 2:])
     magnitude = np.hypot(gx, gy)
     total = float(magnitude.sum())
     if total <= 1e-12:  # flat image: no edges to locate

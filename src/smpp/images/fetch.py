@@ -405,9 +405,7 @@ class _HostLimiter:
     @contextmanager
     def hold(self, host: str) -> Iterator[None]:
         with self._lock:
-            semaphore = self._semaphores.setdefault(
-                host, threading.BoundedSemaphore(self._per_host)
-            )
+            semaphore = self._semaphores.setdefault(host, threading.BoundedSemaphore(self._per_host))
         with semaphore:
             yield
 
@@ -419,9 +417,7 @@ def _time_left(deadline: float) -> float:
     return left
 
 
-def _request(
-    session: requests.Session, url: str, image_settings: ImageSettings, deadline: float
-) -> requests.Response:
+def _request(session: requests.Session, url: str, image_settings: ImageSettings, deadline: float) -> requests.Response:
     """GET with retries on connection errors, timeouts and 5xx (bounded exponential backoff)."""
 
     def attempt() -> requests.Response:
@@ -446,9 +442,7 @@ def _request(
 
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception(transient),
-        stop=tenacity.stop_any(
-            tenacity.stop_after_attempt(image_settings.max_retries + 1), no_time_for_next
-        ),
+        stop=tenacity.stop_any(tenacity.stop_after_attempt(image_settings.max_retries + 1), no_time_for_next),
         wait=tenacity.wait_exponential(
             multiplier=image_settings.retry_backoff_s, max=image_settings.retry_backoff_max_s
         ),
@@ -605,8 +599,14 @@ def _bytes_per_pixel(mode: str) -> int:
 
 
 def decode_cost_bytes(
-    width: int, height: int, mode: str, image_format: str, max_side: int, *,
-    alpha: bool, transpose_first: bool,
+    width: int,
+    height: int,
+    mode: str,
+    image_format: str,
+    max_side: int,
+    *,
+    alpha: bool,
+    transpose_first: bool,
 ) -> int:
     """Peak bytes normalise_image holds for one width x height image in `mode` (sizes after draft).
 
@@ -704,9 +704,7 @@ def normalise_image(
             limit = Image.MAX_IMAGE_PIXELS
             if limit is not None and image.width * image.height > limit:
                 # Pillow only warns between 1x and 2x the limit; both count as a bomb here.
-                raise FetchFailure(
-                    "decompression_bomb", f"{image.width}x{image.height} > {limit} pixels"
-                )
+                raise FetchFailure("decompression_bomb", f"{image.width}x{image.height} > {limit} pixels")
             source_format = str(image.format)
             frames = int(getattr(image, "n_frames", 1))
             image.seek(0)
@@ -717,8 +715,13 @@ def normalise_image(
             early = image.getexif().get(EXIF_ORIENTATION, 1) if "exif" in image.info else 1
             transpose_first = early in ORIENTATION_TRANSPOSE
             cost = decode_cost_bytes(
-                image.width, image.height, image.mode, source_format, max_side,
-                alpha=_has_alpha(image), transpose_first=transpose_first,
+                image.width,
+                image.height,
+                image.mode,
+                source_format,
+                max_side,
+                alpha=_has_alpha(image),
+                transpose_first=transpose_first,
             )
             if cost > max_decode_bytes:
                 raise FetchFailure(
@@ -855,8 +858,7 @@ def fetch_images(settings: Settings, requests_: pd.DataFrame) -> pd.DataFrame:
         for session in sessions:
             session.close()
     rows = [
-        asdict(replace(by_url[url], post_id=str(post_id)))
-        for post_id, url in zip(requests_["post_id"].tolist(), urls)
+        asdict(replace(by_url[url], post_id=str(post_id))) for post_id, url in zip(requests_["post_id"].tolist(), urls)
     ]
     frame = pd.DataFrame(rows, columns=list(FETCHED_DTYPES)).astype(FETCHED_DTYPES)
     if len(frame):

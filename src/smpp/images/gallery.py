@@ -43,8 +43,11 @@ def add_image_urls(posts: pd.DataFrame, all_gallery_items: bool) -> pd.DataFrame
         raise ValueError(f"add_image_urls needs columns {sorted(missing)}")
     image_urls = [
         post_image_urls(
-            _text_or_none(row.url), _text_or_none(row.domain), _text_or_none(row.post_hint),
-            _text_or_none(row.preview_url), _url_list(row.gallery_urls, "gallery_urls"),
+            _text_or_none(row.url),
+            _text_or_none(row.domain),
+            _text_or_none(row.post_hint),
+            _text_or_none(row.preview_url),
+            _url_list(row.gallery_urls, "gallery_urls"),
             bool(row.is_self) if not _missing(row.is_self) else False,
             all_gallery_items=all_gallery_items,
         )

@@ -146,4 +146,3 @@ def post_image_urls(
     if not all_gallery_items:
         return candidates[:1]
     return _dedupe([candidates[0], *_gallery_items(gallery_urls)])
-

@@ -52,8 +52,22 @@ def read_archive(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
         }
         for r in scan_archive_posts(Path(path), *ALL_TIME, scan)
     ]
-    posts = pd.DataFrame(rows, columns=["id", "subreddit", "author", "created_utc", "title", "score", "is_self",
-                                        "over_18", "domain", "selftext_len", "removed"])
+    posts = pd.DataFrame(
+        rows,
+        columns=[
+            "id",
+            "subreddit",
+            "author",
+            "created_utc",
+            "title",
+            "score",
+            "is_self",
+            "over_18",
+            "domain",
+            "selftext_len",
+            "removed",
+        ],
+    )
     removed = int(posts["removed"].sum()) if len(posts) else 0
     posts = posts.loc[~posts["removed"].astype(bool)].drop(columns="removed").reset_index(drop=True)
     stats = {"lines": scan.lines, "posts": len(posts), "removed": removed, "skipped": dict(scan.skip_reasons)}
@@ -71,9 +85,15 @@ def archive_feature_frame(settings: Settings, posts: pd.DataFrame, embed_titles:
     labels["label_matured_utc"] = created.to_numpy() + int(settings.label_age_hours * 3600)
     # the dump is its own history: every earlier post, its label once matured (leak-free by time)
     history = history_features(
-        pd.DataFrame({"author": posts["author"].to_numpy(), "subreddit": posts["subreddit"].to_numpy(),
-                      "created_utc": created.to_numpy(), "label": labels["label"].to_numpy(),
-                      "label_matured_utc": labels["label_matured_utc"].to_numpy()}),
+        pd.DataFrame(
+            {
+                "author": posts["author"].to_numpy(),
+                "subreddit": posts["subreddit"].to_numpy(),
+                "created_utc": created.to_numpy(),
+                "label": labels["label"].to_numpy(),
+                "label_matured_utc": labels["label_matured_utc"].to_numpy(),
+            }
+        ),
         label_age_hours=settings.label_age_hours,
     )
     embeddings, dims = {}, {}
@@ -82,7 +102,10 @@ def archive_feature_frame(settings: Settings, posts: pd.DataFrame, embed_titles:
         result = embed_texts(settings, posts["title"].fillna("").astype(str).tolist())
         log.info(
             "title embeddings: %d (%d cached) in %.1fs with %s",
-            len(posts), result.cache_hits, time.perf_counter() - started, result.model_id,
+            len(posts),
+            result.cache_hits,
+            time.perf_counter() - started,
+            result.model_id,
         )
         embeddings["title_emb"], dims["title_emb"] = list(result.vectors), int(result.dim)
     authors = pd.DataFrame(columns=["name", "created_utc", "link_karma", "comment_karma"])  # dumps carry no karma
@@ -93,14 +116,18 @@ def archive_feature_frame(settings: Settings, posts: pd.DataFrame, embed_titles:
 
 def evaluate_archive(settings: Settings, archive: Path, out_dir: Path) -> dict[str, Any]:
     """Run the protocol on `archive`; write everything under `out_dir`; return metrics.json's content."""
-    from smpp.tasks import code_version
+    from smpp.lifecycle.registry import code_version
     from smpp.training.train import train_and_evaluate
 
     started = time.perf_counter()
     # the issue's split: oldest 80 % train + validation, newest 20 % test
     settings = settings.with_overrides(
-        training={**settings.training.model_dump(), "test_fraction": 0.2, "train_window_days": None,
-                  "train_window_rows": None}
+        training={
+            **settings.training.model_dump(),
+            "test_fraction": 0.2,
+            "train_window_days": None,
+            "train_window_rows": None,
+        }
     )
     posts, scan = read_archive(archive)
     if posts.empty:

@@ -31,7 +31,7 @@ import math
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +93,7 @@ def _epoch(value: Any, what: str) -> int:
             except ValueError as exc:
                 raise BadPost(f"{what} {text!r:.40} is neither epoch seconds nor ISO-8601") from exc
             if parsed.tzinfo is None:
-                parsed = parsed.replace(tzinfo=timezone.utc)
+                parsed = parsed.replace(tzinfo=UTC)
             seconds = parsed.timestamp()
     if not math.isfinite(seconds) or seconds <= 0:
         raise BadPost(f"{what} {value!r:.40} is not a positive finite time")
@@ -232,9 +232,9 @@ def history_frame(settings: Settings, posts: list[ParsedPost]) -> pd.DataFrame |
 
     The same query build_features runs for the pipeline's history columns (never the whole window).
     """
+    from smpp.warehouse import session_for
     from smpp.warehouse.authors import warehouse_exists
     from smpp.warehouse.history_store import warehouse_history
-    from smpp.warehouse import session_for
 
     if not posts or not warehouse_exists(settings):
         return None
@@ -294,21 +294,29 @@ def resolve_authors(settings: Settings, posts: list[ParsedPost], fetch: bool = F
                     frame.at[i, column] = getattr(row, column)
                 sources[i] = "warehouse"
 
-    pending = [i for i in range(len(posts)) if sources[i] == "unknown" and (posts[i].post["author"] or posts[i].author_fullname)]
+    pending = [
+        i
+        for i in range(len(posts))
+        if sources[i] == "unknown" and (posts[i].post["author"] or posts[i].author_fullname)
+    ]
     if fetch and pending:
         _fetch_into(settings, posts, pending, frame, sources, notes)
     return AuthorFacts(frame, sources, notes)
 
 
 def _fetch_into(
-    settings: Settings, posts: list[ParsedPost], pending: list[int], frame: pd.DataFrame, sources: list[str],
+    settings: Settings,
+    posts: list[ParsedPost],
+    pending: list[int],
+    frame: pd.DataFrame,
+    sources: list[str],
     notes: list[str | None],
 ) -> None:
     """Fill `pending` posts' facts from Reddit (by t2_ id: the input's, else the warehouse's)."""
     import prawcore
 
-    from smpp.warehouse.authors import fetch_current, known_fullnames
     from smpp.sources.reddit import MalformedResponse
+    from smpp.warehouse.authors import fetch_current, known_fullnames
 
     try:
         stored = known_fullnames(settings, [posts[i].post["author"] for i in pending if not posts[i].author_fullname])
@@ -345,7 +353,10 @@ def _fetch_into(
 
 
 def feature_frame(
-    settings: Settings, posts: list[ParsedPost], embedding_dims: dict[str, int], history: pd.DataFrame | None,
+    settings: Settings,
+    posts: list[ParsedPost],
+    embedding_dims: dict[str, int],
+    history: pd.DataFrame | None,
     authors: AuthorFacts | None = None,
 ) -> tuple[pd.DataFrame, dict[str, str]]:
     """The feature rows for `posts` (the pipeline's one assembly, build_feature_table) and per-post image notes.
@@ -356,7 +367,11 @@ def feature_frame(
     post_ids = raw["id"].astype(str).tolist()
     # authors are joined on a per-post key: two posts by one author may state different facts
     author_keys = [f"post:{i}" for i in range(len(posts))]
-    facts = authors.frame if authors is not None else pd.DataFrame(np.nan, index=range(len(posts)), columns=AUTHOR_FACT_COLUMNS)
+    facts = (
+        authors.frame
+        if authors is not None
+        else pd.DataFrame(np.nan, index=range(len(posts)), columns=AUTHOR_FACT_COLUMNS)
+    )
     author_rows = facts[AUTHOR_FACT_COLUMNS].astype("float64").assign(name=author_keys)
 
     notes: dict[str, str] = {}
@@ -385,15 +400,27 @@ def feature_frame(
 
     embeddings = _embed(settings, post_ids, raw["title"].tolist(), paths, image_keys, embedding_dims, notes)
     table = build_feature_table(
-        raw, author_rows, day=None, history=hist, dims=embedding_dims, embeddings=embeddings,
-        image_ok=[pid for pid, _ in with_image], image_features=image_feats, author_keys=author_keys,
+        raw,
+        author_rows,
+        day=None,
+        history=hist,
+        dims=embedding_dims,
+        embeddings=embeddings,
+        image_ok=[pid for pid, _ in with_image],
+        image_features=image_feats,
+        author_keys=author_keys,
     )
     return feature_frame_of(table), notes
 
 
 def _embed(
-    settings: Settings, post_ids: list[str], titles: list[str], paths: list[str | None], keys: list[str | None],
-    dims: dict[str, int], notes: dict[str, str],
+    settings: Settings,
+    post_ids: list[str],
+    titles: list[str],
+    paths: list[str | None],
+    keys: list[str | None],
+    dims: dict[str, int],
+    notes: dict[str, str],
 ) -> dict[str, list]:
     """The embedding columns the model has towers for, one vector per post (None: missing, the model masks it)."""
     from smpp import encoders

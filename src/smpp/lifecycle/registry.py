@@ -9,20 +9,18 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
-import os
 import re
 import secrets
-import shutil
-import socket
-import time
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from smpp.settings import Settings
+from smpp import __version__
+from smpp.settings import PROJECT_ROOT, Settings
 from smpp.storage import atomic_write_json
 from smpp.training.baselines import BASELINE_NAMES
 from smpp.training.metric_names import DECISION_METRICS
@@ -37,8 +35,6 @@ METRICS_FILE = "metrics.json"
 LOCK_FILE = ".registry.lock"
 VERSION_PATTERN = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
 # a version being built: .tmp-<version>@<host>@<pid>/<version>/ beside the finished ones (never listed)
-STAGING_PREFIX = ".tmp-"
-STAGING_PATTERN = re.compile(r"^\.tmp-(?P<name>.+)@(?P<host>[^@]+)@(?P<pid>\d+)$")
 VERSION_TIME_FORMAT = "%Y%m%dT%H%M%SZ"
 PRIMARY_METRIC = "spearman_within_subreddit"
 FALLBACK_METRIC = "spearman"
@@ -47,9 +43,9 @@ CONSTANT_BASELINE = "baseline_train_median"  # written by smpp.training.train: t
 
 def new_version_id(now: datetime | None = None) -> str:
     """Sortable UTC timestamp plus a random suffix, e.g. 20261121T201500Z-ab12cd."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     if now.tzinfo is not None:
-        now = now.astimezone(timezone.utc)
+        now = now.astimezone(UTC)
     return f"{now.strftime(VERSION_TIME_FORMAT)}-{secrets.token_hex(3)}"
 
 
@@ -108,27 +104,50 @@ def metrics_summary(metrics: dict | None) -> dict | None:
     return None if metrics is None else json_safe(_summary(metrics))
 
 
-def _resolve_champion_metrics(
-    settings: Settings, challenger: dict, current: str, passed: dict | None
-) -> tuple[dict | None, str]:
-    """Champion metrics for the comparison, and where they came from."""
-    if passed is not None:
-        return passed, "champion re-scored on the challenger's test slice by the caller"
-    stored = challenger.get("champion") or {}
-    if stored.get("version") == current and stored.get("metrics"):
-        return stored["metrics"], "champion re-scored on the challenger's test slice at training time"
-    own = (_read_metrics(settings, current) or {}).get("model")
-    if own:
-        return own, "champion's own test metrics (NOT the same test slice: not re-scored)"
-    return None, "champion metrics unavailable"
+def champion_block(settings: Settings, version: str) -> dict | None:
+    """The challenger's record of the champion scored on its test slice (metrics.json "champion"), if any."""
+    return (_read_metrics(settings, version) or {}).get("champion")
+
+
+def record_champion_block(
+    settings: Settings, version: str, champion_version: str, scored: dict | None, error: str | None = None
+) -> dict:
+    """Write the champion's scores on `version`'s test slice into `version`'s metrics.json (the one record)."""
+    metrics = _read_metrics(settings, version) or {}
+    if scored is None and error is None:
+        error = "no test slice to score it on (too few labelled rows)"
+    problems = [] if scored is None else _implausible(settings, scored, metrics)
+    block = {
+        "version": champion_version,
+        "metrics": scored,
+        "error": error,
+        "same_test_slice": scored is not None,
+        "implausible": problems,
+    }
+    metrics["champion"] = block
+    atomic_write_json(version_dir(settings, version) / METRICS_FILE, json_safe(metrics))
+    return block
+
+
+def _champion_on_same_test(challenger: dict, current: str) -> tuple[dict | None, str]:
+    """The current champion's metrics on the challenger's test slice (its metrics.json block), and a note."""
+    block = challenger.get("champion") or {}
+    if block.get("version") != current:
+        return None, f"champion {current} not scored on this test slice"
+    if block.get("metrics"):
+        return block["metrics"], "champion re-scored on the challenger's test slice"
+    return None, f"champion {current} could not be scored on this test slice: {block.get('error')}"
 
 
 def _implausible(settings: Settings, scores: dict | None, metrics: dict) -> list[str]:
     """Why `scores` (on the challenger's test slice) cannot come from a working model; [] if none found."""
     training = settings.training
     return implausibility(
-        scores, metrics.get("train_labels"), (metrics.get(CONSTANT_BASELINE) or {}).get("mae"),
-        training.promotion_max_label_std_outside, training.promotion_max_mae_vs_constant,
+        scores,
+        metrics.get("train_labels"),
+        (metrics.get(CONSTANT_BASELINE) or {}).get("mae"),
+        training.promotion_max_label_std_outside,
+        training.promotion_max_mae_vs_constant,
     )
 
 
@@ -138,9 +157,12 @@ def _too_little_evidence(settings: Settings, metrics: dict, model: dict) -> str 
     train_rows = int((metrics.get("rows") or {}).get("train") or 0)
     test_rows = int(model.get("n") or 0)
     if train_rows < training.promotion_min_train_rows:
-        return f"too little evidence: {train_rows} train rows < promotion_min_train_rows={training.promotion_min_train_rows}"
+        minimum = training.promotion_min_train_rows
+        return f"too little evidence: {train_rows} train rows < promotion_min_train_rows={minimum}"
     if test_rows < training.promotion_min_test_rows:
-        return f"too little evidence: {test_rows} test rows < promotion_min_test_rows={training.promotion_min_test_rows}"
+        return (
+            f"too little evidence: {test_rows} test rows < promotion_min_test_rows={training.promotion_min_test_rows}"
+        )
     if model.get(PRIMARY_METRIC) is None and not training.promotion_allow_overall_spearman:
         return (
             f"too little evidence: {PRIMARY_METRIC} is null (no subreddit has {training.within_subreddit_min_posts} "
@@ -153,14 +175,14 @@ def _broken_champion_warning(current: str, problems: list[str]) -> str:
     return f"champion {current} looks broken on this test slice: {'; '.join(problems)}"
 
 
-def _gate(settings: Settings, version: str, champion_metrics_on_same_test: dict | None) -> PromotionDecision:
+def _gate(settings: Settings, version: str) -> PromotionDecision:
     """_judge's decision; a broken champion is named in it even when the challenger was refused first."""
-    decision = _judge(settings, version, champion_metrics_on_same_test)
+    decision = _judge(settings, version)
     current = decision.champion
     metrics = _read_metrics(settings, version) or {}
     if decision.warnings or current is None or current == version or not metrics.get("model"):
         return decision
-    champion_metrics, _ = _resolve_champion_metrics(settings, metrics, current, champion_metrics_on_same_test)
+    champion_metrics, _ = _champion_on_same_test(metrics, current)
     problems = _implausible(settings, champion_metrics, metrics)
     if problems:
         warning = _broken_champion_warning(current, problems)
@@ -169,18 +191,22 @@ def _gate(settings: Settings, version: str, champion_metrics_on_same_test: dict 
     return decision
 
 
-def _judge(settings: Settings, version: str, champion_metrics_on_same_test: dict | None) -> PromotionDecision:
+def _judge(settings: Settings, version: str) -> PromotionDecision:
     training = settings.training
     current = champion(settings)
     metrics = _read_metrics(settings, version)
     if metrics is None:
-        return PromotionDecision(False, f"no {METRICS_FILE} in {version}: not a finished version", version, current, {}, None)
+        return PromotionDecision(
+            False, f"no {METRICS_FILE} in {version}: not a finished version", version, current, {}, None
+        )
     model = metrics.get("model")
     if metrics.get("skipped_reason") or not model:
         reason = f"not trained: {metrics.get('skipped_reason') or 'no model metrics'}"
         return PromotionDecision(False, reason, version, current, {}, None)
     if not (version_dir(settings, version) / "model.keras").is_file():
-        return PromotionDecision(False, "model.keras missing from the version folder", version, current, _summary(model), None)
+        return PromotionDecision(
+            False, "model.keras missing from the version folder", version, current, _summary(model), None
+        )
 
     refused = _too_little_evidence(settings, metrics, model)
     if refused:
@@ -215,8 +241,18 @@ def _judge(settings: Settings, version: str, champion_metrics_on_same_test: dict
         notes.insert(0, "no champion yet" if current is None else "already champion")
         return PromotionDecision(current is None, "; ".join(notes), version, current, _summary(model), None)
 
-    champion_metrics, source = _resolve_champion_metrics(settings, metrics, current, champion_metrics_on_same_test)
+    champion_metrics, source = _champion_on_same_test(metrics, current)
     notes.append(source)
+    block = metrics.get("champion") or {}
+    if block.get("version") != current:
+        # Numbers from another test slice say nothing about this one: no comparison, no promotion.
+        reason = f"champion {current} was not scored on this test slice: not promoted"
+        return PromotionDecision(False, "; ".join([reason, *notes]), version, current, _summary(model), None)
+    if champion_metrics is None:
+        # Scoring it on this slice failed: a champion that cannot score today's features cannot serve them.
+        warning = f"champion {current} could not be scored on this test slice: {block.get('error')}"
+        notes += ["promoted on the challenger's own gates"]
+        return PromotionDecision(True, "; ".join(notes), version, current, _summary(model), None, [warning])
     champion_problems = _implausible(settings, champion_metrics, metrics)
     if champion_problems:
         # A broken champion's numbers are noise: beating (or losing to) them would decide by accident.
@@ -233,27 +269,34 @@ def _judge(settings: Settings, version: str, champion_metrics_on_same_test: dict
     needed = champion_value + training.promotion_margin
     if value < needed:
         reason = f"{metric} {value:.4f} < champion {champion_value:.4f} + margin {training.promotion_margin}"
-        return PromotionDecision(False, "; ".join([reason, *notes]), version, current, _summary(model), _summary(champion_metrics))
+        return PromotionDecision(
+            False, "; ".join([reason, *notes]), version, current, _summary(model), _summary(champion_metrics)
+        )
     mae, champion_mae = model.get("mae"), champion_metrics.get("mae")
     if mae is not None and champion_mae is not None and mae > champion_mae + training.mae_tolerance:
         reason = f"MAE {mae:.4f} worse than champion {champion_mae:.4f} + tolerance {training.mae_tolerance}"
-        return PromotionDecision(False, "; ".join([reason, *notes]), version, current, _summary(model), _summary(champion_metrics))
+        return PromotionDecision(
+            False, "; ".join([reason, *notes]), version, current, _summary(model), _summary(champion_metrics)
+        )
     notes.append(f"beats champion {current} ({champion_value:.4f}) by at least {training.promotion_margin}")
     return PromotionDecision(True, "; ".join(notes), version, current, _summary(model), _summary(champion_metrics))
 
 
-def decide_and_publish(
-    settings: Settings, version: str, champion_metrics_on_same_test: dict | None = None
-) -> PromotionDecision:
-    """Gate the challenger against baselines and champion; move the pointer if it wins; log either way."""
+def decide_and_publish(settings: Settings, version: str) -> PromotionDecision:
+    """Gate the challenger against baselines and the champion (its metrics.json block); move the pointer if it wins."""
     with _registry_lock(settings):
-        decision = _gate(settings, version, champion_metrics_on_same_test)
-        decided_at = datetime.now(timezone.utc).isoformat()
+        decision = _gate(settings, version)
+        decided_at = datetime.now(UTC).isoformat()
         record = json_safe({"decided_at": decided_at, **asdict(decision)})
         if decision.promoted:
             atomic_write_json(
                 settings.models_dir / CHAMPION_FILE,
-                {"version": version, "promoted_at": decided_at, "previous": decision.champion, "reason": decision.reason},
+                {
+                    "version": version,
+                    "promoted_at": decided_at,
+                    "previous": decision.champion,
+                    "reason": decision.reason,
+                },
             )
         directory = version_dir(settings, version)
         if directory.is_dir():
@@ -267,7 +310,7 @@ def _created(version: str, metrics: dict | None) -> str | None:
     if metrics and metrics.get("created_utc"):
         return metrics["created_utc"]
     try:
-        stamp = datetime.strptime(version.split("-")[0], VERSION_TIME_FORMAT).replace(tzinfo=timezone.utc)
+        stamp = datetime.strptime(version.split("-")[0], VERSION_TIME_FORMAT).replace(tzinfo=UTC)
     except ValueError:
         return None
     return stamp.isoformat()
@@ -308,67 +351,16 @@ def list_versions(settings: Settings) -> list[dict[str, Any]]:
     return versions
 
 
-# ---------------------------------------------------------------- staging a version being built
-
-
-def _process_alive(pid: int) -> bool:
+def code_version() -> str:
+    """The package version and the checkout's commit, recorded in each version's lineage."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    return True
-
-
-def remove_stale_staging(models_dir: Path, max_age_hours: float) -> list[str]:
-    """Remove the staging folders of builds that died (kill -9, OOM, lost worker); returns their names.
-
-    Stale: its process is gone (a build on this host), or it is older than `max_age_hours` (a build
-    on any host: another worker's pid cannot be checked from here).
-    """
-    if not models_dir.is_dir():
-        return []
-    host, now, removed = socket.gethostname(), time.time(), []
-    for folder in models_dir.iterdir():
-        match = STAGING_PATTERN.match(folder.name)
-        if match is None or not folder.is_dir():
-            continue
-        pid = int(match["pid"])
-        dead = match["host"] == host and pid != os.getpid() and not _process_alive(pid)
-        try:
-            old = now - folder.stat().st_mtime > max_age_hours * 3600
-        except FileNotFoundError:
-            continue  # another cleanup got there first
-        if dead or old:
-            shutil.rmtree(folder, ignore_errors=True)
-            removed.append(folder.name)
-    if removed:
-        log.warning("removed %d stale model staging folders: %s", len(removed), removed)
-    return removed
-
-
-@contextmanager
-def staged_version(final: Path, max_age_hours: float) -> Iterator[Path]:
-    """Build a version folder under a temp name beside `final`; it appears at `final` only when complete.
-
-    Yields `<parent>/.tmp-<name>@<host>@<pid>/<name>/` (same name, so what is written inside can say
-    its version), renamed to `final` (atomic: same filesystem) when the block ends; removed on an error.
-    A killed build leaves only the staging folder, which the next build's remove_stale_staging clears.
-    """
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_staging(final.parent, max_age_hours)
-    holder = final.parent / f"{STAGING_PREFIX}{final.name}@{socket.gethostname()}@{os.getpid()}"
-    shutil.rmtree(holder, ignore_errors=True)
-    building = holder / final.name
-    building.mkdir(parents=True)
-    try:
-        yield building
-        if final.is_dir() and not any(final.iterdir()):
-            final.rmdir()  # an empty folder made by the caller: take its place
-        if final.exists():
-            raise FileExistsError(f"{final} already exists: a version folder is never overwritten")
-        os.rename(building, final)
-    finally:
-        shutil.rmtree(holder, ignore_errors=True)
+        sha = subprocess.run(
+            ["git", "-C", str(PROJECT_ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = "unknown"
+    return f"{__version__}+{sha}"

@@ -231,8 +231,11 @@ def record_from_line(
             normalize_archive_post(data), observed_at=observed_at_of(data), source="archive"
         )
     except (ValueError, TypeError) as exc:
-        scan.skip(getattr(exc, "reason", "bad_record"), post_id_of(data),
-                  lambda exc=exc: f"{where() if callable(where) else where} ({exc})")
+        scan.skip(
+            getattr(exc, "reason", "bad_record"),
+            post_id_of(data),
+            lambda exc=exc: f"{where() if callable(where) else where} ({exc})",
+        )
         return None
 
 
@@ -258,6 +261,7 @@ def select_interval(
         def locate() -> str:
             return f"{where}:{scan.lines - first}"
     else:
+
         def locate() -> str:
             return f"{where}:{line_number(line)}"
 
@@ -299,12 +303,20 @@ def scan_archive_posts(
     progress = ScanProgress(path, path.stat().st_size)
     before = scan.lines
     yield from select_interval(
-        iter_candidate_lines(path, selection, progress), start_utc, end_utc, scan, str(path), set(), selection,
+        iter_candidate_lines(path, selection, progress),
+        start_utc,
+        end_utc,
+        scan,
+        str(path),
+        set(),
+        selection,
         line_number=progress.line_number,
     )
     scan.lines = before + progress.lines  # every line of the dump, parsed or not
     if progress.lines > progress.candidates:
-        scan.skip_reasons["not_selected"] = scan.skip_reasons.get("not_selected", 0) + progress.lines - progress.candidates
+        scan.skip_reasons["not_selected"] = (
+            scan.skip_reasons.get("not_selected", 0) + progress.lines - progress.candidates
+        )
     scan.files.append(progress.summary())
     if scan.bad_lines:
         log.warning("archive %s: %d bad lines skipped %s", path, scan.bad_lines, scan.skip_reasons)
@@ -351,7 +363,9 @@ def _file_posts(path: Path, start_utc: int, end_utc: int, scan: ArchiveScan, set
     from smpp.sources.archive_index import ensure_day_index, iter_indexed_posts
 
     index = ensure_day_index(
-        path, settings.data_dir / "archive_index", flush_bytes=settings.archive_index_flush_mb << 20,
+        path,
+        settings.data_dir / "archive_index",
+        flush_bytes=settings.archive_index_flush_mb << 20,
         subreddits=None if selection.everything else sorted(selection.names),
         progress_every_s=settings.archive_progress_every_s,
     )

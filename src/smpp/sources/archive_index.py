@@ -39,7 +39,7 @@ import uuid
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -69,13 +69,40 @@ EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 SLIM_ABOVE_BYTES = 1024
 # What PostRecord.from_reddit_json and smpp.sources.archive read; everything else is dropped
 # from long lines. tests/sources/test_archive.py checks a full Arctic-Shift post parses the same.
-KEEP_FIELDS = frozenset({
-    "id", "name", "created_utc", "subreddit", "subreddit_name_prefixed", "title", "author",
-    "author_fullname", "selftext", "selftext_len", "removed_by_category", "url", "domain",
-    "permalink", "is_self", "over_18", "is_gallery", "post_hint", "preview", "gallery_data",
-    "media_metadata", "link_flair_text", "subreddit_subscribers", "score", "num_comments",
-    "upvote_ratio", "retrieved_on", "retrieved_utc", "_meta", "crosspost_parent",
-})
+KEEP_FIELDS = frozenset(
+    {
+        "id",
+        "name",
+        "created_utc",
+        "subreddit",
+        "subreddit_name_prefixed",
+        "title",
+        "author",
+        "author_fullname",
+        "selftext",
+        "selftext_len",
+        "removed_by_category",
+        "url",
+        "domain",
+        "permalink",
+        "is_self",
+        "over_18",
+        "is_gallery",
+        "post_hint",
+        "preview",
+        "gallery_data",
+        "media_metadata",
+        "link_flair_text",
+        "subreddit_subscribers",
+        "score",
+        "num_comments",
+        "upvote_ratio",
+        "retrieved_on",
+        "retrieved_utc",
+        "_meta",
+        "crosspost_parent",
+    }
+)
 KEEP_META = ("retrieved_2nd_on", "was_deleted_later", "removal_type")
 NOT_BAD = frozenset({"crosspost"})
 
@@ -121,8 +148,12 @@ class DayIndex:
             for day, count in shard.manifest["days"].items():
                 days[day] = days.get(day, 0) + count
         first = self.shards[0].manifest
-        return {"lines": first["lines"], "bad_lines": first["bad_lines"], "days": dict(sorted(days.items())),
-                "indexed": sum(s.manifest["indexed"] for s in self.shards)}
+        return {
+            "lines": first["lines"],
+            "bad_lines": first["bad_lines"],
+            "days": dict(sorted(days.items())),
+            "indexed": sum(s.manifest["indexed"] for s in self.shards),
+        }
 
     def day_path(self, day: str) -> Path:
         [shard] = self.shards
@@ -249,8 +280,11 @@ def build_missing(
         info = directory / DUMP_INFO
         if not info.exists():
             stat = dump.stat()
-            info.write_text(json.dumps({"format": INDEX_FORMAT, "source": str(dump), "size": stat.st_size,
-                                        "mtime_ns": stat.st_mtime_ns}))
+            info.write_text(
+                json.dumps(
+                    {"format": INDEX_FORMAT, "source": str(dump), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+                )
+            )
         for name in missing:
             target = directory / name
             if target.exists():  # a finished shard has a manifest; this is debris
@@ -390,8 +424,13 @@ def build_day_index(
         if reason not in NOT_BAD:
             bad[reason] = bad.get(reason, 0) + 1
             if bad[reason] <= LOGGED_PER_REASON:
-                log.warning("archive %s:%d: skipped post %s: %s", dump, progress.line_number(line),
-                            post_id or "(unknown id)", reason)
+                log.warning(
+                    "archive %s:%d: skipped post %s: %s",
+                    dump,
+                    progress.line_number(line),
+                    post_id or "(unknown id)",
+                    reason,
+                )
         for shard in owners:
             skips = undated[shard] if day is None else day_skips[shard].setdefault(day, {})
             skips[reason] = skips.get(reason, 0) + 1
@@ -408,7 +447,7 @@ def build_day_index(
             "shard": name,
             "selection": selection.key,  # what the scan that built this shard selected
             "size": stat.st_size,
-            "mtime": datetime.fromtimestamp(stat.st_mtime, timezone.utc).isoformat(),
+            "mtime": datetime.fromtimestamp(stat.st_mtime, UTC).isoformat(),
             "mtime_ns": stat.st_mtime_ns,
             "lines": progress.lines,
             "parsed": progress.candidates,
@@ -420,7 +459,7 @@ def build_day_index(
             "days": dict(sorted(counts.items())),
             "day_skips": dict(sorted(day_skips[name].items())),
             "undated_skips": dict(sorted(undated[name].items())),
-            "created_at": datetime.now(timezone.utc).isoformat(),
+            "created_at": datetime.now(UTC).isoformat(),
             "build_seconds": seconds,
             "decompressed_bytes": progress.decompressed,
         }
@@ -431,8 +470,13 @@ def build_day_index(
         manifests[name] = manifest
     log.info(
         "indexed %s for %s: %d lines, %d parsed, %d kept, bad lines %s, %.1f s",
-        dump, selection.key, progress.lines, progress.candidates,
-        sum(m["indexed"] for m in manifests.values()), bad, seconds,
+        dump,
+        selection.key,
+        progress.lines,
+        progress.candidates,
+        sum(m["indexed"] for m in manifests.values()),
+        bad,
+        seconds,
     )
     return manifests
 
@@ -486,7 +530,9 @@ def slim_archive_post(data: Mapping[str, Any]) -> dict[str, Any]:
         slim["media_metadata"] = {
             key: {"s": {"u": entry["s"]["u"]}}
             for key, entry in metadata.items()
-            if isinstance(entry, Mapping) and isinstance(entry.get("s"), Mapping) and isinstance(entry["s"].get("u"), str)
+            if isinstance(entry, Mapping)
+            and isinstance(entry.get("s"), Mapping)
+            and isinstance(entry["s"].get("u"), str)
         }
     meta = slim.get("_meta")
     if isinstance(meta, Mapping):

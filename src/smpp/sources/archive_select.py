@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
@@ -59,7 +59,7 @@ class Selection:
     names: frozenset[str] | None
 
     @classmethod
-    def of(cls, subreddits: Iterable[str] | str | None) -> "Selection":
+    def of(cls, subreddits: Iterable[str] | str | None) -> Selection:
         if subreddits is None:
             return cls(None)
         if isinstance(subreddits, str):
@@ -72,7 +72,7 @@ class Selection:
             if name:
                 names.add(name)
         if not names:
-            raise ValueError("no subreddits selected: list some, or [\"*\"] for every subreddit of the dump")
+            raise ValueError('no subreddits selected: list some, or ["*"] for every subreddit of the dump')
         return cls(frozenset(names))
 
     @property
@@ -86,7 +86,7 @@ class Selection:
     def keeps(self, subreddit: str | None) -> bool:
         return self.names is None or (subreddit is not None and subreddit.lower() in self.names)
 
-    def narrowed(self, other: "Selection") -> "Selection | None":
+    def narrowed(self, other: Selection) -> Selection | None:
         """The intersection (None when empty): a per-subreddit file under this selection."""
         if self.names is None:
             return other
@@ -130,8 +130,8 @@ class DumpFile:
 
     def month_span(self) -> tuple[int, int]:
         year, month = self.month  # type: ignore[misc]
-        start = datetime(year, month, 1, tzinfo=timezone.utc)
-        end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=timezone.utc)
+        start = datetime(year, month, 1, tzinfo=UTC)
+        end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
         return int(start.timestamp()), int(end.timestamp())
 
     def selection_for(self, selection: Selection) -> Selection | None:
@@ -190,7 +190,7 @@ def pick_files(
             continue
         picked.append((dump, wanted))
     if not picked:
-        day = datetime.fromtimestamp(start_utc, timezone.utc).date().isoformat()
+        day = datetime.fromtimestamp(start_utc, UTC).date().isoformat()
         seen = ", ".join(f"{f.path.name} ({f.kind})" for f in files) or "no dump files"
         raise FileNotFoundError(
             f"no archive file in {archive_path} can hold {day} for subreddits {selection.key}: found {seen}. "
@@ -251,8 +251,14 @@ class ScanProgress:
 
     def summary(self) -> dict:
         elapsed = time.monotonic() - self.started
-        return {"file": str(self.path), "compressed_bytes": self.total_bytes, "decompressed_bytes": self.decompressed,
-                "lines": self.lines, "candidates": self.candidates, "seconds": round(elapsed, 3)}
+        return {
+            "file": str(self.path),
+            "compressed_bytes": self.total_bytes,
+            "decompressed_bytes": self.decompressed,
+            "lines": self.lines,
+            "candidates": self.candidates,
+            "seconds": round(elapsed, 3),
+        }
 
 
 def _starts_frame(data: bytes) -> bool:
@@ -321,8 +327,9 @@ def _widen_pipe(fd: int) -> None:
 def _cli_chunks(raw: IO[bytes], path: Path, progress: ScanProgress, cli: str) -> Iterator[bytes]:
     """Decompressed by the zstd CLI in a child process, fed by a thread: it runs on another core
     (python zstandard holds the GIL), as in `zstd -dc | wc -l`, and the feeder knows the offset."""
-    proc = subprocess.Popen([cli, "-dcq", "--long=31", "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [cli, "-dcq", "--long=31", "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     _widen_pipe(proc.stdout.fileno())  # type: ignore[union-attr]
     fed = [0]
 
@@ -397,9 +404,7 @@ def _file_chunks(path: Path, progress: ScanProgress) -> Iterator[bytes]:
             yield data
 
 
-def iter_candidate_lines(
-    path: Path, selection: Selection, progress: ScanProgress | None = None
-) -> Iterator[bytes]:
+def iter_candidate_lines(path: Path, selection: Selection, progress: ScanProgress | None = None) -> Iterator[bytes]:
     """The lines of the dump that may belong to `selection` (every line for everything).
 
     Holds at most one chunk and one partial line (a 20 MB line is held once, as itself).
@@ -508,8 +513,11 @@ def _candidate_spans(chunk: bytes, start: int, end: int, needles: list[bytes]) -
         size = len(needle)
         at = find(needle)
         while at >= 0:
-            if (at > 0 and low[at + size : at + size + 1] == b'"'
-                    and (low[at - 1] == 34 or low.endswith(b'"r/', 0, at) or low.endswith(b'"r\\/', 0, at))):
+            if (
+                at > 0
+                and low[at + size : at + size + 1] == b'"'
+                and (low[at - 1] == 34 or low.endswith(b'"r/', 0, at) or low.endswith(b'"r\\/', 0, at))
+            ):
                 hits.append(at)
                 at = find(b"\n", at)  # one hit per line is enough
                 if at < 0:

@@ -22,8 +22,18 @@ INT32 = (-(2**31), 2**31 - 1)
 # also keeps what is derived from it (label maturity: created_utc + label age) inside BIGINT.
 CREATED_RANGE = (-62_135_596_800, 253_402_300_799)
 # Postgres TEXT cannot hold NUL (the insert fails); SQLite would store it: refused on both alike.
-TEXT_FIELDS = ("subreddit", "title", "author", "author_fullname", "url", "domain", "permalink", "post_hint",
-               "preview_url", "flair_text")
+TEXT_FIELDS = (
+    "subreddit",
+    "title",
+    "author",
+    "author_fullname",
+    "url",
+    "domain",
+    "permalink",
+    "post_hint",
+    "preview_url",
+    "flair_text",
+)
 
 
 class InvalidRecord(ValueError):
@@ -159,9 +169,7 @@ class PostRecord:
         return f"t3_{self.id}"
 
     @classmethod
-    def from_reddit_json(
-        cls, data: Mapping[str, Any], observed_at: int | None, source: str
-    ) -> "PostRecord":
+    def from_reddit_json(cls, data: Mapping[str, Any], observed_at: int | None, source: str) -> PostRecord:
         """Parse a t3 `data` dict (API, PRAW `vars(submission)`, or archive line).
 
         Convertible values of the wrong type (numeric strings, numbers as titles, "true")

@@ -181,7 +181,7 @@ class _PacedRequestor(prawcore.Requestor):
         return response
 
 
-def make_reddit(settings: Settings, *, rate_window_s: int = RATE_WINDOW_S) -> "praw.Reddit":
+def make_reddit(settings: Settings, *, rate_window_s: int = RATE_WINDOW_S) -> praw.Reddit:
     """A read-only (or script, with username/password) PRAW client from settings.reddit.
 
     rate_window_s: the rate-limit window prawcore paces over (only a fake API uses another).
@@ -229,7 +229,7 @@ def _secret(value: SecretStr | str | None) -> str | None:
 
 
 def scrape_new(
-    reddit: "praw.Reddit",
+    reddit: praw.Reddit,
     subreddit: str,
     start_utc: int,
     end_utc: int,
@@ -270,7 +270,9 @@ def scrape_new(
             params["after"] = after
         what = f"r/{subreddit}/new"
         try:
-            children, after = call(what, lambda: _listing(reddit.request(method="GET", path=listing_path, params=params)))
+            children, after = call(
+                what, lambda params=params: _listing(reddit.request(method="GET", path=listing_path, params=params))
+            )
         except _REQUEST_FAILURES as exc:
             uncovered_end = end_utc if oldest_seen is None else min(oldest_seen, end_utc)
             return _failed(subreddit, exc, call.requests, start_utc, uncovered_end, kept, skipped, subscribers)
@@ -294,18 +296,26 @@ def scrape_new(
         status, uncovered = "gap", (start_utc, min(oldest_seen, end_utc))
         log.warning(
             "r/%s: /new ran out after %d posts before reaching the interval start; [%d, %d) is uncovered",
-            subreddit, seen, *uncovered,
+            subreddit,
+            seen,
+            *uncovered,
         )
     posts = _in_order(kept)
     log.info(
         "r/%s: %d posts in [%d, %d) from %d listed, %d skipped, %d requests",
-        subreddit, len(posts), start_utc, end_utc, seen, sum(skipped.values()), call.requests,
+        subreddit,
+        len(posts),
+        start_utc,
+        end_utc,
+        seen,
+        sum(skipped.values()),
+        call.requests,
     )
     return ScrapeResult(posts, subreddit, status, uncovered, subscribers, call.requests, skipped)
 
 
 def refresh_posts(
-    reddit: "praw.Reddit",
+    reddit: praw.Reddit,
     post_ids: Sequence[str],
     *,
     max_429_retries: int = DEFAULT_MAX_429_RETRIES,
@@ -328,7 +338,9 @@ def refresh_posts(
         try:
             children, _ = call(
                 "api/info",
-                lambda: _listing(reddit.request(method="GET", path=API_PATH["info"], params={"id": ",".join(batch)})),
+                lambda batch=batch: _listing(
+                    reddit.request(method="GET", path=API_PATH["info"], params={"id": ",".join(batch)})
+                ),
             )
         except _REQUEST_FAILURES as exc:
             _batch_failed(report, "api/info", ids, exc)
@@ -348,7 +360,7 @@ def refresh_posts(
 
 
 def fetch_authors(
-    reddit: "praw.Reddit",
+    reddit: praw.Reddit,
     fullnames: Sequence[str],
     *,
     max_429_retries: int = DEFAULT_MAX_429_RETRIES,
@@ -368,7 +380,7 @@ def fetch_authors(
     what = "api/user_data_by_account_ids"
     for batch in _answered_batches(wanted, report, what):
         try:
-            found = call(what, lambda: _user_data(reddit, API_PATH["user_by_fullname"], batch))
+            found = call(what, lambda batch=batch: _user_data(reddit, API_PATH["user_by_fullname"], batch))
         except _REQUEST_FAILURES as exc:
             _batch_failed(report, what, batch, exc)
             continue
@@ -409,7 +421,7 @@ def _thing(payload: Any, kind: str) -> Mapping[str, Any]:
     return data
 
 
-def _user_data(reddit: "praw.Reddit", path: str, batch: list[str]) -> Mapping[str, Any]:
+def _user_data(reddit: praw.Reddit, path: str, batch: list[str]) -> Mapping[str, Any]:
     try:
         payload = reddit.request(method="GET", path=path, params={"ids": ",".join(batch)})
     except prawcore.NotFound:
@@ -461,7 +473,9 @@ def _author_record(fullname: str, data: Any, observed_at: int) -> AuthorRecord:
         try:
             values[key] = _optional_int(data.get(key), strict=True)
         except ValueError:
-            raise InvalidRecord(f"bad_{key}", f"account {fullname}: {key} is not a number: {data.get(key)!r:.40}") from None
+            raise InvalidRecord(
+                f"bad_{key}", f"account {fullname}: {key} is not a number: {data.get(key)!r:.40}"
+            ) from None
     return AuthorRecord(name=str(data["name"]), fullname=fullname, observed_at=observed_at, **values)
 
 
@@ -517,11 +531,18 @@ def _failed(
         uncovered = (start_utc, uncovered_end) if uncovered_end > start_utc else None
         log.error(
             "r/%s: listing failed after retries (%s); keeping %d posts, [%s) uncovered",
-            subreddit, error, len(posts), "" if uncovered is None else "%d, %d" % uncovered,
+            subreddit,
+            error,
+            len(posts),
+            "" if uncovered is None else f"{uncovered[0]}, {uncovered[1]}",
         )
-        return ScrapeResult(posts, subreddit, "error", uncovered, subscribers, requests_made, dict(skipped or {}), error)
+        return ScrapeResult(
+            posts, subreddit, "error", uncovered, subscribers, requests_made, dict(skipped or {}), error
+        )
     assert isinstance(exc, prawcore.ResponseException)
-    log.warning("r/%s is %s (HTTP %s%s); skipped", subreddit, status, exc.response.status_code, f", {reason}" if reason else "")
+    log.warning(
+        "r/%s is %s (HTTP %s%s); skipped", subreddit, status, exc.response.status_code, f", {reason}" if reason else ""
+    )
     return ScrapeResult([], subreddit, status, None, None, requests_made, dict(skipped or {}))
 
 
@@ -589,7 +610,7 @@ def _wait_seconds(retry_state: RetryCallState) -> float:
                 return min(max(float(headers[header]), 0.0), MAX_429_WAIT_S)
             except (KeyError, TypeError, ValueError):
                 continue
-    backoff = min(2.0 ** retry_state.attempt_number, MAX_BACKOFF_S)
+    backoff = min(2.0**retry_state.attempt_number, MAX_BACKOFF_S)
     return backoff * random.uniform(0.5, 1.0)
 
 

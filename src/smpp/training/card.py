@@ -115,7 +115,9 @@ def render_model_card(metrics: dict[str, Any], history_summary: dict[str, Any] |
         lines.append("")
         lines += ["## Model", ""]
         lines.append(f"- Parameters: {model.get('params')}")
-        lines.append(f"- Latency: {_fmt(model.get('latency_ms_per_post'))} ms per post (batch scoring, CPU of the trainer)")
+        lines.append(
+            f"- Latency: {_fmt(model.get('latency_ms_per_post'))} ms per post (batch scoring, CPU of the trainer)"
+        )
         if history_summary:
             lines.append(
                 f"- Epochs run {history_summary.get('epochs_run')}, best epoch {history_summary.get('best_epoch')} "
@@ -130,9 +132,11 @@ def render_model_card(metrics: dict[str, Any], history_summary: dict[str, Any] |
         "- Subreddits unseen in training share one out-of-vocabulary embedding and the global mean as their offset.",
         "- The network learns the residual after the train-slice subreddit mean; a subreddit whose level drifts "
         "is followed only through the history features (recent subreddit mean), until the next retrain.",
-        "- Scores are for posts that passed the pipeline filters; removed, NSFW (if dropped) and very short posts are out of scope.",
+        "- Scores are for posts that passed the pipeline filters; removed, NSFW (if dropped) and very short posts "
+        "are out of scope.",
         "- Popularity also depends on things no feature sees (front-page luck, time-of-day competition, later edits).",
-        "- Reddit's Data API terms restrict training models on user content without permission; check before any use beyond research.",
+        "- Reddit's Data API terms restrict training models on user content without permission; "
+        "check before any use beyond research.",
     ]
     for warning in metrics.get("warnings") or []:
         lines.append(f"- {warning}")

@@ -17,14 +17,14 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
 from smpp.settings import Settings
 from smpp.training.model import InputSpec, subreddit_balance_weights
-from smpp.training.split import ChronoSplit, chronological_split, within_window
+from smpp.training.split import ChronoSplit, chronological_split, skip_reason, within_window
 from smpp.training.stream import SlicePlan, StreamIndex, present_dims, release_freed_memory, scan_index
 
 log = logging.getLogger(__name__)
@@ -34,19 +34,13 @@ SPLIT_COLUMNS = ["subreddit", "domain", "created_utc", "label"]  # what training
 CHILD_MAIN = "import sys; from smpp.training.first_pass import _main; raise SystemExit(_main(sys.argv[1:]))"
 
 
-@dataclass(frozen=True)
-class LabelQuery:
-    """The warehouse's trainable labels matured by `end_utc` (labels.trainable_labels), fetched where the pass runs."""
+class LabelSource(Protocol):
+    """Where the labels come from when the partitions do not carry them (e.g. warehouse.labels.LabelSource).
 
-    end_utc: int
-    created_from_utc: int | None = None
+    Picklable: the first pass calls `fetch` in its child process, so a million post ids never touch the parent.
+    """
 
-    def fetch(self, settings: Settings) -> pd.DataFrame:
-        from smpp.warehouse.labels import trainable_labels
-        from smpp.warehouse import session_for
-
-        with session_for(settings.database_url) as session:
-            return trainable_labels(session, self.end_utc, self.created_from_utc)
+    def fetch(self, settings: Settings) -> pd.DataFrame: ...
 
 
 @dataclass
@@ -63,12 +57,10 @@ class FirstPass:
     weighted: bool = False
 
 
-def first_pass(settings: Settings, paths: list[Path], labels: pd.DataFrame | LabelQuery | None) -> FirstPass:
+def first_pass(settings: Settings, paths: list[Path], labels: pd.DataFrame | LabelSource | None) -> FirstPass:
     """Index the partitions, cut the split, decide the towers and locate every slice's rows."""
-    from smpp.training.train import skip_reason
-
     training = settings.training
-    if isinstance(labels, LabelQuery):
+    if isinstance(labels, LabelSource):
         labels = labels.fetch(settings) if paths else None  # no partitions: nothing to join them to
     index = scan_index(paths, labels)
     del labels
@@ -98,7 +90,9 @@ def first_pass(settings: Settings, paths: list[Path], labels: pd.DataFrame | Lab
         reference = (split.train["subreddit"].to_numpy(), split.train["label"].to_numpy(np.float32))
         weights = {
             name: subreddit_balance_weights(
-                getattr(split, name)["subreddit"].to_numpy(), getattr(split, name)["label"].to_numpy(np.float32), reference
+                getattr(split, name)["subreddit"].to_numpy(),
+                getattr(split, name)["label"].to_numpy(np.float32),
+                reference,
             )
             for name in ("train", "val")
         }
@@ -113,7 +107,7 @@ def _narrow(split: ChronoSplit) -> ChronoSplit:
     return ChronoSplit(*(getattr(split, name)[SPLIT_COLUMNS].copy() for name in ("train", "val", "test")))
 
 
-def run_first_pass(settings: Settings, paths: list[Path], labels: pd.DataFrame | LabelQuery | None) -> FirstPass:
+def run_first_pass(settings: Settings, paths: list[Path], labels: pd.DataFrame | LabelSource | None) -> FirstPass:
     """first_pass in a child process (`training.first_pass_in_child`), else here."""
     if not settings.training.first_pass_in_child:
         return first_pass(settings, paths, labels)
@@ -126,10 +120,16 @@ def run_first_pass(settings: Settings, paths: list[Path], labels: pd.DataFrame |
         request.write_bytes(pickle.dumps((settings, [str(p) for p in paths], labels), protocol=pickle.HIGHEST_PROTOCOL))
         done = subprocess.run(
             [sys.executable, "-c", CHILD_MAIN, str(request), str(response)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
         )
         if not response.exists():
-            raise RuntimeError(f"training's first pass failed in its child process (exit {done.returncode}):\n{done.stderr[-3000:]}")
+            raise RuntimeError(
+                f"training's first pass failed in its child process (exit {done.returncode}):\n{done.stderr[-3000:]}"
+            )
         outcome = pickle.loads(response.read_bytes())
     if isinstance(outcome, BaseException):
         raise outcome

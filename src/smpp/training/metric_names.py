@@ -22,7 +22,13 @@ METRIC_DIRECTIONS: dict[str, bool | None] = {
 CARD_METRICS: tuple[str, ...] = tuple(m for m in METRIC_DIRECTIONS if m != "subreddits_scored")
 # The Metrics tab's comparison rows and the registry's decision summary: quality plus the test size.
 DECISION_METRICS: tuple[str, ...] = (
-    "spearman_within_subreddit", "spearman_within_subreddit_weighted", "spearman", "mae", "rmse", "r2", "n",
+    "spearman_within_subreddit",
+    "spearman_within_subreddit_weighted",
+    "spearman",
+    "mae",
+    "rmse",
+    "r2",
+    "n",
 )
 UI_METRICS: tuple[str, ...] = (*DECISION_METRICS, "subreddits_scored")
 # What `smpp` prints per model on one line.

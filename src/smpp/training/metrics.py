@@ -110,8 +110,16 @@ def scored_or_error(y_true: np.ndarray, y_pred: np.ndarray, subreddits: np.ndarr
     bad = int((~np.isfinite(y_pred)).sum())
     if not bad:
         return regression_metrics(y_true, y_pred, subreddits, min_posts)
-    return {"n": len(y_pred), "error": f"{bad} of {len(y_pred)} predictions are not finite", "non_finite_predictions": bad,
-            "spearman": None, "spearman_within_subreddit": None, "mae": None, "rmse": None, "r2": None}
+    return {
+        "n": len(y_pred),
+        "error": f"{bad} of {len(y_pred)} predictions are not finite",
+        "non_finite_predictions": bad,
+        "spearman": None,
+        "spearman_within_subreddit": None,
+        "mae": None,
+        "rmse": None,
+        "r2": None,
+    }
 
 
 def label_summary(labels: np.ndarray) -> dict[str, Any]:
@@ -120,15 +128,24 @@ def label_summary(labels: np.ndarray) -> dict[str, Any]:
     labels = labels[np.isfinite(labels)]
     if not len(labels):
         return {"n": 0, "min": None, "max": None, "mean": None, "median": None, "std": None}
-    return json_safe({
-        "n": len(labels), "min": labels.min(), "max": labels.max(), "mean": labels.mean(),
-        "median": float(np.median(labels)), "std": labels.std(),
-    })
+    return json_safe(
+        {
+            "n": len(labels),
+            "min": labels.min(),
+            "max": labels.max(),
+            "mean": labels.mean(),
+            "median": float(np.median(labels)),
+            "std": labels.std(),
+        }
+    )
 
 
 def implausibility(
-    scores: dict[str, Any] | None, train_labels: dict[str, Any] | None, constant_mae: float | None,
-    max_std_outside: float, max_mae_vs_constant: float,
+    scores: dict[str, Any] | None,
+    train_labels: dict[str, Any] | None,
+    constant_mae: float | None,
+    max_std_outside: float,
+    max_mae_vs_constant: float,
 ) -> list[str]:
     """Why test `scores` (regression_metrics) cannot come from a working model; [] when none is found.
 
@@ -154,7 +171,8 @@ def implausibility(
     mae = scores.get("mae")
     if mae is not None and constant_mae is not None and mae > max_mae_vs_constant * constant_mae:
         problems.append(
-            f"MAE {mae:.6g} worse than {max_mae_vs_constant:g} x the constant train-median predictor's {constant_mae:.4f}"
+            f"MAE {mae:.6g} worse than {max_mae_vs_constant:g} x "
+            f"the constant train-median predictor's {constant_mae:.4f}"
         )
     return problems
 
@@ -164,7 +182,10 @@ TIER_NAMES = ["low", "medium", "high"]
 
 
 def pairwise_accuracy(
-    y_true: np.ndarray, y_pred: np.ndarray, subreddits: np.ndarray, created_utc: np.ndarray,
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    subreddits: np.ndarray,
+    created_utc: np.ndarray,
     window_hours: float = PAIR_WINDOW_HOURS,
 ) -> dict[str, Any]:
     """Share of same-subreddit pairs posted close in time whose order the predictions get right.
@@ -173,7 +194,12 @@ def pairwise_accuracy(
     most `window_hours` apart and their labels differ; prediction ties count half.
     """
     frame = pd.DataFrame(
-        {"y": np.asarray(y_true, float), "p": np.asarray(y_pred, float), "s": np.asarray(subreddits), "t": np.asarray(created_utc, float)}
+        {
+            "y": np.asarray(y_true, float),
+            "p": np.asarray(y_pred, float),
+            "s": np.asarray(subreddits),
+            "t": np.asarray(created_utc, float),
+        }
     ).sort_values(["s", "t"], kind="stable")
     same = frame["s"].to_numpy()[1:] == frame["s"].to_numpy()[:-1]
     close = np.diff(frame["t"].to_numpy()) <= window_hours * 3600
@@ -211,8 +237,12 @@ def tier_metrics(y_true: np.ndarray, y_pred: np.ndarray, thresholds: list[float]
 
 
 def full_metrics(
-    y_true: np.ndarray, y_pred: np.ndarray, subreddits: np.ndarray, created_utc: np.ndarray,
-    min_posts: int, thresholds: list[float],
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    subreddits: np.ndarray,
+    created_utc: np.ndarray,
+    min_posts: int,
+    thresholds: list[float],
 ) -> dict[str, Any]:
     """regression_metrics + within-subreddit pairwise accuracy + tiers."""
     return json_safe(

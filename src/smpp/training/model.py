@@ -70,16 +70,17 @@ class InputSpec:
     level_offset: bool = False
 
     @classmethod
-    def for_frame(cls, train: pd.DataFrame, dims: dict[str, int], level_offset: bool = False) -> "InputSpec":
+    def for_frame(cls, train: pd.DataFrame, dims: dict[str, int], level_offset: bool = False) -> InputSpec:
         """Towers for the embedding dims given; optional tabular columns and domain if the train slice has them."""
         optional = [
-            c for c in OPTIONAL_TABULAR_COLUMNS
-            if c in train and pd.to_numeric(train[c], errors="coerce").notna().any()
+            c for c in OPTIONAL_TABULAR_COLUMNS if c in train and pd.to_numeric(train[c], errors="coerce").notna().any()
         ]
         use_domain = DOMAIN_INPUT in train and train[DOMAIN_INPUT].fillna("").astype(str).ne("").any()
         level = level_offset and LEVEL_COLUMN in optional
         return cls(
-            embedding_dims=dims, tabular_columns=[*TABULAR_COLUMNS, *optional], use_domain=bool(use_domain),
+            embedding_dims=dims,
+            tabular_columns=[*TABULAR_COLUMNS, *optional],
+            use_domain=bool(use_domain),
             level_offset=bool(level),
         )
 
@@ -89,7 +90,7 @@ class InputSpec:
         atomic_write_json(version_dir / INPUT_SPEC_FILE, asdict(self))
 
     @classmethod
-    def load(cls, version_dir: Path) -> "InputSpec":
+    def load(cls, version_dir: Path) -> InputSpec:
         data = json.loads((version_dir / INPUT_SPEC_FILE).read_text())
         return cls(
             embedding_dims=dict(data["embedding_dims"]),
@@ -179,7 +180,9 @@ def model_inputs(frame: pd.DataFrame, spec: InputSpec) -> dict[str, np.ndarray]:
     return inputs
 
 
-def subreddit_balance_weights(subreddits: np.ndarray, labels: np.ndarray, reference: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+def subreddit_balance_weights(
+    subreddits: np.ndarray, labels: np.ndarray, reference: tuple[np.ndarray, np.ndarray]
+) -> np.ndarray:
     """1 / (train-slice label variance of the post's subreddit), normalised to mean 1 and clipped to [0.2, 5]."""
     ref_subs, ref_labels = reference
     variances = pd.Series(np.asarray(ref_labels, float)).groupby(np.asarray(ref_subs).reshape(-1)).var()
@@ -191,13 +194,18 @@ def subreddit_balance_weights(subreddits: np.ndarray, labels: np.ndarray, refere
 
 
 def _dataset(
-    inputs: dict[str, np.ndarray], labels: np.ndarray | None, batch_size: int, shuffle_seed: int | None = None,
+    inputs: dict[str, np.ndarray],
+    labels: np.ndarray | None,
+    batch_size: int,
+    shuffle_seed: int | None = None,
     weights: np.ndarray | None = None,
 ):
     from smpp.compat import import_tensorflow
 
     tf = import_tensorflow()
-    tensors = {name: tf.constant(value.astype(str) if name in STRING_INPUTS else value) for name, value in inputs.items()}
+    tensors = {
+        name: tf.constant(value.astype(str) if name in STRING_INPUTS else value) for name, value in inputs.items()
+    }
     data = tensors if labels is None else (tensors, tf.constant(labels.astype(np.float32)))
     if labels is not None and weights is not None:
         data = (*data, tf.constant(weights.astype(np.float32)))
@@ -224,14 +232,25 @@ class CategoryStats:
     domain_counts: dict[str, int]
 
     @classmethod
-    def of(cls, subreddits: Any, labels: Any, domains: Any = None) -> "CategoryStats":
+    def of(cls, subreddits: Any, labels: Any, domains: Any = None) -> CategoryStats:
         """From per-row subreddits (array or Series, categorical welcome), labels and optional domains."""
         labels = np.asarray(labels, dtype=float)
-        frame = pd.DataFrame({"subreddit": np.asarray(subreddits) if not isinstance(subreddits, pd.Series)
-                              else subreddits.reset_index(drop=True), "label": labels})
+        frame = pd.DataFrame(
+            {
+                "subreddit": np.asarray(subreddits)
+                if not isinstance(subreddits, pd.Series)
+                else subreddits.reset_index(drop=True),
+                "label": labels,
+            }
+        )
         means = frame.groupby("subreddit", observed=True, sort=True)["label"].mean()
-        counts = {} if domains is None else pd.Series(np.asarray(domains) if not isinstance(domains, pd.Series)
-                                                     else domains.reset_index(drop=True)).value_counts()
+        counts = (
+            {}
+            if domains is None
+            else pd.Series(
+                np.asarray(domains) if not isinstance(domains, pd.Series) else domains.reset_index(drop=True)
+            ).value_counts()
+        )
         return cls(
             subreddit_means={str(k): float(v) for k, v in means.items()},
             global_mean=float(labels.mean()) if len(labels) else 0.0,
@@ -311,8 +330,11 @@ def feature_guard_class():
 
 
 def build_model(
-    train_inputs: dict[str, np.ndarray], train_labels: np.ndarray, spec: InputSpec,
-    training: TrainingSettings | None = None, categories: CategoryStats | None = None,
+    train_inputs: dict[str, np.ndarray],
+    train_labels: np.ndarray,
+    spec: InputSpec,
+    training: TrainingSettings | None = None,
+    categories: CategoryStats | None = None,
 ):
     """Functional model whose normalisers, vocabularies and subreddit offsets are fitted on the train slice only.
 
@@ -357,7 +379,8 @@ def build_model(
     model_inputs_[SUBREDDIT_INPUT] = subreddit
     if categories is None:
         categories = CategoryStats.of(
-            train_inputs[SUBREDDIT_INPUT][:, 0].astype(str), train_labels,
+            train_inputs[SUBREDDIT_INPUT][:, 0].astype(str),
+            train_labels,
             train_inputs[DOMAIN_INPUT][:, 0].astype(str) if spec.use_domain else None,
         )
     vocabulary = sorted(s for s in categories.subreddit_means if s)
@@ -389,8 +412,10 @@ def build_model(
         not_known = layers.Dense(1, trainable=False, name="level_unknown")
         frozen.append((not_known, [np.array([[-1.0]], np.float32), np.array([1.0], np.float32)]))
         offset = layers.Add(name="level_offset")(
-            [layers.Multiply(name="level_known")([level, level_mask]),
-             layers.Multiply(name="mean_if_unknown")([offset, not_known(level_mask)])]
+            [
+                layers.Multiply(name="level_known")([level, level_mask]),
+                layers.Multiply(name="mean_if_unknown")([offset, not_known(level_mask)]),
+            ]
         )
     mean_residual = residuals[0] if members == 1 else layers.Average(name="ensemble_mean")(residuals)
     output = layers.Add(name="popularity")([offset, mean_residual])
@@ -417,9 +442,13 @@ def _member_residual(layers, spec: InputSpec, shared: dict[str, Any], training: 
     for column in spec.embedding_dims:
         normalised, mask = shared[column]
         hidden = layers.Dropout(dropout / 2, name=f"{column}_input_dropout{suffix}")(normalised)
-        hidden = layers.Dense(units, activation="relu", kernel_regularizer=regularizer, name=f"{column}_dense1{suffix}")(hidden)
+        hidden = layers.Dense(
+            units, activation="relu", kernel_regularizer=regularizer, name=f"{column}_dense1{suffix}"
+        )(hidden)
         hidden = layers.Dropout(dropout, name=f"{column}_dropout{suffix}")(hidden)
-        hidden = layers.Dense(TOWER_OUTPUT, activation="relu", kernel_regularizer=regularizer, name=f"{column}_dense2{suffix}")(hidden)
+        hidden = layers.Dense(
+            TOWER_OUTPUT, activation="relu", kernel_regularizer=regularizer, name=f"{column}_dense2{suffix}"
+        )(hidden)
         # Missing modality: the tower contributes exactly zero; the mask itself is a feature.
         fused += [layers.Multiply(name=f"{column}_masked{suffix}")([hidden, mask]), mask]
     tab = layers.Dense(TABULAR_UNITS, activation="relu", kernel_regularizer=regularizer, name=f"tabular_dense{suffix}")
@@ -431,9 +460,13 @@ def _member_residual(layers, spec: InputSpec, shared: dict[str, Any], training: 
         embedding = layers.Embedding(size, dim, name=f"{name}_embedding{suffix}")
         fused.append(layers.Flatten(name=f"{name}_flat{suffix}")(embedding(index)))
     hidden = layers.Concatenate(name=f"fusion{suffix}")(fused)
-    hidden = layers.Dense(units, activation="relu", kernel_regularizer=regularizer, name=f"fusion_dense1{suffix}")(hidden)
+    hidden = layers.Dense(units, activation="relu", kernel_regularizer=regularizer, name=f"fusion_dense1{suffix}")(
+        hidden
+    )
     hidden = layers.Dropout(dropout, name=f"fusion_dropout{suffix}")(hidden)
-    hidden = layers.Dense(TOWER_OUTPUT, activation="relu", kernel_regularizer=regularizer, name=f"fusion_dense2{suffix}")(hidden)
+    hidden = layers.Dense(
+        TOWER_OUTPUT, activation="relu", kernel_regularizer=regularizer, name=f"fusion_dense2{suffix}"
+    )(hidden)
     return layers.Dense(1, name=f"residual{suffix}")(hidden)
 
 
@@ -586,7 +619,7 @@ def _member_loss_class():
     return MemberLoss
 
 
-def MemberLoss(rank_weight: float = 0.0):  # noqa: N802 - reads as the class it builds (keras is imported lazily)
+def MemberLoss(rank_weight: float = 0.0):  # reads as the class it builds (keras is imported lazily)
     return _member_loss_class()(rank_weight=rank_weight)
 
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from smpp.settings import Settings
+
 
 @dataclass
 class ChronoSplit:
@@ -73,3 +75,18 @@ def chronological_split(features: pd.DataFrame, val_fraction: float, test_fracti
         val=ordered.loc[is_val].reset_index(drop=True),
         test=ordered.loc[is_test].reset_index(drop=True),
     )
+
+
+def skip_reason(n_labelled: int, split: ChronoSplit | None, settings: Settings) -> str | None:
+    """Why a training on this split must not run (too few rows, an empty slice); None when it can."""
+    if n_labelled < settings.training.min_rows:
+        return (
+            f"too few labelled rows to train: {n_labelled} < min_rows={settings.training.min_rows} "
+            "(labels mature after the label age; wait for more days or lower training.min_rows)"
+        )
+    if split is None:
+        return "no labelled rows in the training window"
+    empty = [name for name, count in split.rows.items() if count == 0]
+    if empty:
+        return f"chronological split left {', '.join(empty)} empty: too few distinct post times ({split.rows})"
+    return None

@@ -18,9 +18,9 @@ import pandas as pd
 from smpp.features import schema
 from smpp.training.model import (
     DOMAIN_INPUT,
+    LEVEL_INPUT,
     OPTIONAL_TABULAR_COLUMNS,
     STRING_INPUTS,
-    LEVEL_INPUT,
     SUBREDDIT_INPUT,
     TABULAR_INPUT,
     InputSpec,
@@ -99,7 +99,9 @@ def parquet_dataset(
     return dataset.batch(batch_size).prefetch(2)
 
 
-def adapt_sample(paths: Sequence[Path], spec: InputSpec, label: str = "label", rows: int = ADAPT_SAMPLE_ROWS, seed: int = 0):
+def adapt_sample(
+    paths: Sequence[Path], spec: InputSpec, label: str = "label", rows: int = ADAPT_SAMPLE_ROWS, seed: int = 0
+):
     """(inputs, labels) of a uniform random sample of at most `rows` labelled rows, for the preprocessing layers.
 
     Bottom-k sampling: every row draws a random key and the `rows` smallest keys are kept, so the
@@ -158,7 +160,9 @@ def _vector_lengths(column) -> np.ndarray:
     return pc.fill_null(pc.list_value_length(column), -1).to_numpy(zero_copy_only=False)
 
 
-def scan_index(paths: Sequence[Path], labels: pd.DataFrame | None = None, batch_rows: int = READ_BATCH_ROWS) -> StreamIndex:
+def scan_index(
+    paths: Sequence[Path], labels: pd.DataFrame | None = None, batch_rows: int = READ_BATCH_ROWS
+) -> StreamIndex:
     """Pass 1: the narrow index of the partitions' rows joined with their labels.
 
     `labels` (post_id, label): labels from elsewhere (the warehouse), inner-joined; None: the files'
@@ -169,7 +173,9 @@ def scan_index(paths: Sequence[Path], labels: pd.DataFrame | None = None, batch_
     from smpp.features.author_history import HISTORY_COLUMNS
 
     paths = [Path(p) for p in paths]
-    wanted = [*INDEX_COLUMNS, *OPTIONAL_TABULAR_COLUMNS, *schema.EMBEDDING_COLUMNS] + (["label"] if labels is None else [])
+    wanted = [*INDEX_COLUMNS, *OPTIONAL_TABULAR_COLUMNS, *schema.EMBEDDING_COLUMNS] + (
+        ["label"] if labels is None else []
+    )
     parts: list[pd.DataFrame] = []
     input_rows = 0  # rows read; with `labels`: rows with a trainable label (as training reads them)
     label_ids, label_values = None, None
@@ -225,7 +231,9 @@ def scan_index(paths: Sequence[Path], labels: pd.DataFrame | None = None, batch_
         if len(sizes) > 1:
             raise ValueError(f"embedding column {column} mixes dimensions {sorted(sizes)}")
     dims = {c: lengths[c].pop() for c in schema.EMBEDDING_COLUMNS if lengths.get(c)}
-    rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["file", "row", *INDEX_COLUMNS, "label"])
+    rows = (
+        pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["file", "row", *INDEX_COLUMNS, "label"])
+    )
     del parts
     rows["label"] = pd.to_numeric(rows["label"], errors="coerce").astype(float)
     for column in schema.EMBEDDING_COLUMNS:
@@ -282,7 +290,9 @@ def present_dims(index: StreamIndex, rows: pd.DataFrame) -> dict[str, int]:
 class SlicePlan:
     """Per file: which slice each row belongs to, its label and its loss weight."""
 
-    def __init__(self, index: StreamIndex, slices: dict[str, pd.DataFrame], weights: dict[str, np.ndarray] | None = None):
+    def __init__(
+        self, index: StreamIndex, slices: dict[str, pd.DataFrame], weights: dict[str, np.ndarray] | None = None
+    ):
         self.paths = index.paths
         self.code = [np.zeros(n, np.int8) for n in index.file_rows]
         self.label = [np.full(n, np.nan) for n in index.file_rows]
@@ -324,14 +334,21 @@ class SlicePlan:
                 offset += n
 
     def batches(
-        self, name: str, columns: list[str] | None, batch_rows: int = READ_BATCH_ROWS, order: Sequence[int] | None = None
+        self,
+        name: str,
+        columns: list[str] | None,
+        batch_rows: int = READ_BATCH_ROWS,
+        order: Sequence[int] | None = None,
     ) -> Iterator[tuple[pd.DataFrame, np.ndarray, np.ndarray]]:
         """(rows of the slice as a small frame, their labels, their weights), one record batch at a time."""
         for batch, labels, weights in self._arrow_batches(name, columns, batch_rows, order):
             yield batch.to_pandas(), labels, weights
 
     def frames(self, name: str, columns: list[str] | None, rows: int) -> Iterator[pd.DataFrame]:
-        """The slice's rows (with `label`) in file order, regrouped into frames of exactly `rows` rows (the last shorter)."""
+        """The slice's rows (with `label`) in file order, regrouped into frames of exactly `rows` rows.
+
+        The last frame is shorter.
+        """
         pending: list[pd.DataFrame] = []
         count = 0
         for frame, labels, _ in self.batches(name, columns):
@@ -378,7 +395,13 @@ class SlicePlan:
         return frame.sort_values(order, kind="stable").drop(columns="_key").reset_index(drop=True)
 
     def dataset(
-        self, name: str, spec: InputSpec, batch_size: int, *, weighted: bool, shuffle_seed: int | None = None,
+        self,
+        name: str,
+        spec: InputSpec,
+        batch_size: int,
+        *,
+        weighted: bool,
+        shuffle_seed: int | None = None,
         shuffle_buffer: int = SHUFFLE_BUFFER,
     ):
         """tf.data of (inputs, label[, weight]) batches of one slice, streamed from the files.

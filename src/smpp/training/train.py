@@ -6,7 +6,7 @@ import logging
 import platform
 import time
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +15,10 @@ import pandas as pd
 
 from smpp.features import schema
 from smpp.settings import Settings
-from smpp.storage import atomic_write_json, atomic_write_text
+from smpp.storage import atomic_write_json, atomic_write_text, staged_version
 from smpp.training.baselines import BASELINE_NAMES, fit_baselines
 from smpp.training.card import random_encoder_warnings, render_model_card
+from smpp.training.first_pass import LabelSource, run_first_pass
 from smpp.training.metrics import (
     full_metrics,
     implausibility,
@@ -28,8 +29,8 @@ from smpp.training.metrics import (
     tier_thresholds,
 )
 from smpp.training.model import (
-    CategoryStats,
     PREDICT_BATCH,
+    CategoryStats,
     build_model,
     embedding_dims,
     fit_datasets,
@@ -41,7 +42,6 @@ from smpp.training.model import (
 )
 from smpp.training.plots import write_plots
 from smpp.training.split import ChronoSplit, chronological_split, labelled_rows, within_window
-from smpp.training.first_pass import LabelQuery, run_first_pass
 from smpp.training.stream import SlicePlan, input_columns, release_freed_memory
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def redacted_settings(settings: Settings) -> dict[str, Any]:
 def _iso(seconds: Any) -> str | None:
     if seconds is None or pd.isna(seconds):
         return None
-    return datetime.fromtimestamp(int(seconds), tz=timezone.utc).isoformat()
+    return datetime.fromtimestamp(int(seconds), tz=UTC).isoformat()
 
 
 def _window(frame: pd.DataFrame) -> dict[str, Any]:
@@ -118,20 +118,6 @@ def _finish(version_dir: Path, metrics: dict, history_summary: dict | None) -> d
     return metrics
 
 
-def skip_reason(n_labelled: int, split: ChronoSplit | None, settings: Settings) -> str | None:
-    if n_labelled < settings.training.min_rows:
-        return (
-            f"too few labelled rows to train: {n_labelled} < min_rows={settings.training.min_rows} "
-            "(labels mature after the label age; wait for more days or lower training.min_rows)"
-        )
-    if split is None:
-        return "no labelled rows in the training window"
-    empty = [name for name, count in split.rows.items() if count == 0]
-    if empty:
-        return f"chronological split left {', '.join(empty)} empty: too few distinct post times ({split.rows})"
-    return None
-
-
 def with_history(settings: Settings, features: pd.DataFrame) -> pd.DataFrame:
     """`features` with the leak-free author/subreddit history columns, computed from its own rows if absent.
 
@@ -147,28 +133,10 @@ def with_history(settings: Settings, features: pd.DataFrame) -> pd.DataFrame:
 def split_for_training(settings: Settings, features: pd.DataFrame) -> ChronoSplit:
     """The split train_and_evaluate uses: labelled rows, training window, chronological cuts."""
     features = with_history(settings, features)
-    in_window = within_window(labelled_rows(features), settings.training.train_window_days, settings.training.train_window_rows)
-    return chronological_split(in_window, settings.training.val_fraction, settings.training.test_fraction)
-
-
-def test_slice(settings: Settings, features: pd.DataFrame) -> pd.DataFrame:
-    """The test rows train_and_evaluate would hold out of `features` (to re-score a champion on them)."""
-    return split_for_training(settings, features).test
-
-
-test_slice.__test__ = False  # its name starts with "test": keep pytest from collecting it where imported
-
-
-def evaluate_model_on(settings: Settings, version: str, features_test: pd.DataFrame) -> dict:
-    """Re-score a registered version (e.g. the champion) on another version's test slice."""
-    from smpp.lifecycle.registry import version_dir
-
-    model = load_model(version_dir(settings, version))
-    labelled = labelled_rows(features_test)
-    return scored_or_error(
-        labelled["label"].to_numpy(float), predict_frame(model, labelled), labelled["subreddit"].to_numpy(),
-        settings.training.within_subreddit_min_posts,
+    in_window = within_window(
+        labelled_rows(features), settings.training.train_window_days, settings.training.train_window_rows
     )
+    return chronological_split(in_window, settings.training.val_fraction, settings.training.test_fraction)
 
 
 def write_day_partitions(features: pd.DataFrame, root: Path) -> list[Path]:
@@ -194,7 +162,7 @@ def write_day_partitions(features: pd.DataFrame, root: Path) -> list[Path]:
                 table = table.append_column(column, vectors_to_arrow(cells, dims[column]))
             else:  # no vector anywhere: an all-null column keeps the schema
                 table = table.append_column(column, pa.nulls(len(part), pa.list_(pa.float32())))
-        path = root / f"ds={datetime.fromtimestamp(int(day) * 86400, tz=timezone.utc).date().isoformat()}" / PART_FILE
+        path = root / f"ds={datetime.fromtimestamp(int(day) * 86400, tz=UTC).date().isoformat()}" / PART_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, path)
         paths.append(path)
@@ -202,7 +170,12 @@ def write_day_partitions(features: pd.DataFrame, root: Path) -> list[Path]:
 
 
 def train_and_evaluate(
-    settings: Settings, features: pd.DataFrame, version_dir: Path, *, lineage: dict | None = None
+    settings: Settings,
+    features: pd.DataFrame,
+    version_dir: Path,
+    *,
+    lineage: dict | None = None,
+    champion: tuple[str, Path] | None = None,
 ) -> TrainReport:
     """Train from an in-memory feature frame through the same streamed trainer the DAG runs.
 
@@ -215,20 +188,17 @@ def train_and_evaluate(
     features = with_history(settings, features)
     with tempfile.TemporaryDirectory(prefix="smpp-train-") as tmp:
         paths = write_day_partitions(features, Path(tmp))
-        return train_from_partitions(settings, paths, version_dir, lineage=lineage)
+        return train_from_partitions(settings, paths, version_dir, lineage=lineage, champion=champion)
 
 
-def _champion_model(settings: Settings, version: str) -> tuple[str | None, Any]:
+def _champion_model(champion: tuple[str, Path] | None, version: str) -> tuple[str | None, Any]:
     """(champion version, its loaded model or the exception that stopped loading it); (None, None) if none."""
-    from smpp.lifecycle.registry import champion, version_dir as champion_dir
-
-    current = champion(settings)
-    if current is None or current == version:
+    if champion is None or champion[0] == version:
         return None, None
     try:
-        return current, load_model(champion_dir(settings, current))
+        return champion[0], load_model(Path(champion[1]))
     except Exception as exc:  # noqa: BLE001 - an unloadable champion is reported, not fatal to training
-        return current, exc
+        return champion[0], exc
 
 
 def _log_peak_rss(phase: str) -> None:
@@ -254,20 +224,22 @@ def train_from_partitions(
     paths: list[Path],
     version_dir: Path,
     *,
-    labels: pd.DataFrame | LabelQuery | None = None,
+    labels: pd.DataFrame | LabelSource | None = None,
     lineage: dict | None = None,
+    champion: tuple[str, Path] | None = None,
 ) -> TrainReport:
     """Train into `version_dir` (see _train_into), which appears only once complete.
+
+    `champion` (version, its folder): scored on this training's test slice, into metrics.json's
+    "champion" block, the one record of it the promotion gate reads.
 
     The folder is built under a staging name beside it and renamed into place at the end (as the
     data partitions are), so a killed training leaves no half-written version for the registry or UI;
     the next training removes such leftovers.
     """
-    from smpp.lifecycle.registry import staged_version
-
     final = Path(version_dir)
     with staged_version(final, settings.training.staging_max_age_hours) as building:
-        report = _train_into(settings, paths, building, labels=labels, lineage=lineage)
+        report = _train_into(settings, paths, building, labels=labels, lineage=lineage, champion=champion)
     return replace(report, version_dir=final)
 
 
@@ -276,12 +248,13 @@ def _train_into(
     paths: list[Path],
     version_dir: Path,
     *,
-    labels: pd.DataFrame | LabelQuery | None = None,
+    labels: pd.DataFrame | LabelSource | None = None,
     lineage: dict | None = None,
+    champion: tuple[str, Path] | None = None,
 ) -> TrainReport:
     """Chronological split, fit, baselines, metrics, plots and card into `version_dir`, streaming `paths`.
 
-    `labels` (post_id, label) are joined to the partitions' rows (a LabelQuery: the warehouse's
+    `labels` (post_id, label) are joined to the partitions' rows (a LabelSource: the warehouse's
     matured labels, fetched by the first pass); None reads each file's own `label` column. Memory:
     one record batch at a time, the tf.data shuffle buffer, a bounded adapt sample, LightGBM's
     bounded sample of narrow columns, and ~32 B a row from the first pass (run in a child process).
@@ -295,11 +268,13 @@ def _train_into(
     if index.without_history:
         log.warning(
             "%d of %d feature partitions predate the history columns (e.g. %s): those rows train with them missing",
-            len(index.without_history), len(index.paths), index.without_history[0],
+            len(index.without_history),
+            len(index.paths),
+            index.without_history[0],
         )
     metrics: dict[str, Any] = {
         "version": version_dir.name,
-        "created_utc": datetime.now(timezone.utc).isoformat(),
+        "created_utc": datetime.now(UTC).isoformat(),
         "profile": settings.model_profile,
         "rows": rows,
         "data_window": data_window(passed.window_frame, split),
@@ -322,7 +297,9 @@ def _train_into(
     if unused:
         metrics["warnings"].append(f"no train-slice vectors for {', '.join(unused)}: no tower built for them")
     if index.without_history:
-        metrics["warnings"].append(f"{len(index.without_history)} partitions without history columns (treated as missing)")
+        metrics["warnings"].append(
+            f"{len(index.without_history)} partitions without history columns (treated as missing)"
+        )
     y_train = split.train["label"].to_numpy(np.float32)
     _log_peak_rss("index and split")
 
@@ -341,7 +318,11 @@ def _train_into(
     fit = fit_datasets(
         model,
         plan.dataset(
-            "train", spec, training.batch_size, weighted=weighted, shuffle_seed=training.seed,
+            "train",
+            spec,
+            training.batch_size,
+            weighted=weighted,
+            shuffle_seed=training.seed,
             shuffle_buffer=training.shuffle_buffer_rows,
         ),
         plan.dataset("val", spec, PREDICT_BATCH, weighted=weighted),
@@ -374,7 +355,7 @@ def _train_into(
         spec.tabular_columns,
     )
     _log_peak_rss("baselines")
-    champion_version, champion_model = _champion_model(settings, version_dir.name)
+    champion_version, champion_model = _champion_model(champion, version_dir.name)
     test = _score_test_slice(plan, saved, baselines, champion_model)
     _log_peak_rss("test slice")
 
@@ -444,12 +425,17 @@ def _implausible(settings: Settings, scores: dict | None, metrics: dict) -> list
     """implausibility() of `scores` on this version's test slice, with the settings' limits."""
     training = settings.training
     return implausibility(
-        scores, metrics.get("train_labels"), (metrics.get(CONSTANT_BASELINE) or {}).get("mae"),
-        training.promotion_max_label_std_outside, training.promotion_max_mae_vs_constant,
+        scores,
+        metrics.get("train_labels"),
+        (metrics.get(CONSTANT_BASELINE) or {}).get("mae"),
+        training.promotion_max_label_std_outside,
+        training.promotion_max_mae_vs_constant,
     )
 
 
-def _predict_slice(plan: SlicePlan, name: str, model, columns: list[str] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _predict_slice(
+    plan: SlicePlan, name: str, model, columns: list[str] | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(labels, predictions, subreddits) of one slice, predicted in PREDICT_BATCH frames as predict_frame would."""
     labels, predictions, subreddits = [np.zeros(0)], [np.zeros(0, np.float32)], [np.zeros(0, object)]
     for frame in plan.frames(name, columns, PREDICT_BATCH):
@@ -488,19 +474,17 @@ def _score_test_slice(plan: SlicePlan, model, baselines: dict, champion) -> dict
     return result
 
 
-def score_version_on_test(
-    settings: Settings, version: str, paths: list[Path], labels: pd.DataFrame | LabelQuery | None = None
+def score_model_on_test(
+    settings: Settings, model_dir: Path, paths: list[Path], labels: pd.DataFrame | LabelSource | None = None
 ) -> dict | None:
-    """Metrics of a registered version (e.g. the champion) on the test slice a training on `paths` holds out.
+    """Metrics of a saved model (e.g. the champion's folder) on the test slice a training on `paths` holds out.
 
     The same first pass as training (in its child process), then the test rows streamed; None when
     a training on `paths` would have been skipped (no test slice to share).
     """
-    from smpp.lifecycle.registry import version_dir as registered_dir
-
     passed = run_first_pass(settings, [Path(p) for p in paths], labels)
     if passed.plan is None or passed.split is None or passed.split.test.empty:
         return None
-    model = load_model(registered_dir(settings, version))
+    model = load_model(Path(model_dir))
     y, predictions, subreddits = _predict_slice(passed.plan, "test", model, None)
     return scored_or_error(y, predictions, subreddits, settings.training.within_subreddit_min_posts)

@@ -339,7 +339,9 @@ def run_view(settings: Settings, day: date) -> RunView:
     stages, problems = _read_stage_files(settings, day)
     trained = _get(stages, "train_model", "version")
     of_day = _versions_of_day(settings, day)
-    version = trained if isinstance(trained, str) and VERSION_PATTERN.match(trained) else (of_day[0] if of_day else None)
+    version = (
+        trained if isinstance(trained, str) and VERSION_PATTERN.match(trained) else (of_day[0] if of_day else None)
+    )
     model: ModelView | None = None
     no_model_reason: str | None = None
     if version is not None:
@@ -352,7 +354,9 @@ def run_view(settings: Settings, day: date) -> RunView:
     elif "train_model" in stages:
         no_model_reason = "train_model ran but recorded no model version"
     elif stages:
-        no_model_reason = "No model was trained in this run: it has no train_model stage output (e.g. a day that only ingested)."
+        no_model_reason = (
+            "No model was trained in this run: it has no train_model stage output (e.g. a day that only ingested)."
+        )
     if model is not None and model.status == "skipped":
         no_model_reason = f"Training was skipped: {model.skipped_reason}"
     return RunView(

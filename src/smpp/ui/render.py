@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
@@ -97,7 +97,7 @@ def when(value: Any, minutes: bool = True) -> str:
     except ValueError:
         return value
     if stamp.tzinfo is not None:
-        stamp = stamp.astimezone(timezone.utc)
+        stamp = stamp.astimezone(UTC)
     return stamp.strftime("%Y-%m-%d %H:%M UTC" if minutes else "%Y-%m-%d")
 
 
@@ -107,9 +107,7 @@ def _window_text(window: dict[str, Any]) -> str:
     return f"{when(window.get('start'), False)} → {when(window.get('end'), False)}"
 
 
-def model_section(
-    model: ModelView, file_url: FileUrl, model_url: Callable[[str], str], show_skip: bool = True
-) -> str:
+def model_section(model: ModelView, file_url: FileUrl, model_url: Callable[[str], str], show_skip: bool = True) -> str:
     parts = [
         f"<h2>Model <a href='{escape(model_url(model.version))}'>{escape(model.version)}</a> "
         f"{_badge(model.decision.get('promoted') if model.decision else None, model.is_champion)}</h2>",
@@ -121,8 +119,11 @@ def model_section(
                 ("model profile", model.profile),
                 ("run day", model.run_day),
                 ("data window (post creation time)", _window_text(model.data_window)),
-                *[(f"{part} window", _window_text(model.data_window.get(part) or {})) for part in ("train", "val", "test")
-                  if isinstance(model.data_window.get(part), dict)],
+                *[
+                    (f"{part} window", _window_text(model.data_window.get(part) or {}))
+                    for part in ("train", "val", "test")
+                    if isinstance(model.data_window.get(part), dict)
+                ],
                 *[(f"rows: {k}", v) for k, v in model.rows.items()],
             ],
             "model-info",
@@ -133,11 +134,26 @@ def model_section(
         parts.append(f"<div class='empty'>Training was skipped: {escape(model.skipped_reason)}</div>")
     if model.comparison:
         columns = list(model.comparison)
-        metrics = [m for m in (PRIMARY_METRIC, "spearman_within_subreddit_weighted", "spearman", "mae", "rmse", "r2",
-                               "n", "subreddits_scored") if any(m in model.comparison[c] for c in columns)]
+        metrics = [
+            m
+            for m in (
+                PRIMARY_METRIC,
+                "spearman_within_subreddit_weighted",
+                "spearman",
+                "mae",
+                "rmse",
+                "r2",
+                "n",
+                "subreddits_scored",
+            )
+            if any(m in model.comparison[c] for c in columns)
+        ]
         parts.append("<h3>Metrics on the test slice: model, baselines and champion</h3>")
-        parts.append(_table(["metric", *columns], [[m, *(model.comparison[c].get(m) for c in columns)] for m in metrics],
-                            "metrics"))
+        parts.append(
+            _table(
+                ["metric", *columns], [[m, *(model.comparison[c].get(m) for c in columns)] for m in metrics], "metrics"
+            )
+        )
         if model.champion_note:
             parts.append(f"<p class='muted'>{escape(model.champion_note)}</p>")
     if model.decision:
@@ -180,7 +196,9 @@ def run_page(
         + f" · <a href='{escape(models_url)}'>all model versions</a></p>"
     )
     if run is None:
-        return _page("Run metrics", head + f"<div class='empty'>{escape(no_day_reason or 'No day for this run.')}</div>")
+        return _page(
+            "Run metrics", head + f"<div class='empty'>{escape(no_day_reason or 'No day for this run.')}</div>"
+        )
     head += f"<p>Artifacts of day <b id='run-day'>ds={run.day.isoformat()}</b></p>"
     body = [head]
     body += [f"<div class='note'>{escape(p)}</div>" for p in run.problems]
@@ -194,11 +212,17 @@ def run_page(
     if run.funnel:
         body.append("<h2>Data counts by stage</h2>" + _table(["step", "posts"], run.funnel, "funnel"))
     body.append("<h2>Drop reasons</h2>")
-    body.append(_table(["stage", "reason", "posts"], run.drop_reasons, "drop-reasons") if run.drop_reasons
-                else "<p class='muted'>No posts were dropped (or no filter stage ran).</p>")
+    body.append(
+        _table(["stage", "reason", "posts"], run.drop_reasons, "drop-reasons")
+        if run.drop_reasons
+        else "<p class='muted'>No posts were dropped (or no filter stage ran).</p>"
+    )
     body.append("<h2>Label coverage</h2>")
-    body.append(_table(["what", "count"], run.label_coverage, "label-coverage") if run.label_coverage
-                else "<p class='muted'>No label counts recorded for this day.</p>")
+    body.append(
+        _table(["what", "count"], run.label_coverage, "label-coverage")
+        if run.label_coverage
+        else "<p class='muted'>No label counts recorded for this day.</p>"
+    )
     # "no model" first and once: a skipped training still has a version folder (card, decision) below it
     if run.no_model_reason:
         body.append(f"<h2>Model</h2><div class='empty' id='no-model'>{escape(run.no_model_reason)}</div>")
@@ -209,8 +233,10 @@ def run_page(
         body.append(f"<p class='muted'>Earlier attempts of this day also trained: {links}</p>")
     body.append("<h2>Every stage's counts</h2>")
     for stage in run.stages:
-        body.append(f"<details><summary>{escape(stage.name)}</summary>"
-                    f"{_table(['field', 'value'], stage.values.items())}</details>")
+        body.append(
+            f"<details><summary>{escape(stage.name)}</summary>"
+            f"{_table(['field', 'value'], stage.values.items())}</details>"
+        )
     return _page("Run metrics", "".join(body))
 
 
@@ -245,11 +271,15 @@ def metric_chart_svg(rows: list[VersionRow], metric: str = PRIMARY_METRIC, width
     def y(v: float) -> float:
         return pad_t + (height - pad_t - pad_b) * (1 - (v - low) / (high - low))
 
-    svg = [f"<svg id='metric-chart' xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' "
-           f"role='img' aria-label='{escape(metric)} over versions'>"]
+    svg = [
+        f"<svg id='metric-chart' xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' "
+        f"role='img' aria-label='{escape(metric)} over versions'>"
+    ]
     for tick in (low, (low + high) / 2, high):
-        svg.append(f"<line x1='{pad_l}' x2='{width - pad_r}' y1='{y(tick):.1f}' y2='{y(tick):.1f}' stroke='#e2e8f0'/>"
-                   f"<text x='{pad_l - 6}' y='{y(tick) + 4:.1f}' font-size='11' text-anchor='end'>{tick:.3f}</text>")
+        svg.append(
+            f"<line x1='{pad_l}' x2='{width - pad_r}' y1='{y(tick):.1f}' y2='{y(tick):.1f}' stroke='#e2e8f0'/>"
+            f"<text x='{pad_l - 6}' y='{y(tick) + 4:.1f}' font-size='11' text-anchor='end'>{tick:.3f}</text>"
+        )
     if low < 0 < high:
         svg.append(f"<line x1='{pad_l}' x2='{width - pad_r}' y1='{y(0):.1f}' y2='{y(0):.1f}' stroke='#a0aec0'/>")
     base_pts = [(x(i), y(v)) for i, v in baseline if isinstance(v, (int, float))]
@@ -266,23 +296,39 @@ def metric_chart_svg(rows: list[VersionRow], metric: str = PRIMARY_METRIC, width
                 f"{px + r * math.sin(k * math.pi / 5):.1f},{py - r * math.cos(k * math.pi / 5):.1f}"
                 for k, r in zip(range(10), [9, 4] * 5)
             )
-            svg.append(f"<polygon class='champion-point' points='{star}' fill='#d69e2e' stroke='#744210'><title>{label}</title></polygon>")
+            svg.append(
+                f"<polygon class='champion-point' points='{star}' fill='#d69e2e' stroke='#744210'><title>{label}</title></polygon>"
+            )
         else:
             fill = "#3182ce" if p.promoted else "#fff"
-            svg.append(f"<circle cx='{px:.1f}' cy='{py:.1f}' r='4.5' fill='{fill}' stroke='#3182ce' stroke-width='1.5'>"
-                       f"<title>{label}</title></circle>")
+            svg.append(
+                f"<circle cx='{px:.1f}' cy='{py:.1f}' r='4.5' fill='{fill}' stroke='#3182ce' stroke-width='1.5'>"
+                f"<title>{label}</title></circle>"
+            )
     # label every point while they fit, else every n-th: the version's training date
     step = max(1, math.ceil(len(points) / 10))
     for i, p in enumerate(points):
         if i % step == 0 or i == len(points) - 1:
-            anchor = "start" if i == 0 and len(points) > 1 else "end" if i == len(points) - 1 and len(points) > 1 else "middle"
-            svg.append(f"<text x='{x(i):.1f}' y='{height - pad_b + 16}' font-size='10' text-anchor='{anchor}'>"
-                       f"{escape(p.version[:8])}</text>")
-    svg.append(f"<text x='{(pad_l + width - pad_r) / 2:.0f}' y='{height - 6}' font-size='11' text-anchor='middle'>"
-               "version (training date, oldest left)</text></svg>")
-    legend = ("<p class='muted'>★ current champion · filled dot: promoted when trained · hollow: not promoted ·"
-              f" dashed grey (and the table's baseline column): the subreddit-mean baseline's {escape(metric)}"
-              " on the same test slice</p>")
+            anchor = (
+                "start"
+                if i == 0 and len(points) > 1
+                else "end"
+                if i == len(points) - 1 and len(points) > 1
+                else "middle"
+            )
+            svg.append(
+                f"<text x='{x(i):.1f}' y='{height - pad_b + 16}' font-size='10' text-anchor='{anchor}'>"
+                f"{escape(p.version[:8])}</text>"
+            )
+    svg.append(
+        f"<text x='{(pad_l + width - pad_r) / 2:.0f}' y='{height - 6}' font-size='11' text-anchor='middle'>"
+        "version (training date, oldest left)</text></svg>"
+    )
+    legend = (
+        "<p class='muted'>★ current champion · filled dot: promoted when trained · hollow: not promoted ·"
+        f" dashed grey (and the table's baseline column): the subreddit-mean baseline's {escape(metric)}"
+        " on the same test slice</p>"
+    )
     return "".join(svg) + legend
 
 
@@ -302,11 +348,23 @@ def models_page(rows: list[VersionRow], champion: dict[str, Any] | None, model_u
     metric = chart_metric(rows)
     body.append(f"<h2>{escape(metric)} over versions</h2>")
     if metric != PRIMARY_METRIC:
-        body.append(f"<p class='note'>No version has a {PRIMARY_METRIC} (too few test posts per subreddit):"
-                    f" the chart shows overall {metric}, which the promotion gate then judges on.</p>")
+        body.append(
+            f"<p class='note'>No version has a {PRIMARY_METRIC} (too few test posts per subreddit):"
+            f" the chart shows overall {metric}, which the promotion gate then judges on.</p>"
+        )
     body.append(metric_chart_svg(rows, metric))
-    head = ["version", "trained at (UTC)", "run day", "data window", "status", "within-subreddit Spearman", "Spearman", "MAE",
-            "subreddit-mean baseline", "promotion decision"]
+    head = [
+        "version",
+        "trained at (UTC)",
+        "run day",
+        "data window",
+        "status",
+        "within-subreddit Spearman",
+        "Spearman",
+        "MAE",
+        "subreddit-mean baseline",
+        "promotion decision",
+    ]
     table_rows = []
     for r in rows:
         base = (r.baselines.get("baseline_subreddit_mean") or {}).get(metric)
@@ -318,7 +376,11 @@ def models_page(rows: list[VersionRow], champion: dict[str, Any] | None, model_u
             f"{_cell(r.value('spearman'))}{_cell(r.value('mae'))}{_cell(base)}"
             f"<td class='why'>{_badge(r.promoted, r.is_champion)}<br>{fmt(reason)}</td></tr>"
         )
-    body.append("<h2>All versions (newest first)</h2><table id='versions'><thead><tr>"
-                + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr></thead><tbody>" + "".join(table_rows)
-                + "</tbody></table>")
+    body.append(
+        "<h2>All versions (newest first)</h2><table id='versions'><thead><tr>"
+        + "".join(f"<th>{escape(h)}</th>" for h in head)
+        + "</tr></thead><tbody>"
+        + "".join(table_rows)
+        + "</tbody></table>"
+    )
     return _page("Model versions", "".join(body))

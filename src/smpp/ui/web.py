@@ -97,11 +97,8 @@ def create_app(
         if ref is None:
             raise HTTPException(404, f"no run {run_id!r} of DAG {dag_id!r}")
         file_url, model_url, models_url = urls(request)
-        interval = (
-            f"{ref.data_interval_start.isoformat()} → {ref.data_interval_end.isoformat() if ref.data_interval_end else '?'}"
-            if ref.data_interval_start
-            else None
-        )
+        end = ref.data_interval_end.isoformat() if ref.data_interval_end else "?"
+        interval = f"{ref.data_interval_start.isoformat()} → {end}" if ref.data_interval_start else None
         pipeline = is_pipeline_dag(dag_id)
         run = artifacts.run_view(settings, ref.day) if ref.day and pipeline else None
         no_day = (
@@ -126,7 +123,9 @@ def create_app(
     @app.get("/models", response_class=HTMLResponse, dependencies=[Depends(authorize_view)])
     def models(request: Request, settings: Settings = Depends(_settings)) -> HTMLResponse:
         _, model_url, _ = urls(request)
-        return _html(render.models_page(artifacts.model_rows(settings), artifacts.champion_pointer(settings), model_url))
+        return _html(
+            render.models_page(artifacts.model_rows(settings), artifacts.champion_pointer(settings), model_url)
+        )
 
     @app.get("/models.json", dependencies=[Depends(authorize_view)])
     def models_json(settings: Settings = Depends(_settings)) -> dict[str, Any]:

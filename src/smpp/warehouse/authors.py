@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 from sqlalchemy import select
 
-from smpp.warehouse.history_store import in_chunks
 from smpp.settings import Settings
+from smpp.warehouse.history_store import in_chunks
 
 AUTHOR_COLUMNS = ["name", "created_utc", "link_karma", "comment_karma"]
 
@@ -39,7 +39,13 @@ def first_snapshots(settings: Settings, names: Iterable[str | None]) -> pd.DataF
     with session_for(settings.database_url) as session:
         for chunk in in_chunks(names):  # one IN list over SQLite's bound-parameter limit fails
             rows += session.execute(
-                select(Author.name, Author.created_utc, AuthorSnapshot.link_karma, AuthorSnapshot.comment_karma, AuthorSnapshot.observed_at)
+                select(
+                    Author.name,
+                    Author.created_utc,
+                    AuthorSnapshot.link_karma,
+                    AuthorSnapshot.comment_karma,
+                    AuthorSnapshot.observed_at,
+                )
                 .outerjoin(AuthorSnapshot, AuthorSnapshot.name == Author.name)
                 .where(Author.name.in_(chunk))
                 .order_by(Author.name, AuthorSnapshot.observed_at)
@@ -68,11 +74,15 @@ def known_fullnames(settings: Settings, names: Iterable[str | None]) -> dict[str
         for chunk in in_chunks(names):  # one IN list over SQLite's bound-parameter limit fails
             found.update(
                 session.execute(
-                    select(Post.author, Post.author_fullname).where(Post.author.in_(chunk), Post.author_fullname.is_not(None))
+                    select(Post.author, Post.author_fullname).where(
+                        Post.author.in_(chunk), Post.author_fullname.is_not(None)
+                    )
                 ).all()
             )
             found.update(
-                session.execute(select(Author.name, Author.fullname).where(Author.name.in_(chunk), Author.fullname.is_not(None))).all()
+                session.execute(
+                    select(Author.name, Author.fullname).where(Author.name.in_(chunk), Author.fullname.is_not(None))
+                ).all()
             )
     return found
 

@@ -10,7 +10,18 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
-    JSON, BigInteger, Column, Engine, Integer, Select, SmallInteger, bindparam, create_engine, event, make_url, select,
+    JSON,
+    BigInteger,
+    Column,
+    Engine,
+    Integer,
+    Select,
+    SmallInteger,
+    bindparam,
+    create_engine,
+    event,
+    make_url,
+    select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
@@ -50,8 +61,10 @@ def out_of_range(table: Any, columns: Sequence[str], rows: Sequence[Sequence[Any
         for row in rows:
             value = row[position]
             if isinstance(value, int) and not bounds[0] <= value <= bounds[1]:
-                return (f"{table.name}.{name} = {value!r:.40} is outside its {table.c[name].type} range {bounds} "
-                        f"(row {dict(zip(columns, row[:1]))})")
+                return (
+                    f"{table.name}.{name} = {value!r:.40} is outside its {table.c[name].type} range {bounds} "
+                    f"(row {dict(zip(columns, row[:1]))})"
+                )
     return None
 
 
@@ -63,7 +76,7 @@ def get_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 60})
 
         @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record):  # noqa: ANN001
+        def _sqlite_pragmas(dbapi_conn, _record):
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             # no fsync per commit (WAL stays consistent; a power cut may undo the last commits,
@@ -128,8 +141,10 @@ def insert_rows(
     try:
         if dialect.name not in DRIVER_DIALECTS:
             names = tuple(columns)
-            connection.execute(_upsert_statement(dialect, model.__table__, names, update, compiled=False),
-                               [dict(zip(names, row)) for row in rows])
+            connection.execute(
+                _upsert_statement(dialect, model.__table__, names, update, compiled=False),
+                [dict(zip(names, row)) for row in rows],
+            )
             return len(rows)
         sql, json_positions = _upsert_statement(dialect, model.__table__, tuple(columns), update, compiled=True)
         driver_rows = [_with_json(row, json_positions) for row in rows] if json_positions else rows
@@ -207,7 +222,9 @@ def stream_tuples(session: Session, statement: Select, batch_rows: int = 50_000)
     compiled = statement.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
     params = [compiled.params[name] for name in compiled.positiontup or ()]
     if not all(isinstance(p, (str, int, float)) for p in params):  # bool is an int
-        raise TypeError(f"stream_tuples passes parameters unprocessed; got {sorted({type(p).__name__ for p in params})}")
+        raise TypeError(
+            f"stream_tuples passes parameters unprocessed; got {sorted({type(p).__name__ for p in params})}"
+        )
     with closing(_driver_cursor(session)) as cursor:
         cursor.execute(compiled.string, params)
         while batch := cursor.fetchmany(batch_rows):

@@ -18,8 +18,14 @@ from __future__ import annotations
 from sqlalchemy import Engine, inspect, text
 
 TRIGGERS = ("smpp_posts_history", "smpp_labels_subreddit", "smpp_labels_history")  # Postgres names
-_SQLITE_TRIGGERS = ("smpp_posts_ai", "smpp_posts_ad", "smpp_posts_au", "smpp_labels_ai", "smpp_labels_au",
-                    "smpp_labels_ad")
+_SQLITE_TRIGGERS = (
+    "smpp_posts_ai",
+    "smpp_posts_ad",
+    "smpp_posts_au",
+    "smpp_labels_ai",
+    "smpp_labels_au",
+    "smpp_labels_ad",
+)
 _INDEXES = (
     "CREATE INDEX IF NOT EXISTS ix_posts_subreddit_history ON posts (subreddit, created_utc, removed)",
     "CREATE INDEX IF NOT EXISTS ix_posts_author_history ON posts (author, created_utc, removed, subreddit, id)",
@@ -27,14 +33,22 @@ _INDEXES = (
     "CREATE INDEX IF NOT EXISTS ix_post_levels_subreddit_created ON post_levels (subreddit, created_utc)",
 )
 # statement bodies shared by both dialects (NEW/OLD rows)
-_COUNT_NEW = ("INSERT INTO subreddit_days (subreddit, day, posts) SELECT NEW.subreddit, NEW.created_utc / 86400, 1 "
-              "WHERE NOT NEW.removed ON CONFLICT (subreddit, day) DO UPDATE SET posts = subreddit_days.posts + 1")
-_COUNT_OLD = ("UPDATE subreddit_days SET posts = posts - 1 WHERE NOT OLD.removed AND subreddit = OLD.subreddit "
-              "AND day = OLD.created_utc / 86400")
+_COUNT_NEW = (
+    "INSERT INTO subreddit_days (subreddit, day, posts) SELECT NEW.subreddit, NEW.created_utc / 86400, 1 "
+    "WHERE NOT NEW.removed ON CONFLICT (subreddit, day) DO UPDATE SET posts = subreddit_days.posts + 1"
+)
+_COUNT_OLD = (
+    "UPDATE subreddit_days SET posts = posts - 1 WHERE NOT OLD.removed AND subreddit = OLD.subreddit "
+    "AND day = OLD.created_utc / 86400"
+)
 _FORGET_POST = "DELETE FROM post_levels WHERE subreddit = {row}.subreddit AND created_utc >= {row}.created_utc"
-_FORGET_LABEL = ("DELETE FROM post_levels WHERE subreddit = (SELECT subreddit FROM posts WHERE id = {row}.post_id) "
-                 "AND created_utc >= (SELECT created_utc FROM posts WHERE id = {row}.post_id)")
-_LABEL_SUBREDDIT = "UPDATE labels SET subreddit = NEW.subreddit WHERE post_id = NEW.id AND subreddit IS DISTINCT FROM NEW.subreddit"
+_FORGET_LABEL = (
+    "DELETE FROM post_levels WHERE subreddit = (SELECT subreddit FROM posts WHERE id = {row}.post_id) "
+    "AND created_utc >= (SELECT created_utc FROM posts WHERE id = {row}.post_id)"
+)
+_LABEL_SUBREDDIT = (
+    "UPDATE labels SET subreddit = NEW.subreddit WHERE post_id = NEW.id AND subreddit IS DISTINCT FROM NEW.subreddit"
+)
 _RECOUNT = (
     "DELETE FROM subreddit_days",
     "INSERT INTO subreddit_days (subreddit, day, posts) SELECT subreddit, created_utc / 86400, COUNT(*) "
@@ -74,28 +88,39 @@ def _sqlite(engine: Engine) -> None:
             conn.exec_driver_sql(sql)
 
 
-def create_sqlite_triggers(conn) -> None:  # noqa: ANN001 - a SQLAlchemy Connection
+def create_sqlite_triggers(conn) -> None:  # a SQLAlchemy Connection
     """(Re)create the SQLite triggers (without the recount: bulk loaders fill the tables themselves)."""
     label_subreddit = _LABEL_SUBREDDIT.replace("IS DISTINCT FROM", "IS NOT")
     bodies = {
         "smpp_posts_ai": ("AFTER INSERT ON posts", [_COUNT_NEW, label_subreddit, _FORGET_POST.format(row="NEW")]),
-        "smpp_posts_ad": ("AFTER DELETE ON posts", [_COUNT_OLD, _FORGET_POST.format(row="OLD"),
-                                                    "DELETE FROM post_levels WHERE post_id = OLD.id"]),
-        "smpp_posts_au": ("AFTER UPDATE OF subreddit, created_utc, removed ON posts",
-                          [_COUNT_OLD, _FORGET_POST.format(row="OLD"), _COUNT_NEW, label_subreddit,
-                           _FORGET_POST.format(row="NEW")]),
-        "smpp_labels_ai": ("AFTER INSERT ON labels", [
-            "UPDATE labels SET subreddit = (SELECT subreddit FROM posts WHERE id = NEW.post_id) "
-            "WHERE post_id = NEW.post_id", _FORGET_LABEL.format(row="NEW")]),
-        "smpp_labels_au": ("AFTER UPDATE OF post_id, score, matured_utc, status ON labels",
-                           [_FORGET_LABEL.format(row="OLD"), _FORGET_LABEL.format(row="NEW")]),
+        "smpp_posts_ad": (
+            "AFTER DELETE ON posts",
+            [_COUNT_OLD, _FORGET_POST.format(row="OLD"), "DELETE FROM post_levels WHERE post_id = OLD.id"],
+        ),
+        "smpp_posts_au": (
+            "AFTER UPDATE OF subreddit, created_utc, removed ON posts",
+            [_COUNT_OLD, _FORGET_POST.format(row="OLD"), _COUNT_NEW, label_subreddit, _FORGET_POST.format(row="NEW")],
+        ),
+        "smpp_labels_ai": (
+            "AFTER INSERT ON labels",
+            [
+                "UPDATE labels SET subreddit = (SELECT subreddit FROM posts WHERE id = NEW.post_id) "
+                "WHERE post_id = NEW.post_id",
+                _FORGET_LABEL.format(row="NEW"),
+            ],
+        ),
+        "smpp_labels_au": (
+            "AFTER UPDATE OF post_id, score, matured_utc, status ON labels",
+            [_FORGET_LABEL.format(row="OLD"), _FORGET_LABEL.format(row="NEW")],
+        ),
         "smpp_labels_ad": ("AFTER DELETE ON labels", [_FORGET_LABEL.format(row="OLD")]),
     }
     for name in _SQLITE_TRIGGERS:
         conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name}")
         when, statements = bodies[name]
-        conn.exec_driver_sql(f"CREATE TRIGGER {name} {when} FOR EACH ROW BEGIN "
-                             + "".join(f"{s}; " for s in statements) + "END")
+        conn.exec_driver_sql(
+            f"CREATE TRIGGER {name} {when} FOR EACH ROW BEGIN " + "".join(f"{s}; " for s in statements) + "END"
+        )
 
 
 def _postgres(engine: Engine) -> None:
@@ -136,14 +161,23 @@ BEGIN
   IF TG_OP IN ('UPDATE', 'INSERT') THEN {_FORGET_LABEL.format(row="NEW")}; END IF;
   RETURN NULL;
 END $$""")
-        for name, table in (("smpp_posts_history", "posts"), ("smpp_labels_subreddit", "labels"),
-                            ("smpp_labels_history", "labels")):
+        for name, table in (
+            ("smpp_posts_history", "posts"),
+            ("smpp_labels_subreddit", "labels"),
+            ("smpp_labels_history", "labels"),
+        ):
             conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name} ON {table}")
-        conn.exec_driver_sql("CREATE TRIGGER smpp_posts_history AFTER INSERT OR DELETE OR UPDATE OF subreddit, "
-                             "created_utc, removed ON posts FOR EACH ROW EXECUTE FUNCTION smpp_posts_history()")
-        conn.exec_driver_sql("CREATE TRIGGER smpp_labels_subreddit BEFORE INSERT OR UPDATE OF post_id ON labels "
-                             "FOR EACH ROW EXECUTE FUNCTION smpp_labels_subreddit()")
-        conn.exec_driver_sql("CREATE TRIGGER smpp_labels_history AFTER INSERT OR DELETE OR UPDATE OF post_id, score, "
-                             "matured_utc, status ON labels FOR EACH ROW EXECUTE FUNCTION smpp_labels_history()")
+        conn.exec_driver_sql(
+            "CREATE TRIGGER smpp_posts_history AFTER INSERT OR DELETE OR UPDATE OF subreddit, "
+            "created_utc, removed ON posts FOR EACH ROW EXECUTE FUNCTION smpp_posts_history()"
+        )
+        conn.exec_driver_sql(
+            "CREATE TRIGGER smpp_labels_subreddit BEFORE INSERT OR UPDATE OF post_id ON labels "
+            "FOR EACH ROW EXECUTE FUNCTION smpp_labels_subreddit()"
+        )
+        conn.exec_driver_sql(
+            "CREATE TRIGGER smpp_labels_history AFTER INSERT OR DELETE OR UPDATE OF post_id, score, "
+            "matured_utc, status ON labels FOR EACH ROW EXECUTE FUNCTION smpp_labels_history()"
+        )
         for sql in _RECOUNT:
             conn.exec_driver_sql(sql)

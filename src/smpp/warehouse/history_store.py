@@ -36,13 +36,13 @@ def warehouse_history(
     level was wrong (on the dev dump, 412 of 6,331 posts' values differed from the whole warehouse's).
 
     Columns HISTORY_ROW_COLUMNS: `label` is log1p(max(score, 0)) of a trainable label (NaN for posts
-    without one, which still count as posts), `label_matured_utc` when it matured (float, NaN without). Removed posts are
-    left out, as in training. Which labels are visible when is author_history's job (matured at or
+    without one, which still count as posts), `label_matured_utc` when it matured (float, NaN without).
+    Removed posts are left out, as in training. Which labels are visible when is author_history's job (matured at or
     before a post's creation), so labels maturing after `until_utc` do no harm.
     """
-    from smpp.warehouse.labels import TRAINABLE_STATUSES, label_of_score
     from smpp.warehouse import Label, Post
     from smpp.warehouse.db import stream_tuples
+    from smpp.warehouse.labels import TRAINABLE_STATUSES, label_of_score
 
     kept = and_(Post.created_utc < int(until_utc), Post.removed.is_(False))  # removed is NOT NULL
     author_names = sorted({a for a in authors if isinstance(a, str) and a})
@@ -64,8 +64,9 @@ def warehouse_history(
     frame = pd.concat(batches, ignore_index=True) if batches else _batch_frame([])
     frame["label"] = label_of_score(frame.pop("score"))
     # sorted by Arrow: sort_values made a Python string per post_id (+0.12 GB at 1M rows)
-    keys = pa.table({"created_utc": frame["created_utc"].to_numpy(),
-                     "post_id": pa.array(frame["post_id"], pa.string())})
+    keys = pa.table(
+        {"created_utc": frame["created_utc"].to_numpy(), "post_id": pa.array(frame["post_id"], pa.string())}
+    )
     order = pc.sort_indices(keys, sort_keys=[("created_utc", "ascending"), ("post_id", "ascending")])
     return frame[HISTORY_ROW_COLUMNS].take(order.to_numpy()).reset_index(drop=True)
 
@@ -82,9 +83,7 @@ def _batch_frame(rows: list[tuple]) -> pd.DataFrame:
     return frame
 
 
-def history_columns(
-    session: Session, posts: pd.DataFrame, until_utc: int, label_age_hours: float
-) -> pd.DataFrame:
+def history_columns(session: Session, posts: pd.DataFrame, until_utc: int, label_age_hours: float) -> pd.DataFrame:
     """author_history.HISTORY_COLUMNS for `posts` (author, subreddit, created_utc; same index) from the
     warehouse's posts created before `until_utc`: equal to history_features over warehouse_history,
     at a cost that grows with the posts and their authors' own posts, not with the subreddits' history.
@@ -100,7 +99,12 @@ def history_columns(
     label age); author_history's guard for bad stamps is not replayed in the bounded queries.
     """
     from smpp.features.author_history import (
-        HISTORY_COLUMNS, SUBREDDIT_HISTORY_COLUMNS, author_features, history_features, query_times)
+        HISTORY_COLUMNS,
+        SUBREDDIT_HISTORY_COLUMNS,
+        author_features,
+        history_features,
+        query_times,
+    )
     from smpp.warehouse.history_schema import ensure_history_schema
 
     if posts.empty:
@@ -132,8 +136,8 @@ def history_columns(
 
 
 def _kept(until: int | None) -> list:
-    from smpp.warehouse.labels import TRAINABLE_STATUSES
     from smpp.warehouse import Label, Post
+    from smpp.warehouse.labels import TRAINABLE_STATUSES
 
     where = [Label.status.in_(TRAINABLE_STATUSES), Post.removed.is_(False)]
     return where if until is None else [*where, Post.created_utc < int(until)]
@@ -146,13 +150,23 @@ def _posts_before(session: Session, subreddit: str, times: np.ndarray) -> np.nda
 
     first_day = int(times.min()) // 86400
     whole_days = session.execute(
-        select(func.coalesce(func.sum(SubredditDay.posts), 0))
-        .where(SubredditDay.subreddit == subreddit, SubredditDay.day < first_day)
+        select(func.coalesce(func.sum(SubredditDay.posts), 0)).where(
+            SubredditDay.subreddit == subreddit, SubredditDay.day < first_day
+        )
     ).scalar_one()
-    created = np.sort(np.fromiter(session.scalars(
-        select(Post.created_utc).where(Post.subreddit == subreddit, Post.removed.is_(False),
-                                       Post.created_utc >= first_day * 86400, Post.created_utc < int(times.max()))
-    ), dtype=np.int64))
+    created = np.sort(
+        np.fromiter(
+            session.scalars(
+                select(Post.created_utc).where(
+                    Post.subreddit == subreddit,
+                    Post.removed.is_(False),
+                    Post.created_utc >= first_day * 86400,
+                    Post.created_utc < int(times.max()),
+                )
+            ),
+            dtype=np.int64,
+        )
+    )
     return int(whole_days) + np.searchsorted(created, times, side="left")
 
 
@@ -160,8 +174,8 @@ def subreddit_levels(session: Session, subreddit: str, times: np.ndarray, until:
     """author_history's subreddit level (mean of the last RECENT_LABELS labels visible at or before
     each time) from labels of posts created before `until` (None: any), per day of the times."""
     from smpp.features.author_history import RECENT_LABELS, recent_level
-    from smpp.warehouse.labels import label_of_score
     from smpp.warehouse import Label, Post
+    from smpp.warehouse.labels import label_of_score
 
     times = np.asarray(times, dtype=np.int64)
     levels = np.full(len(times), np.nan)
@@ -172,7 +186,8 @@ def subreddit_levels(session: Session, subreddit: str, times: np.ndarray, until:
         kept = [Label.subreddit == subreddit, *_kept(until)]
         before = session.execute(
             columns.where(*kept, Label.matured_utc <= start)
-            .order_by(Label.matured_utc.desc(), Post.created_utc.desc(), Post.id.desc()).limit(RECENT_LABELS)
+            .order_by(Label.matured_utc.desc(), Post.created_utc.desc(), Post.id.desc())
+            .limit(RECENT_LABELS)
         ).all()
         within = session.execute(
             columns.where(*kept, Label.matured_utc > start, Label.matured_utc <= int(times[at].max()))
@@ -193,13 +208,21 @@ def subreddit_levels(session: Session, subreddit: str, times: np.ndarray, until:
 def _author_posts(session: Session, authors: Iterable[str | None], until: int) -> pd.DataFrame:
     """Every kept post of these authors created before `until`, with its trainable label and its
     subreddit's level when it was created: from post_levels, computed and stored where it lacks them."""
-    from smpp.warehouse.labels import TRAINABLE_STATUSES, label_of_score
     from smpp.warehouse import Label, Post, PostLevel
     from smpp.warehouse.db import stream_tuples, upsert
+    from smpp.warehouse.labels import TRAINABLE_STATUSES, label_of_score
 
     query = (
-        select(Post.id, Post.author, Post.subreddit, Post.created_utc, PostLevel.label, PostLevel.matured_utc,
-               PostLevel.level, PostLevel.post_id)
+        select(
+            Post.id,
+            Post.author,
+            Post.subreddit,
+            Post.created_utc,
+            PostLevel.label,
+            PostLevel.matured_utc,
+            PostLevel.level,
+            PostLevel.post_id,
+        )
         .outerjoin(PostLevel, PostLevel.post_id == Post.id)
         .where(Post.created_utc < int(until), Post.removed.is_(False))
     )
@@ -219,28 +242,53 @@ def _author_posts(session: Session, authors: Iterable[str | None], until: int) -
         ids = frame.loc[missing, "post_id"].tolist()
         found = {}
         for chunk in in_chunks(ids, IN_CHUNK):
-            found.update((pid, (score, matured)) for pid, score, matured in session.execute(
-                select(Label.post_id, Label.score, Label.matured_utc)
-                .where(Label.post_id.in_(chunk), Label.status.in_(TRAINABLE_STATUSES))))
+            found.update(
+                (pid, (score, matured))
+                for pid, score, matured in session.execute(
+                    select(Label.post_id, Label.score, Label.matured_utc).where(
+                        Label.post_id.in_(chunk), Label.status.in_(TRAINABLE_STATUSES)
+                    )
+                )
+            )
         score = [found.get(pid, (None, None))[0] for pid in ids]
         frame.loc[missing, "label"] = label_of_score(score).astype(np.float64)
-        frame.loc[missing, "label_matured_utc"] = [np.nan if found.get(p, (0, None))[1] is None else float(found[p][1])
-                                                   for p in ids]
+        frame.loc[missing, "label_matured_utc"] = [
+            np.nan if found.get(p, (0, None))[1] is None else float(found[p][1]) for p in ids
+        ]
         labelled = missing & frame["label"].notna()  # only labelled posts need a level
         for name, rows in frame[labelled].groupby("subreddit", sort=True):
             frame.loc[rows.index, "level"] = subreddit_levels(session, name, rows["created_utc"].to_numpy(), None)
         new = frame[missing]
-        stored = [{"post_id": p, "subreddit": sub, "created_utc": int(t), "label": _none(v),
-                   "matured_utc": None if np.isnan(m) else int(m), "level": _none(lv)}
-                  for p, sub, t, v, m, lv in zip(new["post_id"], new["subreddit"], new["created_utc"], new["label"],
-                                                 new["label_matured_utc"], new["level"])]
+        stored = [
+            {
+                "post_id": p,
+                "subreddit": sub,
+                "created_utc": int(t),
+                "label": _none(v),
+                "matured_utc": None if np.isnan(m) else int(m),
+                "level": _none(lv),
+            }
+            for p, sub, t, v, m, lv in zip(
+                new["post_id"],
+                new["subreddit"],
+                new["created_utc"],
+                new["label"],
+                new["label_matured_utc"],
+                new["level"],
+            )
+        ]
         for start in range(0, len(stored), 10_000):
-            upsert(session, PostLevel, stored[start : start + 10_000],
-                   update=("subreddit", "created_utc", "label", "matured_utc", "level"))
+            upsert(
+                session,
+                PostLevel,
+                stored[start : start + 10_000],
+                update=("subreddit", "created_utc", "label", "matured_utc", "level"),
+            )
         session.commit()
     frame = frame.drop(columns="cached")
-    keys = pa.table({"created_utc": frame["created_utc"].to_numpy(),
-                     "post_id": pa.array(frame["post_id"], pa.string())})
+    keys = pa.table(
+        {"created_utc": frame["created_utc"].to_numpy(), "post_id": pa.array(frame["post_id"], pa.string())}
+    )
     order = pc.sort_indices(keys, sort_keys=[("created_utc", "ascending"), ("post_id", "ascending")])
     return frame.take(order.to_numpy()).reset_index(drop=True)
 

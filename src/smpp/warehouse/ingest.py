@@ -40,9 +40,27 @@ def now_utc() -> int:
 # Column order of the tuples ingest_posts writes (warehouse.insert_rows): tuples, not dicts,
 # because archive backfills write ~2 rows per post and per-row dict handling dominated.
 POST_COLUMNS = (
-    "id", "subreddit", "title", "author", "author_fullname", "created_utc", "url", "domain", "permalink",
-    "is_self", "over_18", "is_gallery", "post_hint", "preview_url", "gallery_urls", "flair_text",
-    "subreddit_subscribers", "selftext_len", "source", "first_seen_at", "removed",
+    "id",
+    "subreddit",
+    "title",
+    "author",
+    "author_fullname",
+    "created_utc",
+    "url",
+    "domain",
+    "permalink",
+    "is_self",
+    "over_18",
+    "is_gallery",
+    "post_hint",
+    "preview_url",
+    "gallery_urls",
+    "flair_text",
+    "subreddit_subscribers",
+    "selftext_len",
+    "source",
+    "first_seen_at",
+    "removed",
 )
 SNAPSHOT_COLUMNS = ("post_id", "observed_at", "score", "num_comments", "upvote_ratio", "age_hours", "source")
 LABEL_COLUMNS = ("post_id", "score", "age_hours", "label_age_hours", "observed_at", "matured_utc", "status")
@@ -52,10 +70,27 @@ ARCHIVE_LABEL_UPDATE = ("score", "age_hours", "observed_at", "status")
 
 def _post_row(record: PostRecord, first_seen_at: int) -> tuple:
     return (
-        record.id, record.subreddit, record.title, record.author, record.author_fullname, record.created_utc,
-        record.url, record.domain, record.permalink, record.is_self, record.over_18, record.is_gallery,
-        record.post_hint, record.preview_url, list(record.gallery_urls), record.flair_text,
-        record.subreddit_subscribers, record.selftext_len, record.source, first_seen_at, record.removed,
+        record.id,
+        record.subreddit,
+        record.title,
+        record.author,
+        record.author_fullname,
+        record.created_utc,
+        record.url,
+        record.domain,
+        record.permalink,
+        record.is_self,
+        record.over_18,
+        record.is_gallery,
+        record.post_hint,
+        record.preview_url,
+        list(record.gallery_urls),
+        record.flair_text,
+        record.subreddit_subscribers,
+        record.selftext_len,
+        record.source,
+        first_seen_at,
+        record.removed,
     )
 
 
@@ -103,10 +138,17 @@ def ingest_posts(
         if post_id not in existing:
             stats.new_posts += 1
         if observed_at is not None and not (first_sight_only and post_id in existing):
-            snapshots.append((
-                post_id, observed_at, record.score, record.num_comments, record.upvote_ratio,
-                (observed_at - record.created_utc) / 3600.0, record.source,
-            ))
+            snapshots.append(
+                (
+                    post_id,
+                    observed_at,
+                    record.score,
+                    record.num_comments,
+                    record.upvote_ratio,
+                    (observed_at - record.created_utc) / 3600.0,
+                    record.source,
+                )
+            )
         if record.source == "archive":
             labels.append(archive_label_row(record, label_age_hours, label_age_seconds))
     # first sight wins for posting-time facts, so a later sighting never rewrites them

@@ -14,12 +14,12 @@ from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
 from smpp.settings import Settings
-from smpp.warehouse import Label, Post, PostSnapshot, upsert
+from smpp.warehouse import Label, Post, PostSnapshot, session_for, upsert
 
 TRAINABLE_STATUSES = ("ok", "archive")
 
 
-def label_of_score(scores) -> np.ndarray:  # noqa: ANN001 - anything pd.to_numeric takes
+def label_of_score(scores) -> np.ndarray:  # anything pd.to_numeric takes
     """The training label, log1p(max(score, 0)), as float32; a missing score stays NaN."""
     score = pd.to_numeric(pd.Series(scores), errors="coerce").to_numpy(float)
     return np.log1p(np.clip(score, 0, None)).astype(np.float32)
@@ -98,3 +98,15 @@ def assign_labels(session: Session, settings: Settings, post_ids: list[str] | No
     stats.labelled_ok = len(chosen) - stats.labelled_late
     stats.pending = len(seen) - len(chosen)
     return stats
+
+
+@dataclass(frozen=True)
+class LabelQuery:
+    """The trainable labels matured by `end_utc` (trainable_labels), fetched where training's first pass runs."""
+
+    end_utc: int
+    created_from_utc: int | None = None
+
+    def fetch(self, settings: Settings) -> pd.DataFrame:
+        with session_for(settings.database_url) as session:
+            return trainable_labels(session, self.end_utc, self.created_from_utc)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -25,8 +25,14 @@ log = logging.getLogger(__name__)
 ID_COLUMNS = ("post_id", "id")
 # Stages whose partitions hold per-post rows; the images partition also maps posts to files.
 POST_STAGES = (
-    "posts", "filtered", "images", "captions", "text_embeddings", "image_embeddings",
-    "joint_embeddings", "features",
+    "posts",
+    "filtered",
+    "images",
+    "captions",
+    "text_embeddings",
+    "image_embeddings",
+    "joint_embeddings",
+    "features",
 )
 
 
@@ -117,7 +123,7 @@ def purge_posts(settings: Settings, created_by_id: dict[str, int]) -> PurgeStats
     stats = PurgeStats(posts=len(created_by_id))
     by_day: dict[str, set[str]] = {}
     for post_id, created in created_by_id.items():
-        day = datetime.fromtimestamp(created, timezone.utc).date().isoformat()
+        day = datetime.fromtimestamp(created, UTC).date().isoformat()
         by_day.setdefault(day, set()).add(post_id)
     cache_keys: set[str] = set()
     shas: set[str] = set()
