@@ -11,7 +11,6 @@ ARG TORCH_VARIANT=cpu
 ARG TORCH_CPU_INDEX=https://download.pytorch.org/whl/cpu
 
 ENV SMPP_HOME=/opt/airflow/smpp \
-    PYTHONPATH=/opt/airflow/smpp/src \
     SMPP_DATA_DIR=/opt/airflow/smpp-data \
     HF_HUB_OFFLINE=1 \
     TRANSFORMERS_OFFLINE=1 \
@@ -33,6 +32,9 @@ RUN set -eux; \
 COPY --chown=airflow:0 scripts/install_visualized_bge.py /opt/airflow/smpp/scripts/
 COPY --chown=airflow:0 src/ /opt/airflow/smpp/src/
 RUN python /opt/airflow/smpp/scripts/install_visualized_bge.py
+# the package itself (deps are all installed above, from the same pins): `smpp` on PATH, no PYTHONPATH
+COPY --chown=airflow:0 pyproject.toml README.md /opt/airflow/smpp/
+RUN pip install --no-cache-dir --no-deps /opt/airflow/smpp
 
 COPY --chown=airflow:0 dags/ /opt/airflow/dags/
 COPY --chown=airflow:0 plugins/ /opt/airflow/plugins/

@@ -22,7 +22,7 @@ export PYTHONPATH := $(ROOT)/src
 # airflow standalone starts its components as `airflow` from PATH
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: venv demo test up lock models airflow-db backfill clean-venv chromium prune-venvs
+.PHONY: venv demo test lint format up lock models airflow-db backfill clean-venv chromium prune-venvs
 
 venv: $(VENV_DIR)/.complete $(VENV_DIR)/.visual-$(VISUAL_HASH)
 	@if [ "$$(readlink $(VENV) 2>/dev/null)" != "$(VENV_DIR)" ]; then rm -rf $(VENV); ln -s $(VENV_DIR) $(VENV); fi
@@ -80,7 +80,17 @@ chromium:
 			|| echo ">> could not install chromium (see $(SMPP_CACHE_DIR)/apt-chromium.log): the browser test will skip"; \
 	fi
 
-test: airflow-db chromium
+# Style and the walls between rooms (pyproject.toml [tool.importlinter]); seconds, so test runs it first.
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+
+format: venv
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+test: lint airflow-db chromium
 	$(PY) -m pytest tests -q -p no:cacheprovider $(PYTEST_ARGS)
 
 up: airflow-db

@@ -15,6 +15,8 @@ REPO = Path(__file__).resolve().parents[2]
 ALLOWED_SOURCES = {
     "requirements.txt",
     "requirements.lock",
+    "pyproject.toml",
+    "README.md",
     "scripts/install_visualized_bge.py",
     "src/",
     "dags/",
@@ -56,6 +58,8 @@ def test_installs_requirements_with_the_lock_as_constraints(commands):
     runs = " ".join(" ".join(c.value) for c in commands if c.cmd == "RUN")
     assert re.search(r"pip install .*-r \S*requirements\.txt -c \S*requirements\.lock", runs)
     assert "install_visualized_bge.py" in runs
+    # the project installs as a package (console script, package data), its deps already pinned above
+    assert re.search(r"pip install .*--no-deps /opt/airflow/smpp\b", runs)
 
 
 def test_torch_variant_build_arg_matches_compose(commands):
@@ -73,6 +77,6 @@ def test_runs_as_airflow_user_with_the_data_dir(commands):
     assert users and users[-1] == "airflow"  # the official image's user, never root at run time
     values = [v for c in commands if c.cmd == "ENV" for v in c.value]  # parsed as key, value, key, value...
     env = dict(zip(values[::2], values[1::2]))
-    assert env["SMPP_DATA_DIR"] == "/opt/airflow/smpp-data" and env["PYTHONPATH"] == "/opt/airflow/smpp/src"
+    assert env["SMPP_DATA_DIR"] == "/opt/airflow/smpp-data" and "PYTHONPATH" not in env
     compose = yaml.safe_load((REPO / "docker-compose.yaml").read_text())
     assert compose["x-airflow-env"]["SMPP_DATA_DIR"] == env["SMPP_DATA_DIR"]

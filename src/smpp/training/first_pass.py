@@ -60,7 +60,7 @@ class FirstPass:
 def first_pass(settings: Settings, paths: list[Path], labels: pd.DataFrame | LabelSource | None) -> FirstPass:
     """Index the partitions, cut the split, decide the towers and locate every slice's rows."""
     training = settings.training
-    if isinstance(labels, LabelSource):
+    if labels is not None and not isinstance(labels, pd.DataFrame):  # a LabelSource
         labels = labels.fetch(settings) if paths else None  # no partitions: nothing to join them to
     index = scan_index(paths, labels)
     del labels
@@ -113,7 +113,7 @@ def run_first_pass(settings: Settings, paths: list[Path], labels: pd.DataFrame |
         return first_pass(settings, paths, labels)
     import smpp
 
-    source_root = str(Path(smpp.__file__).resolve().parents[1])  # the DAG may import smpp from src/ via sys.path
+    source_root = str(Path(smpp.__file__).resolve().parents[1])  # the child imports the smpp this process runs
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (source_root, os.environ.get("PYTHONPATH")) if p)}
     with tempfile.TemporaryDirectory(prefix="smpp-first-pass-") as tmp:
         request, response = Path(tmp) / "request.pkl", Path(tmp) / "response.pkl"
