@@ -158,7 +158,8 @@ def scrape_posts(interval_start, interval_end, params=None) -> dict[str, Any]:
     metrics: dict[str, Any] = {"source": settings.source}
     with _session(settings) as session:
         if settings.source == "archive":
-            from smpp.sources.archive import ArchiveScan, iter_archive_posts
+            from smpp.sources.archive import ArchiveScan
+            from smpp.sources.dumps import iter_archive_posts
 
             if settings.archive_path is None:
                 raise ValueError("source=archive needs archive_path (DAG param or SMPP_ARCHIVE_PATH)")

@@ -17,12 +17,12 @@ from sqlalchemy import select
 from smpp.sources import archive_index
 from smpp.sources.archive import (
     ArchiveScan,
-    iter_archive_posts,
     normalize_archive_post,
     observed_at_of,
     scan_archive_posts,
 )
 from smpp.sources.archive_index import ensure_day_index, index_key, slim_archive_post
+from smpp.sources.dumps import iter_archive_posts
 from smpp.sources.records import PostRecord
 from smpp.warehouse import Label, Post, Tombstone, session_for
 from smpp.warehouse.ingest import ingest_posts

@@ -14,9 +14,10 @@ import zstandard
 
 from smpp import tasks
 from smpp.sources import archive_index, archive_select
-from smpp.sources.archive import ArchiveScan, iter_archive_posts, scan_archive_posts
+from smpp.sources.archive import ArchiveScan, scan_archive_posts
 from smpp.sources.archive_index import ensure_day_index
 from smpp.sources.archive_select import ArchiveReadError, Selection, pick_files
+from smpp.sources.dumps import iter_archive_posts
 
 DAY = 1375142400  # 2013-07-30 00:00 UTC
 D = 86400

@@ -3,9 +3,9 @@
 History cannot be re-scraped from the API (listings stop at ~1000 items), so backfilled
 days come from dumps. Memory stays constant: one line at a time, never the whole file.
 
-By default `iter_archive_posts` reads a per-day index of the dump (smpp.sources.archive_index),
-built by one streaming pass on first use, so backfilling N days does not scan the dump N times.
-`scan_archive_posts` is the plain streaming scan (one-off reads, or with the index turned off).
+This module parses and streams one dump; `smpp.sources.dumps.iter_archive_posts` picks the files
+of an interval and reads each through its per-day index (smpp.sources.archive_index), built by one
+streaming pass on first use. `scan_archive_posts` is the plain streaming scan.
 
 Field names differ between dumps; what this module accepts:
 - created_utc: int, float or numeric string (Arctic-Shift has both).
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from smpp.sources.archive_select import subreddit_of
+from smpp.sources.archive_select import ScanProgress, Selection, decompressed_chunks, iter_candidate_lines, subreddit_of
 from smpp.sources.records import CREATED_RANGE, PostRecord
 
 log = logging.getLogger(__name__)
@@ -105,8 +105,6 @@ def open_binary(path: Path) -> IO[bytes]:
     Read through archive_select.decompressed_chunks, so a truncated, corrupt or misnamed .zst raises
     ArchiveReadError naming the file and byte offset (a bare stream_reader read a cut file as short).
     """
-    from smpp.sources.archive_select import ScanProgress, decompressed_chunks
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"archive dump not found: {path} (set the archive_path param)")
@@ -293,8 +291,6 @@ def scan_archive_posts(
     subreddits: only these (case-insensitive; None or ["*"]: all); other lines are rejected on
     their raw bytes and counted as not_selected, without being parsed.
     """
-    from smpp.sources.archive_select import ScanProgress, Selection, iter_candidate_lines
-
     scan = scan if scan is not None else ArchiveScan()
     selection = Selection.of(subreddits)
     path = Path(path)
@@ -320,53 +316,3 @@ def scan_archive_posts(
     scan.files.append(progress.summary())
     if scan.bad_lines:
         log.warning("archive %s: %d bad lines skipped %s", path, scan.bad_lines, scan.skip_reasons)
-
-
-def iter_archive_posts(
-    path: Path,
-    start_utc: int,
-    end_utc: int,
-    scan: ArchiveScan | None = None,
-    *,
-    settings: Any = None,
-    subreddits: Iterable[str] | None = None,
-) -> Iterator[PostRecord]:
-    """Yield the posts created in [start_utc, end_utc); bad lines are counted, not fatal.
-
-    path: a dump file, a directory of dumps or a glob (smpp.sources.archive_select.pick_files
-    picks the files that can hold the interval). subreddits: only these (None or ["*"]: all).
-    Reads each file's day index for the selection (built once, on first use, under
-    data_dir/archive_index) unless settings.archive_use_index is off; then it scans the files.
-    """
-    from smpp.settings import get_settings
-    from smpp.sources.archive_select import Selection, pick_files
-
-    settings = settings if settings is not None else get_settings()
-    scan = scan if scan is not None else ArchiveScan()
-    selection = Selection.of(subreddits)
-    seen: set[str] = set()  # across files: a month file and a subreddit file can hold the same post
-    for dump, wanted in pick_files(path, start_utc, end_utc, selection):
-        records = _file_posts(dump.path, start_utc, end_utc, scan, settings, wanted)
-        for record in records:
-            if record.id in seen:
-                scan.skip("duplicate_id", record.id, bad=False)
-                scan.selected -= 1
-                continue
-            seen.add(record.id)
-            yield record
-
-
-def _file_posts(path: Path, start_utc: int, end_utc: int, scan: ArchiveScan, settings: Any, selection: Any):
-    if not settings.archive_use_index:
-        yield from scan_archive_posts(path, start_utc, end_utc, scan, None if selection.everything else selection.names)
-        return
-    from smpp.sources.archive_index import ensure_day_index, iter_indexed_posts
-
-    index = ensure_day_index(
-        path,
-        settings.data_dir / "archive_index",
-        flush_bytes=settings.archive_index_flush_mb << 20,
-        subreddits=None if selection.everything else sorted(selection.names),
-        progress_every_s=settings.archive_progress_every_s,
-    )
-    yield from iter_indexed_posts(index, start_utc, end_utc, scan)
