@@ -87,8 +87,8 @@ def phase_index(dump: Path, work: Path) -> dict:
 def phase_source(dump: Path, work: Path) -> dict:
     from smpp.settings import Settings
     from smpp.sources.archive import ArchiveScan
-    from smpp.sources.dumps import iter_archive_posts
     from smpp.sources.archive_index import ensure_day_index
+    from smpp.sources.dumps import iter_archive_posts
 
     settings = Settings(data_dir=work)
     days = sorted(ensure_day_index(dump, work / "archive_index").manifest["days"])
@@ -104,8 +104,8 @@ def phase_source(dump: Path, work: Path) -> dict:
 def phase_ingest(dump: Path, work: Path, monthly: bool, database_url: str | None = None) -> dict:
     from smpp.settings import Settings
     from smpp.sources.archive import ArchiveScan
-    from smpp.sources.dumps import iter_archive_posts
     from smpp.sources.archive_index import ensure_day_index
+    from smpp.sources.dumps import iter_archive_posts
     from smpp.warehouse import session_for
     from smpp.warehouse.ingest import ingest_posts
 
@@ -132,8 +132,8 @@ def phase_db_floor(dump: Path, work: Path, drop_indexes: bool) -> dict:
 
     from smpp.settings import Settings
     from smpp.sources.archive import ArchiveScan
-    from smpp.sources.dumps import iter_archive_posts
     from smpp.sources.archive_index import ensure_day_index
+    from smpp.sources.dumps import iter_archive_posts
     from smpp.warehouse import get_engine
     from smpp.warehouse.ingest import LABEL_COLUMNS, POST_COLUMNS, archive_label_row
 
