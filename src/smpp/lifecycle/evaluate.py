@@ -23,7 +23,11 @@ import pandas as pd
 from smpp.encoders import embed_texts
 from smpp.features.author_history import history_features
 from smpp.features.table import build_feature_table, feature_frame_of
+from smpp.lifecycle.registry import code_version
 from smpp.settings import Settings
+from smpp.sources.archive import ArchiveScan, scan_archive_posts
+from smpp.storage import atomic_write_json
+from smpp.training.metrics import json_safe
 from smpp.warehouse.labels import label_of_score
 
 log = logging.getLogger(__name__)
@@ -33,7 +37,6 @@ ALL_TIME = (0, 2**62)
 
 def read_archive(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Every usable post of the dump (bad lines counted, crossposts and removed posts dropped)."""
-    from smpp.sources.archive import ArchiveScan, scan_archive_posts
 
     scan = ArchiveScan()
     rows = [
@@ -116,7 +119,6 @@ def archive_feature_frame(settings: Settings, posts: pd.DataFrame, embed_titles:
 
 def evaluate_archive(settings: Settings, archive: Path, out_dir: Path) -> dict[str, Any]:
     """Run the protocol on `archive`; write everything under `out_dir`; return metrics.json's content."""
-    from smpp.lifecycle.registry import code_version
     from smpp.training.train import train_and_evaluate
 
     started = time.perf_counter()
@@ -144,8 +146,6 @@ def evaluate_archive(settings: Settings, archive: Path, out_dir: Path) -> dict[s
     report = train_and_evaluate(settings, frame, Path(out_dir), lineage=lineage)
     metrics = dict(report.metrics)
     metrics["timing_s"] = {"features": features_s, "total": time.perf_counter() - started}
-    from smpp.storage import atomic_write_json
-    from smpp.training.metrics import json_safe
 
     metrics = json_safe(metrics)
     atomic_write_json(Path(out_dir) / "metrics.json", metrics)

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from smpp.features import schema
+from smpp.features.author_history import HISTORY_COLUMNS
 from smpp.training.model import (
     DOMAIN_INPUT,
     LEVEL_INPUT,
@@ -169,8 +170,6 @@ def scan_index(
     own `label` column, rows without a finite label dropped.
     """
     import pyarrow.parquet as pq
-
-    from smpp.features.author_history import HISTORY_COLUMNS
 
     paths = [Path(p) for p in paths]
     wanted = [*INDEX_COLUMNS, *OPTIONAL_TABULAR_COLUMNS, *schema.EMBEDDING_COLUMNS] + (

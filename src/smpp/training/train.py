@@ -14,8 +14,9 @@ import numpy as np
 import pandas as pd
 
 from smpp.features import schema
+from smpp.features.author_history import HISTORY_COLUMNS, add_history_features
 from smpp.settings import Settings
-from smpp.storage import atomic_write_json, atomic_write_text, staged_version
+from smpp.storage import PART_FILE, atomic_write_json, atomic_write_text, staged_version, vectors_to_arrow
 from smpp.training.baselines import BASELINE_NAMES, fit_baselines
 from smpp.training.card import random_encoder_warnings, render_model_card
 from smpp.training.first_pass import LabelSource, run_first_pass
@@ -123,7 +124,6 @@ def with_history(settings: Settings, features: pd.DataFrame) -> pd.DataFrame:
 
     Every row (labelled or not) counts as a prior post; labels count only once matured.
     """
-    from smpp.features.author_history import HISTORY_COLUMNS, add_history_features
 
     if features.empty or "author" not in features or all(c in features for c in HISTORY_COLUMNS):
         return features
@@ -146,8 +146,6 @@ def write_day_partitions(features: pd.DataFrame, root: Path) -> list[Path]:
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
-
-    from smpp.storage import PART_FILE, vectors_to_arrow
 
     dims = embedding_dims(features)
     ordered = features.sort_values(["created_utc", "post_id"], kind="stable").reset_index(drop=True)

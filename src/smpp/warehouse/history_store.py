@@ -15,6 +15,20 @@ import pyarrow.compute as pc
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
+from smpp.features.author_history import (
+    HISTORY_COLUMNS,
+    RECENT_LABELS,
+    SUBREDDIT_HISTORY_COLUMNS,
+    author_features,
+    history_features,
+    query_times,
+    recent_level,
+)
+from smpp.warehouse import Label, Post, PostLevel, SubredditDay
+from smpp.warehouse.db import stream_tuples, upsert
+from smpp.warehouse.history_schema import ensure_history_schema
+from smpp.warehouse.labels import TRAINABLE_STATUSES, label_of_score
+
 HISTORY_ROW_COLUMNS = ["post_id", "author", "subreddit", "created_utc", "label", "label_matured_utc"]
 IN_CHUNK = 500  # names per IN (...) list: well under every database's bound-parameter limit
 BATCH_ROWS = 50_000  # history rows fetched at a time
@@ -40,9 +54,6 @@ def warehouse_history(
     Removed posts are left out, as in training. Which labels are visible when is author_history's job (matured at or
     before a post's creation), so labels maturing after `until_utc` do no harm.
     """
-    from smpp.warehouse import Label, Post
-    from smpp.warehouse.db import stream_tuples
-    from smpp.warehouse.labels import TRAINABLE_STATUSES, label_of_score
 
     kept = and_(Post.created_utc < int(until_utc), Post.removed.is_(False))  # removed is NOT NULL
     author_names = sorted({a for a in authors if isinstance(a, str) and a})
@@ -98,14 +109,6 @@ def history_columns(session: Session, posts: pd.DataFrame, until_utc: int, label
     Assumes labels mature after their post was created (labels.py and ingest write created +
     label age); author_history's guard for bad stamps is not replayed in the bounded queries.
     """
-    from smpp.features.author_history import (
-        HISTORY_COLUMNS,
-        SUBREDDIT_HISTORY_COLUMNS,
-        author_features,
-        history_features,
-        query_times,
-    )
-    from smpp.warehouse.history_schema import ensure_history_schema
 
     if posts.empty:
         return history_features(posts, label_age_hours=label_age_hours)
@@ -136,8 +139,6 @@ def history_columns(session: Session, posts: pd.DataFrame, until_utc: int, label
 
 
 def _kept(until: int | None) -> list:
-    from smpp.warehouse import Label, Post
-    from smpp.warehouse.labels import TRAINABLE_STATUSES
 
     where = [Label.status.in_(TRAINABLE_STATUSES), Post.removed.is_(False)]
     return where if until is None else [*where, Post.created_utc < int(until)]
@@ -146,7 +147,6 @@ def _kept(until: int | None) -> list:
 def _posts_before(session: Session, subreddit: str, times: np.ndarray) -> np.ndarray:
     """How many kept posts of `subreddit` were created before each time (times already capped at
     the history's end): whole days from subreddit_days, the rest from the posts themselves."""
-    from smpp.warehouse import Post, SubredditDay
 
     first_day = int(times.min()) // 86400
     whole_days = session.execute(
@@ -173,9 +173,6 @@ def _posts_before(session: Session, subreddit: str, times: np.ndarray) -> np.nda
 def subreddit_levels(session: Session, subreddit: str, times: np.ndarray, until: int | None) -> np.ndarray:
     """author_history's subreddit level (mean of the last RECENT_LABELS labels visible at or before
     each time) from labels of posts created before `until` (None: any), per day of the times."""
-    from smpp.features.author_history import RECENT_LABELS, recent_level
-    from smpp.warehouse import Label, Post
-    from smpp.warehouse.labels import label_of_score
 
     times = np.asarray(times, dtype=np.int64)
     levels = np.full(len(times), np.nan)
@@ -208,9 +205,6 @@ def subreddit_levels(session: Session, subreddit: str, times: np.ndarray, until:
 def _author_posts(session: Session, authors: Iterable[str | None], until: int) -> pd.DataFrame:
     """Every kept post of these authors created before `until`, with its trainable label and its
     subreddit's level when it was created: from post_levels, computed and stored where it lacks them."""
-    from smpp.warehouse import Label, Post, PostLevel
-    from smpp.warehouse.db import stream_tuples, upsert
-    from smpp.warehouse.labels import TRAINABLE_STATUSES, label_of_score
 
     query = (
         select(

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from smpp.settings import Settings
 from smpp.warehouse import Label, Post, PostSnapshot, session_for, upsert
+from smpp.warehouse.db import stream_tuples
 
 TRAINABLE_STATUSES = ("ok", "archive")
 
@@ -28,7 +29,6 @@ def label_of_score(scores) -> np.ndarray:  # anything pd.to_numeric takes
 def trainable_labels(session: Session, end_utc: int, created_from_utc: int | None = None) -> pd.DataFrame:
     """(post_id, label) of every trainable label matured by `end_utc`, of posts not removed: what
     training joins to the feature partitions (a backfilled day trains on what was knowable then)."""
-    from smpp.warehouse.db import stream_tuples
 
     query = (
         select(Label.post_id, Label.score)
