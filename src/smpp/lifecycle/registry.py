@@ -23,8 +23,8 @@ from smpp import __version__
 from smpp.settings import PROJECT_ROOT, Settings
 from smpp.storage import atomic_write_json
 from smpp.training.baselines import BASELINE_NAMES
-from smpp.training.metric_names import DECISION_METRICS
-from smpp.training.metrics import implausibility, json_safe
+from smpp.training.metric_names import CONSTANT_BASELINE, DECISION_METRICS
+from smpp.training.metrics import implausible_on_slice, json_safe
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,6 @@ VERSION_PATTERN = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
 VERSION_TIME_FORMAT = "%Y%m%dT%H%M%SZ"
 PRIMARY_METRIC = "spearman_within_subreddit"
 FALLBACK_METRIC = "spearman"
-CONSTANT_BASELINE = "baseline_train_median"  # written by smpp.training.train: the plausibility yardstick
 
 
 def new_version_id(now: datetime | None = None) -> str:
@@ -140,15 +139,8 @@ def _champion_on_same_test(challenger: dict, current: str) -> tuple[dict | None,
 
 
 def _implausible(settings: Settings, scores: dict | None, metrics: dict) -> list[str]:
-    """Why `scores` (on the challenger's test slice) cannot come from a working model; [] if none found."""
-    training = settings.training
-    return implausibility(
-        scores,
-        metrics.get("train_labels"),
-        (metrics.get(CONSTANT_BASELINE) or {}).get("mae"),
-        training.promotion_max_label_std_outside,
-        training.promotion_max_mae_vs_constant,
-    )
+    """Why `scores` (on this version's test slice) cannot come from a working model; [] if none found."""
+    return implausible_on_slice(settings.training, scores, metrics)
 
 
 def _too_little_evidence(settings: Settings, metrics: dict, model: dict) -> str | None:

@@ -31,5 +31,7 @@ DECISION_METRICS: tuple[str, ...] = (
     "n",
 )
 UI_METRICS: tuple[str, ...] = (*DECISION_METRICS, "subreddits_scored")
+# The train-slice median label for every post: the yardstick of the plausibility checks (not in the Spearman gate).
+CONSTANT_BASELINE = "baseline_train_median"
 # What `smpp` prints per model on one line.
 CLI_METRICS: tuple[str, ...] = ("spearman", "spearman_within_subreddit", "mae", "rmse")

@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from smpp.training.metric_names import CONSTANT_BASELINE
+
 
 def _finite_or_none(value: Any) -> float | None:
     if value is None:
@@ -251,4 +253,18 @@ def full_metrics(
             **pairwise_accuracy(y_true, y_pred, subreddits, created_utc),
             **tier_metrics(y_true, y_pred, thresholds),
         }
+    )
+
+
+def implausible_on_slice(training: Any, scores: dict[str, Any] | None, metrics: dict[str, Any]) -> list[str]:
+    """implausibility() of `scores` on the test slice a version's metrics.json describes, with the settings' limits.
+
+    training: settings.training (promotion_max_label_std_outside, promotion_max_mae_vs_constant).
+    """
+    return implausibility(
+        scores,
+        metrics.get("train_labels"),
+        (metrics.get(CONSTANT_BASELINE) or {}).get("mae"),
+        training.promotion_max_label_std_outside,
+        training.promotion_max_mae_vs_constant,
     )

@@ -20,9 +20,10 @@ from smpp.storage import PART_FILE, atomic_write_json, atomic_write_text, staged
 from smpp.training.baselines import BASELINE_NAMES, fit_baselines
 from smpp.training.card import random_encoder_warnings, render_model_card
 from smpp.training.first_pass import LabelSource, run_first_pass
+from smpp.training.metric_names import CONSTANT_BASELINE
 from smpp.training.metrics import (
     full_metrics,
-    implausibility,
+    implausible_on_slice,
     json_safe,
     label_summary,
     regression_metrics,
@@ -48,7 +49,6 @@ from smpp.training.stream import SlicePlan, input_columns, release_freed_memory
 log = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ["post_id", "subreddit", "created_utc", "label"]
-CONSTANT_BASELINE = "baseline_train_median"  # the train-slice median label for every post (not in the Spearman gate)
 
 
 @dataclass
@@ -420,15 +420,8 @@ def _train_into(
 
 
 def _implausible(settings: Settings, scores: dict | None, metrics: dict) -> list[str]:
-    """implausibility() of `scores` on this version's test slice, with the settings' limits."""
-    training = settings.training
-    return implausibility(
-        scores,
-        metrics.get("train_labels"),
-        (metrics.get(CONSTANT_BASELINE) or {}).get("mae"),
-        training.promotion_max_label_std_outside,
-        training.promotion_max_mae_vs_constant,
-    )
+    """Why `scores` (on this version's test slice) cannot come from a working model; [] if none found."""
+    return implausible_on_slice(settings.training, scores, metrics)
 
 
 def _predict_slice(
