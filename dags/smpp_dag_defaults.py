@@ -21,3 +21,8 @@ def default_args(execution_timeout: timedelta, retries: int | None = None) -> di
         "max_retry_delay": timedelta(minutes=15),
         "execution_timeout": execution_timeout,
     }
+
+
+def documented(decorated_task):
+    """The task with its docstring as doc_md: a mapped (.expand) task does not take it by itself."""
+    return decorated_task.override(doc_md=decorated_task.function.__doc__)

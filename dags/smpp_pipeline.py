@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
 from smpp_assets import CHAMPION_ALIAS, FEATURES, MODEL_VERSIONS, emit_publish_events
-from smpp_dag_defaults import MODEL_QUEUE, REDDIT_POOL, default_args
+from smpp_dag_defaults import MODEL_QUEUE, REDDIT_POOL, default_args, documented
 
 NULLABLE_STRING = ["null", "string"]
 
@@ -231,7 +231,7 @@ def smpp_pipeline():
 
     captions = caption_images()
     scrape = scrape_posts()
-    index_archive_file.expand(path=plan_archive_files()) >> scrape
+    documented(index_archive_file).expand(path=plan_archive_files()) >> scrape
     scrape >> refresh_scores() >> filter_posts() >> fetch_images() >> captions
     embeddings = []
     for embed in (embed_text, embed_images, embed_image_text):
@@ -240,7 +240,7 @@ def smpp_pipeline():
             task_id=f"plan_{name}", doc_md=f"Plans the row chunks of `{name}` (`encoders.chunk_size` rows each)."
         )(name)
         captions >> plan
-        embeddings.append(embed.expand(chunk=plan))
+        embeddings.append(documented(embed).expand(chunk=plan))
     features = build_features()
     embeddings >> features
     version = train_model()

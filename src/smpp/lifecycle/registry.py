@@ -175,6 +175,8 @@ def _gate(settings: Settings, version: str) -> PromotionDecision:
     if decision.warnings or current is None or current == version or not metrics.get("model"):
         return decision
     champion_metrics, _ = _champion_on_same_test(metrics, current)
+    if decision.champion_metrics is None and champion_metrics:
+        decision.champion_metrics = _summary(champion_metrics)  # the record shows both sides even when refused early
     problems = _implausible(settings, champion_metrics, metrics)
     if problems:
         warning = _broken_champion_warning(current, problems)
