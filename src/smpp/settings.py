@@ -193,6 +193,7 @@ class Settings(BaseSettings):
     archive_index_flush_mb: int = 64  # lines buffered in memory while indexing
     # A long scan of a dump logs its progress (percent, MB/s, lines/s, ETA) this often.
     archive_progress_every_s: float = 30.0
+    progress_every_s: float = Field(30.0, gt=0)  # progress lines of embedding, captioning, training and ingest
     subreddits: list[str] = Field(default_factory=lambda: ["pics", "aww", "EarthPorn"])
     # Busy subreddits whose /new listing (capped at ~1000 items) cannot cover a whole day:
     # the smpp_scrape_frequent DAG scrapes them every hour into the warehouse.

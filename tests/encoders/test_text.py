@@ -71,3 +71,17 @@ def test_direct_forward_matches_bge_m3_encode(tiny_settings):
     encoder = get_encoder(tiny_settings, "text")
     expected = encoder.model.encode(TITLES, return_dense=True, return_sparse=False)["dense_vecs"]
     np.testing.assert_allclose(encoder.forward(TITLES), expected, atol=1e-5)
+
+
+def test_long_embedding_runs_log_progress_lines(tiny_settings, caplog):
+    import logging
+
+    settings = tiny_settings.with_overrides(
+        encoders={**tiny_settings.encoders.model_dump(), "batch_size": 2}, progress_every_s=1e-9
+    )
+    caplog.set_level(logging.INFO, logger="smpp.progress")
+    embed_texts(settings, [f"progress title {i}" for i in range(5)])
+    lines = [m for m in caplog.messages if m.startswith("text embeddings")]
+    # one line per batch (the interval is ~0 here), then the total
+    assert lines[0].startswith("text embeddings: 2/5 inputs (40.0 %)") and "ETA" in lines[0]
+    assert lines[-1].startswith("text embeddings: 5 inputs done in")

@@ -46,7 +46,9 @@ def test_rank_term_only_pairs_posts_of_the_same_subreddit():
     np.testing.assert_allclose(wrong[:2], np.log1p(np.e), rtol=1e-5)  # softplus(1) for the one mis-ordered pair
 
 
-def test_ensemble_with_rank_loss_trains_saves_reloads_and_scores_raw_features(tmp_path, features, make_settings):
+def test_ensemble_with_rank_loss_trains_saves_reloads_and_scores_raw_features(
+    tmp_path, features, make_settings, caplog
+):
     settings = make_settings(
         tmp_path / "data", epochs=3, batch_size=64, ensemble_size=3, rank_loss_weight=0.5, rank_group_size=8
     )
@@ -58,8 +60,12 @@ def test_ensemble_with_rank_loss_trains_saves_reloads_and_scores_raw_features(tm
     residual_heads = [layer.name for layer in model.layers if layer.name.startswith("residual")]
     assert sorted(residual_heads) == ["residual", "residual_m1", "residual_m2"]
     before = predict_frame(model, val)
+    caplog.set_level("INFO", logger="smpp.progress")
     fit = fit_model(model, train_inputs, y_train, model_inputs(val, spec), y_val, settings.training)
     assert fit["epochs_run"] == 3 and np.isfinite(fit["history"]["val_loss"]).all()
+    epochs = [m for m in caplog.messages if m.startswith("training")]  # one line an epoch, in the task log
+    assert len(epochs) == 3 and epochs[-1].startswith("training (ETA without early stopping): 3/3 epochs")
+    assert "; loss " in epochs[0] and "val_loss " in epochs[0]
     after = predict_frame(model, val)
     assert not np.allclose(before, after)  # the served model shares the fitted members' weights
 

@@ -14,6 +14,7 @@ import numpy as np
 from smpp.encoders import profiles
 from smpp.encoders.cache import CaptionCache, SparseCache, VectorCache, joint_key, text_key
 from smpp.encoders.prepare import ensure_tiny_models, needs_tiny_models
+from smpp.progress import Progress
 from smpp.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -124,13 +125,14 @@ def _embed_cached(
     if missing:
         encoder = get_encoder(settings, role, spec)
         batch_size = settings.encoders.batch_size
+        progress = Progress(f"{role} embeddings", len(missing), "inputs", settings.progress_every_s)
         # Write each chunk as it finishes, so an interrupted run keeps its progress.
         for chunk in _batches(missing, settings.encoders.chunk_size):
             batches = [[item_by_key[key] for key in batch] for batch in _batches(chunk, batch_size)]
             if sparse_cache is None:
-                vectors = np.concatenate([encoder.forward(batch) for batch in batches])
+                vectors = np.concatenate([progress.counted(encoder.forward(batch), len(batch)) for batch in batches])
             else:
-                outputs = [encoder.forward_with_sparse(batch) for batch in batches]
+                outputs = [progress.counted(encoder.forward_with_sparse(batch), len(batch)) for batch in batches]
                 vectors = np.concatenate([dense for dense, _ in outputs])
                 weights = [item for _, batch_weights in outputs for item in batch_weights]
                 sparse_cache.put_many(chunk, weights)
@@ -139,6 +141,7 @@ def _embed_cached(
             new = [index for index, key in enumerate(chunk) if key not in found]
             cache.put_many([chunk[index] for index in new], vectors[new])
             found.update((chunk[index], vectors[index]) for index in new)
+        progress.finish()
     vectors = np.stack([found[key] for key in keys]).astype(np.float32, copy=False)
     hits = sum(key in cached_before for key in keys)
     log.info("%s embeddings: %d inputs, %d cache hits, %d computed", role, len(keys), hits, len(missing))
@@ -215,12 +218,15 @@ def caption_images(settings: Settings, image_paths: Sequence[str], content_keys:
     missing = [key for key in unique_keys if key not in found]
     if missing:
         captioner = get_encoder(settings, "caption", spec)
+        progress = Progress("captions", len(missing), "images", settings.progress_every_s)
         for chunk in _batches(missing, settings.encoders.chunk_size):
             captions: list[str] = []
             for batch in _batches(chunk, settings.encoders.batch_size):
                 captions.extend(captioner.forward([path_by_key[key] for key in batch], prompt, max_new_tokens))
+                progress.advance(len(batch))
             cache.put_many(chunk, captions)
             found.update(zip(chunk, captions))
+        progress.finish()
     hits = sum(key in cached_before for key in content_keys)
     log.info("captions: %d inputs, %d cache hits, %d generated", len(content_keys), hits, len(missing))
     return CaptionResult(

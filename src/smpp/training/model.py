@@ -26,6 +26,7 @@ import pandas as pd
 
 from smpp.features import schema
 from smpp.features.author_history import HISTORY_COLUMNS
+from smpp.progress import Progress
 from smpp.settings import TrainingSettings
 
 log = logging.getLogger(__name__)
@@ -520,7 +521,16 @@ def fit_datasets(model, train_data, val_data, training: TrainingSettings) -> dic
     early_stopping = keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=training.patience, restore_best_weights=True
     )
+    progress = Progress("training (ETA without early stopping)", training.epochs, "epochs")
+
+    class EpochLines(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            progress.done = epoch + 1
+            losses = ", ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items() if k.endswith("loss"))
+            progress.logger.info("%s; %s", progress.line(), losses)
+
     callbacks = [
+        EpochLines(),
         early_stopping,
         keras.callbacks.ReduceLROnPlateau(
             monitor="val_loss", factor=0.5, patience=max(1, training.patience // 2), min_lr=1e-5
