@@ -351,52 +351,29 @@ def fetch_images(interval_start, interval_end, params=None) -> dict[str, Any]:
 
 
 def _ok_images(ctx: RunContext) -> pd.DataFrame:
-    from smpp.images.gallery import primary_images
+    from smpp.encoders.stages import usable_images
 
-    images = primary_images(storage.read_partition(ctx.settings, "images", ctx.day))
-    if images.empty:
-        return images
-    return images[images["status"] == "ok"].reset_index(drop=True)
+    return usable_images(storage.read_partition(ctx.settings, "images", ctx.day))
 
 
 def caption_images(interval_start, interval_end, params=None) -> dict[str, Any]:
-    from smpp.encoders import caption_images as caption
+    from smpp.encoders.stages import caption_posts
 
     ctx = run_context(interval_start, interval_end, params)
-    images = _ok_images(ctx)
-    unique = images.drop_duplicates("sha256") if not images.empty else images
-    result = caption(
-        ctx.settings,
-        unique["path"].tolist() if not unique.empty else [],
-        unique["sha256"].tolist() if not unique.empty else [],
-    )
-    by_sha = dict(zip(unique["sha256"], result.captions)) if not unique.empty else {}
-    frame = pd.DataFrame(
-        {
-            "post_id": images["post_id"] if not images.empty else pd.Series(dtype=str),
-            "sha256": images["sha256"] if not images.empty else pd.Series(dtype=str),
-            "caption": [by_sha[s] for s in images["sha256"]] if not images.empty else pd.Series(dtype=str),
-        }
-    )
-    frame["caption_model"] = result.model_id
-    frame["caption_revision"] = result.revision
+    captions = caption_posts(ctx.settings, _ok_images(ctx))
     path = storage.write_partition(
         ctx.settings,
         "captions",
         ctx.day,
-        frame,
-        metadata={"caption_model_id": result.model_id, "caption_revision": result.revision},
+        captions.frame,
+        metadata={"caption_model_id": captions.model_id, "caption_revision": captions.revision},
     )
-    return _finish(
-        ctx,
-        "caption_images",
-        {
-            "captioned": len(frame),
-            "cache_hits": result.cache_hits,
-            "cache_misses": result.cache_misses,
-            "partition": str(path),
-        },
-    )
+    counts = {
+        "captioned": len(captions.frame),
+        "cache_hits": captions.cache_hits,
+        "cache_misses": captions.cache_misses,
+    }
+    return _finish(ctx, "caption_images", {**counts, "partition": str(path)})
 
 
 # embedding task -> the partition it writes; each may run as mapped tasks over row chunks
@@ -430,120 +407,58 @@ def _chunk(frame: pd.DataFrame, settings: Settings, chunk: int | None) -> pd.Dat
     return frame.iloc[chunk * size : (chunk + 1) * size].reset_index(drop=True)
 
 
-def _write_embeddings(
-    ctx: RunContext,
-    task_name: str,
-    chunk: int | None,
-    post_ids: list[str],
-    columns: dict[str, list],
-    result,
-    metrics: dict,
-    extra_arrays: dict | None = None,
-) -> dict[str, Any]:
-    import pyarrow as pa
-
+def _write_embeddings(ctx: RunContext, task_name: str, chunk: int | None, embeddings) -> dict[str, Any]:
+    """Write one embedding stage's table (a day partition, or a mapped task's chunk) and its metrics."""
     stage = EMBEDDING_STAGES[task_name]
-    arrays = {"post_id": pa.array(post_ids, pa.string())}
-    for name, vectors in columns.items():
-        arrays[name] = storage.vectors_to_arrow(vectors, result.dim)
-    arrays.update(extra_arrays or {})
-    table = pa.table(arrays)
-    meta = {"model_id": result.model_id, "revision": result.revision, "dim": str(result.dim)}
-    table = table.replace_schema_metadata({k.encode(): v.encode() for k, v in meta.items()})
+    table = embeddings.table()
     if chunk is None:
         path = storage.atomic_write_table(storage.partition_path(ctx.settings, stage, ctx.day), table)
     else:
         path = storage.write_chunk(ctx.settings, stage, ctx.day, chunk, table)
     name = task_name if chunk is None else f"{task_name}.chunk-{chunk:05d}"
-    return _finish(
-        ctx,
-        name,
-        {
-            **metrics,
-            "dim": result.dim,
-            "cache_hits": result.cache_hits,
-            "cache_misses": result.cache_misses,
-            "partition": str(path),
-        },
-    )
+    return _finish(ctx, name, {**embeddings.metrics(), "partition": str(path)})
 
 
 def embed_text(interval_start, interval_end, params=None, chunk: int | None = None) -> dict[str, Any]:
     """bge-m3 dense vectors of titles and captions (one model call, cached by text)."""
-    from smpp.encoders import embed_texts, sparse_to_arrow
+    from smpp.encoders.stages import text_embeddings
 
     ctx = run_context(interval_start, interval_end, params)
     kept = _chunk(storage.read_partition(ctx.settings, "filtered", ctx.day), ctx.settings, chunk)
     captions = storage.read_partition(ctx.settings, "captions", ctx.day)
-    caption_by_post = dict(zip(captions["post_id"], captions["caption"])) if not captions.empty else {}
-    post_ids = kept["id"].astype(str).tolist() if not kept.empty else []
-    titles = kept["title"].fillna("").tolist() if not kept.empty else []
-    caption_texts = [caption_by_post.get(pid) for pid in post_ids]
-    result = embed_texts(ctx.settings, titles + [c for c in caption_texts if c])
-    title_vecs = list(result.vectors[: len(titles)])
-    rest = iter(result.vectors[len(titles) :])
-    caption_vecs = [next(rest) if c else None for c in caption_texts]
-    # bge-m3 lexical weights of the titles, only with encoders.text_sparse (None otherwise)
-    sparse = {"title_sparse": sparse_to_arrow(result.sparse[: len(titles)])} if result.sparse is not None else None
-    return _write_embeddings(
-        ctx,
-        "embed_text",
-        chunk,
-        post_ids,
-        {"title_emb": title_vecs, "caption_emb": caption_vecs},
-        result,
-        {"titles": len(titles), "captions": sum(1 for c in caption_texts if c)},
-        extra_arrays=sparse,
-    )
+    return _write_embeddings(ctx, "embed_text", chunk, text_embeddings(ctx.settings, kept, captions))
 
 
 def embed_images(interval_start, interval_end, params=None, chunk: int | None = None) -> dict[str, Any]:
     """timm ViT pooled image features."""
-    from smpp.encoders import embed_images as embed
+    from smpp.encoders.stages import image_embeddings
 
     ctx = run_context(interval_start, interval_end, params)
     images = _chunk(_ok_images(ctx), ctx.settings, chunk)
-    paths = images["path"].tolist() if not images.empty else []
-    keys = images["sha256"].tolist() if not images.empty else []
-    result = embed(ctx.settings, paths, keys)
-    post_ids = images["post_id"].tolist() if not images.empty else []
-    return _write_embeddings(
-        ctx, "embed_images", chunk, post_ids, {"image_emb": list(result.vectors)}, result, {"images": len(paths)}
-    )
+    return _write_embeddings(ctx, "embed_images", chunk, image_embeddings(ctx.settings, images))
 
 
 def embed_image_text(interval_start, interval_end, params=None, chunk: int | None = None) -> dict[str, Any]:
     """Visualized BGE joint embedding of each image with its post title."""
-    from smpp.encoders import embed_image_text as embed
+    from smpp.encoders.stages import joint_embeddings
 
     ctx = run_context(interval_start, interval_end, params)
     images = _chunk(_ok_images(ctx), ctx.settings, chunk)
     kept = storage.read_partition(ctx.settings, "filtered", ctx.day)
-    title_by_post = dict(zip(kept["id"], kept["title"].fillna(""))) if not kept.empty else {}
-    post_ids = images["post_id"].tolist() if not images.empty else []
-    texts = [title_by_post.get(pid, "") for pid in post_ids]
-    paths = images["path"].tolist() if not images.empty else []
-    keys = images["sha256"].tolist() if not images.empty else []
-    result = embed(ctx.settings, paths, texts, keys)
-    return _write_embeddings(
-        ctx, "embed_image_text", chunk, post_ids, {"joint_emb": list(result.vectors)}, result, {"pairs": len(paths)}
-    )
+    return _write_embeddings(ctx, "embed_image_text", chunk, joint_embeddings(ctx.settings, images, kept))
 
 
 def merge_embedding_chunks(ctx: RunContext) -> None:
     """Merge mapped tasks' chunks into day partitions, and their counts into one metrics file."""
+    from smpp.encoders.stages import summed_chunk_metrics
+
     folder = storage.run_metrics_path(ctx.settings, ctx.day, "x").parent
     for task_name, stage in EMBEDDING_STAGES.items():
         if not storage.merge_chunks(ctx.settings, stage, ctx.day):
             continue
-        total: dict[str, Any] = {"chunks": 0}
-        for path in sorted(folder.glob(f"{task_name}.chunk-*.json")):
-            for key, value in json.loads(path.read_text()).items():
-                if isinstance(value, int) and key != "dim":
-                    total[key] = total.get(key, 0) + value
-                elif key == "dim":
-                    total["dim"] = value
-            total["chunks"] += 1
+        chunk_files = sorted(folder.glob(f"{task_name}.chunk-*.json"))
+        total = summed_chunk_metrics(json.loads(path.read_text()) for path in chunk_files)
+        for path in chunk_files:
             path.unlink()
         total["partition"] = str(storage.partition_path(ctx.settings, stage, ctx.day))
         _finish(ctx, task_name, total)
