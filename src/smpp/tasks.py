@@ -18,7 +18,8 @@ import pandas as pd
 from sqlalchemy import select
 
 from smpp import storage
-from smpp.settings import Settings, get_settings
+from smpp.settings import ResolvedSource, Settings, get_settings
+from smpp.sources.resolve import resolve_source
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,13 @@ def run_context(
     settings = get_settings().with_overrides(**overrides)
     start, end = _to_datetime(interval_start), _to_datetime(interval_end)
     return RunContext(settings, start.date(), int(start.timestamp()), int(end.timestamp()))
+
+
+def _resolved_source(ctx: RunContext, run_started: datetime | str | None) -> ResolvedSource:
+    """reddit or archive for this run's day. run_started: the DAG run's start, so every task of a run
+    (and its retries) decides alike at the live_reach_days boundary; None (outside Airflow): the clock."""
+    now = _to_datetime(run_started) if run_started is not None else datetime.now(UTC)
+    return resolve_source(ctx.settings, datetime.fromtimestamp(ctx.start_utc, UTC), now)
 
 
 def _session(settings: Settings):
@@ -149,15 +157,16 @@ def _scrape_live(ctx: RunContext, session, subreddits: list[str]) -> dict[str, A
     }
 
 
-def scrape_posts(interval_start, interval_end, params=None) -> dict[str, Any]:
+def scrape_posts(interval_start, interval_end, params=None, run_started=None) -> dict[str, Any]:
     """Live: PRAW over each subreddit's /new. Archive: the dump's posts of the interval."""
     from smpp.warehouse.ingest import ingest_posts
 
     ctx = run_context(interval_start, interval_end, params)
     settings = ctx.settings
-    metrics: dict[str, Any] = {"source": settings.source}
+    source = _resolved_source(ctx, run_started)
+    metrics: dict[str, Any] = {"source": source, "source_requested": settings.source}
     with _session(settings) as session:
-        if settings.source == "archive":
+        if source == "archive":
             from smpp.sources.archive import ArchiveScan
             from smpp.sources.dumps import iter_archive_posts
 
@@ -209,14 +218,14 @@ def _purge(settings: Settings, removed_ids: list[str]) -> dict[str, Any]:
     return vars(purge_ids(settings, removed_ids))
 
 
-def refresh_scores(interval_start, interval_end, params=None) -> dict[str, Any]:
+def refresh_scores(interval_start, interval_end, params=None, run_started=None) -> dict[str, Any]:
     """Re-read young posts' scores so each gets its label at the fixed age."""
     from smpp.warehouse.ingest import ingest_posts, now_utc
     from smpp.warehouse.labels import assign_labels, posts_due_for_refresh
 
     ctx = run_context(interval_start, interval_end, params)
     settings = ctx.settings
-    if settings.source == "archive":
+    if _resolved_source(ctx, run_started) == "archive":
         return _finish(ctx, "refresh_scores", {"skipped": "archive source: labels come from the dump"})
     from smpp.sources.reddit import BatchReport, make_reddit, refresh_posts
 
@@ -276,12 +285,12 @@ def _archive_root(settings: Settings) -> Path:
     return settings.data_dir / "archive_index"
 
 
-def plan_archive_files(interval_start, interval_end, params=None) -> list[str]:
+def plan_archive_files(interval_start, interval_end, params=None, run_started=None) -> list[str]:
     """The archive files this run must scan before scrape_posts: those whose day index lacks a shard
     of the run's subreddits (one mapped index_archive_file task each). [] for the live source."""
     ctx = run_context(interval_start, interval_end, params)
     settings = ctx.settings
-    if settings.source != "archive" or not settings.archive_use_index:
+    if _resolved_source(ctx, run_started) != "archive" or not settings.archive_use_index:
         return []
     if settings.archive_path is None:
         raise ValueError("source=archive needs archive_path (DAG param or SMPP_ARCHIVE_PATH)")
