@@ -35,11 +35,6 @@ from smpp_dag_defaults import MODEL_QUEUE, REDDIT_POOL, default_args, documented
 NULLABLE_STRING = ["null", "string"]
 
 
-def run_started(dag_run):
-    """When the run began: tasks deciding source=auto judge the day's age from it, so they all agree."""
-    return getattr(dag_run, "start_date", None)
-
-
 @dag(
     dag_id="smpp_pipeline",
     schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
@@ -107,7 +102,7 @@ def run_started(dag_run):
 )
 def smpp_pipeline():
     @task(execution_timeout=timedelta(minutes=10))
-    def plan_archive_files(data_interval_start=None, data_interval_end=None, params=None, dag_run=None):
+    def plan_archive_files(data_interval_start=None, data_interval_end=None, params=None):
         """For an archive day (`source=archive`, or `auto` and the day older than `live_reach_days`): lists the
         dump files under `archive_path` (a file, a directory of `RS_YYYY-MM.zst` / `<sub>_submissions.zst`
         files, or a glob) that can hold the day and whose day index lacks the configured subreddits; empty
@@ -115,7 +110,7 @@ def smpp_pipeline():
         """
         from smpp import tasks
 
-        return tasks.plan_archive_files(data_interval_start, data_interval_end, params, run_started(dag_run))
+        return tasks.plan_archive_files(data_interval_start, data_interval_end, params)
 
     @task(execution_timeout=timedelta(hours=3))
     def index_archive_file(path: str, data_interval_start=None, data_interval_end=None, params=None):
@@ -129,7 +124,7 @@ def smpp_pipeline():
 
     # none_failed: a run with nothing to scan (live source, index already built) skips the mapped scans
     @task(pool=REDDIT_POOL, execution_timeout=timedelta(hours=2), trigger_rule="none_failed")
-    def scrape_posts(data_interval_start=None, data_interval_end=None, params=None, dag_run=None):
+    def scrape_posts(data_interval_start=None, data_interval_end=None, params=None):
         """Reads the day's posts from the Reddit API (`/r/<sub>/new`, PRAW) or, for an archive day, from the
         dump at `archive_path` (its metrics: `source` as resolved, `source_requested`); upserts posts,
         snapshots, authors (and archive labels) into the warehouse and writes `partitions/posts/ds=`. Uses
@@ -137,17 +132,17 @@ def smpp_pipeline():
         """
         from smpp import tasks
 
-        return tasks.scrape_posts(data_interval_start, data_interval_end, params, run_started(dag_run))
+        return tasks.scrape_posts(data_interval_start, data_interval_end, params)
 
     @task(pool=REDDIT_POOL)
-    def refresh_scores(data_interval_start=None, data_interval_end=None, params=None, dag_run=None):
+    def refresh_scores(data_interval_start=None, data_interval_end=None, params=None):
         """Re-reads the scores of posts younger than label age + grace (`/api/info`, 100 per request) and
         records the label at the fixed age; tombstones and purges removed posts. Skipped for archive days
         (the dump's score is the label).
         """
         from smpp import tasks
 
-        return tasks.refresh_scores(data_interval_start, data_interval_end, params, run_started(dag_run))
+        return tasks.refresh_scores(data_interval_start, data_interval_end, params)
 
     @task(execution_timeout=timedelta(minutes=20))
     def filter_posts(data_interval_start=None, data_interval_end=None, params=None):

@@ -5,7 +5,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -156,19 +156,6 @@ def test_empty_params_say_what_they_default_to(dag):
         label = labels.get("null", labels.get("None"))
         assert label and f"default {default}" in label, name
     assert Settings.model_fields["source"].default == "auto"  # a backfill with conf null needs no source
-
-
-def test_source_tasks_get_the_run_start(dag):
-    """plan_archive_files, scrape_posts and refresh_scores judge source=auto at the run's start."""
-    import inspect
-    from types import SimpleNamespace
-
-    from smpp_pipeline import run_started
-
-    for task_id in ("plan_archive_files", "scrape_posts", "refresh_scores"):
-        assert "dag_run" in inspect.signature(dag.get_task(task_id).python_callable).parameters, task_id
-    began = datetime(2026, 12, 4, 0, 5, tzinfo=UTC)
-    assert run_started(SimpleNamespace(start_date=began)) == began and run_started(None) is None
 
 
 def test_params_accept_backfill_conf_and_reject_nonsense(dag):

@@ -47,17 +47,23 @@ def test_an_old_auto_day_without_an_archive_fails_naming_the_setting_and_the_day
     assert not storage.has_partition(get_settings(), "posts", START.date())
 
 
-def test_the_day_age_is_judged_at_the_run_start(auto):
-    """Every task of a run gets the run's start: a run that began two days after its day went live
-    (and planned nothing), whatever the clock says when a later task or retry runs."""
-    assert tasks.plan_archive_files(START, END, None, START + timedelta(days=2)) == []
-    assert tasks.plan_archive_files(START, END, None, (START + timedelta(days=2)).isoformat()) == []
+def test_the_day_age_is_judged_by_the_clock(auto):
+    """Outside the reach a day needs the archive; inside it, it goes live (plan_archive_files then plans
+    nothing and touches no Reddit)."""
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    recent = today - timedelta(days=2)
+    assert tasks.plan_archive_files(recent, recent + timedelta(days=1)) == []
+    old = today - timedelta(days=5)
     with pytest.raises(ValueError, match=r"SMPP_ARCHIVE_PATH"):
-        tasks.plan_archive_files(START, END, None, START + timedelta(days=4))
+        tasks.plan_archive_files(old, old + timedelta(days=1))
+    auto.setenv("SMPP_LIVE_REACH_DAYS", "10")
+    get_settings.cache_clear()
+    assert tasks.plan_archive_files(old, old + timedelta(days=1)) == []
 
 
 def test_explicit_params_still_win(auto):
     assert tasks.plan_archive_files(START, END, {"source": "reddit"}) == []
-    params = {"source": "archive", "archive_path": str(SAMPLE_ARCHIVE)}
-    # explicit archive: read from the dump even for a day the live API could reach
-    assert tasks.plan_archive_files(START, END, params, START + timedelta(hours=30)) == [str(SAMPLE_ARCHIVE)]
+    # explicit archive: from a dump even for a day the live API could reach (here none is configured)
+    yesterday = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
+    with pytest.raises(ValueError, match=r"source=archive needs archive_path"):
+        tasks.plan_archive_files(yesterday, yesterday + timedelta(days=1), {"source": "archive"})

@@ -63,11 +63,14 @@ def run_context(
     return RunContext(settings, start.date(), int(start.timestamp()), int(end.timestamp()))
 
 
-def _resolved_source(ctx: RunContext, run_started: datetime | str | None) -> ResolvedSource:
-    """reddit or archive for this run's day. run_started: the DAG run's start, so every task of a run
-    (and its retries) decides alike at the live_reach_days boundary; None (outside Airflow): the clock."""
-    now = _to_datetime(run_started) if run_started is not None else datetime.now(UTC)
-    return resolve_source(ctx.settings, datetime.fromtimestamp(ctx.start_utc, UTC), now)
+def _resolved_source(ctx: RunContext) -> ResolvedSource:
+    """reddit or archive for this run's day, judged by the clock: the run's start_date cannot be used, as
+    `airflow dags test` sets it to the logical date. A run straddling the boundary can only turn from
+    reddit to archive in a later task, which reads (and indexes) the dump itself."""
+    now = datetime.now(UTC)
+    source = resolve_source(ctx.settings, datetime.fromtimestamp(ctx.start_utc, UTC), now)
+    log.info("source %s for %s (requested %s, judged at %s)", source, ctx.day, ctx.settings.source, now.isoformat())
+    return source
 
 
 def _session(settings: Settings):
@@ -157,13 +160,13 @@ def _scrape_live(ctx: RunContext, session, subreddits: list[str]) -> dict[str, A
     }
 
 
-def scrape_posts(interval_start, interval_end, params=None, run_started=None) -> dict[str, Any]:
+def scrape_posts(interval_start, interval_end, params=None) -> dict[str, Any]:
     """Live: PRAW over each subreddit's /new. Archive: the dump's posts of the interval."""
     from smpp.warehouse.ingest import ingest_posts
 
     ctx = run_context(interval_start, interval_end, params)
     settings = ctx.settings
-    source = _resolved_source(ctx, run_started)
+    source = _resolved_source(ctx)
     metrics: dict[str, Any] = {"source": source, "source_requested": settings.source}
     with _session(settings) as session:
         if source == "archive":
@@ -218,14 +221,14 @@ def _purge(settings: Settings, removed_ids: list[str]) -> dict[str, Any]:
     return vars(purge_ids(settings, removed_ids))
 
 
-def refresh_scores(interval_start, interval_end, params=None, run_started=None) -> dict[str, Any]:
+def refresh_scores(interval_start, interval_end, params=None) -> dict[str, Any]:
     """Re-read young posts' scores so each gets its label at the fixed age."""
     from smpp.warehouse.ingest import ingest_posts, now_utc
     from smpp.warehouse.labels import assign_labels, posts_due_for_refresh
 
     ctx = run_context(interval_start, interval_end, params)
     settings = ctx.settings
-    if _resolved_source(ctx, run_started) == "archive":
+    if _resolved_source(ctx) == "archive":
         return _finish(ctx, "refresh_scores", {"skipped": "archive source: labels come from the dump"})
     from smpp.sources.reddit import BatchReport, make_reddit, refresh_posts
 
@@ -285,12 +288,12 @@ def _archive_root(settings: Settings) -> Path:
     return settings.data_dir / "archive_index"
 
 
-def plan_archive_files(interval_start, interval_end, params=None, run_started=None) -> list[str]:
+def plan_archive_files(interval_start, interval_end, params=None) -> list[str]:
     """The archive files this run must scan before scrape_posts: those whose day index lacks a shard
     of the run's subreddits (one mapped index_archive_file task each). [] for the live source."""
     ctx = run_context(interval_start, interval_end, params)
     settings = ctx.settings
-    if _resolved_source(ctx, run_started) != "archive" or not settings.archive_use_index:
+    if _resolved_source(ctx) != "archive" or not settings.archive_use_index:
         return []
     if settings.archive_path is None:
         raise ValueError("source=archive needs archive_path (DAG param or SMPP_ARCHIVE_PATH)")
