@@ -93,11 +93,15 @@ format: venv
 test: lint airflow-db chromium
 	$(PY) -m pytest tests -q -p no:cacheprovider $(PYTEST_ARGS)
 
+# UI_HOST=0.0.0.0 opens the UI to the network (default: this machine only); Ctrl-C stops every process.
+UI_HOST ?= 127.0.0.1
+UI_PORT ?= 8080
 up: airflow-db
-	@echo ">> Airflow UI: http://localhost:8080  user: admin  password: in $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated (written on first start)"
+	@echo ">> user: admin  password: in $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated (written on first start)"
 	@(sleep 20; cat $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated 2>/dev/null && echo) &
 	# 4 worker processes instead of 32: a laptop runs the model tasks one or two at a time anyway
-	AIRFLOW__CORE__PARALLELISM=4 AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=admin:admin $(AIRFLOW) standalone
+	AIRFLOW=$(AIRFLOW) UI_HOST=$(UI_HOST) UI_PORT=$(UI_PORT) AIRFLOW__CORE__PARALLELISM=4 \
+		AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=admin:admin bash scripts/up.sh
 
 # Backfill FROM..TO (days, inclusive) through the running scheduler (`make up`).
 # --max-active-runs 1: the CLI does not inherit the DAG's max_active_runs.

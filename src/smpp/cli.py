@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from datetime import UTC
 
@@ -82,27 +83,70 @@ def cmd_predict(args: argparse.Namespace) -> int:
     """Score JSON-lines posts with the champion; one JSON line out per post (errors per line)."""
     import contextlib
     import logging
+    import time
 
-    from smpp.lifecycle.predict import predict_lines
+    from smpp.lifecycle.predict import Predictor
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    settings = get_settings()
-    if args.input in (None, "-"):
-        lines = sys.stdin.read().splitlines()
-    else:
-        with open(args.input, encoding="utf-8", errors="replace") as handle:
-            lines = handle.read().splitlines()
-    try:
-        # stdout carries only the JSON lines: encoder libraries print progress there (FlagEmbedding's
-        # "Loading from local path."), so anything printed while scoring goes to stderr
-        with contextlib.redirect_stdout(sys.stderr):
-            results = list(predict_lines(settings, lines, version=args.version, fetch_authors=args.fetch_authors))
-    except (RuntimeError, FileNotFoundError, ValueError) as exc:
-        print(f"predict: {exc}", file=sys.stderr)
+    if args.serve and args.input not in (None, "-"):
+        print("predict: --serve reads stdin; drop the input file", file=sys.stderr)
         return 2
+    if args.input not in (None, "-") and not os.path.isfile(args.input):
+        print(f"predict: no such input file: {args.input}", file=sys.stderr)  # before minutes of model loading
+        return 2
+    settings = get_settings()
+    out = sys.stdout
+    # stdout carries only the JSON lines: encoder libraries print progress there (FlagEmbedding's
+    # "Loading from local path."), so anything printed while loading or scoring goes to stderr
+    with contextlib.redirect_stdout(sys.stderr):
+        try:
+            predictor = Predictor.load(settings, args.version)
+        except (RuntimeError, FileNotFoundError, ValueError) as exc:
+            print(f"predict: {exc}", file=sys.stderr)
+            return 2
+        print(
+            f"predict: start-up {predictor.startup_s:.1f} s (model {predictor.version}, "
+            f"encoders {', '.join(predictor.roles) or 'none'})",
+            file=sys.stderr,
+        )
+        if args.serve:
+            return _serve(predictor, args, out)
+        if args.input in (None, "-"):
+            lines = sys.stdin.read().splitlines()
+        else:
+            with open(args.input, encoding="utf-8", errors="replace") as handle:
+                lines = handle.read().splitlines()
+        started = time.perf_counter()
+        try:
+            results = predictor.score(lines, fetch_authors=args.fetch_authors)
+        except (RuntimeError, FileNotFoundError, ValueError) as exc:
+            print(f"predict: {exc}", file=sys.stderr)
+            return 2
+        scored = sum("error" not in r for r in results)
+        elapsed = time.perf_counter() - started
+        per_post = f", {1000 * elapsed / scored:.0f} ms/post" if scored else ""
+        print(f"predict: {scored} posts scored in {elapsed:.2f} s{per_post}", file=sys.stderr)
     for result in results:
-        print(json.dumps(result, allow_nan=False), flush=True)
+        print(json.dumps(result, allow_nan=False), file=out, flush=True)
     return 1 if any("error" in result for result in results) else 0
+
+
+def _serve(predictor, args: argparse.Namespace, out) -> int:
+    """Warm mode: answer each stdin line as it arrives, until EOF; the model and encoders stay loaded."""
+    import time
+
+    failed = False
+    for number, line in enumerate(sys.stdin, start=1):
+        started = time.perf_counter()
+        try:
+            results = predictor.score([line], fetch_authors=args.fetch_authors, first_line_number=number)
+        except (RuntimeError, FileNotFoundError, ValueError) as exc:  # one bad request, not the server
+            results = [{"line": number, "error": f"{type(exc).__name__}: {exc}"}]
+        for result in results:
+            failed = failed or "error" in result
+            print(json.dumps(result, allow_nan=False), file=out, flush=True)
+        print(f"predict: line {number} in {1000 * (time.perf_counter() - started):.0f} ms", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,6 +172,11 @@ def main(argv: list[str] | None = None) -> int:
         help=(
             "fetch karma/account age from Reddit (needs credentials) for authors neither in the input nor the warehouse"
         ),
+    )
+    predict.add_argument(
+        "--serve",
+        action="store_true",
+        help="warm mode: keep reading JSON lines from stdin and answer each at once (start-up paid once)",
     )
     predict.set_defaults(func=cmd_predict)
     args = parser.parse_args(argv)

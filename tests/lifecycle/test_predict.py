@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import re
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
@@ -451,3 +452,62 @@ def test_history_features_come_from_the_warehouse_posts_of_the_author_and_subred
     assert row["subreddit_prior_posts_log"] == pytest.approx(math.log1p(4))  # h1, h2, h3, h6
     # h2 scored again is one post, not two: its own history is h1 only
     assert _row(frame, "h2")["author_prior_posts_log"] == pytest.approx(math.log1p(1))
+
+
+def test_serve_answers_each_line_as_it_arrives_and_pays_start_up_once(settings, trained_version):
+    import os
+    import select
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "smpp", "predict", "--serve", "--version", trained_version],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+    def ask(line: str) -> tuple[dict, float]:
+        started = time.perf_counter()
+        server.stdin.write(line + "\n")
+        server.stdin.flush()
+        ready, _, _ = select.select([server.stdout], [], [], 120)  # answered before stdin closes
+        assert ready, "no answer to a line while stdin stays open"
+        return json.loads(server.stdout.readline()), time.perf_counter() - started
+
+    try:
+        post = {"title": "A cat", "subreddit": "aww", "created_utc": POST_UTC}
+        first, _ = ask(json.dumps({**post, "id": "s1"}))
+        bad, _ = ask('{"title": "no subreddit"')
+        again, _ = ask(json.dumps({**post, "id": "s2"}))
+        server.stdin.close()
+        assert server.wait(timeout=60) == 1  # one line failed
+    finally:
+        server.kill()
+    assert first["line"] == 1 and first["id"] == "s1" and first["model_version"] == trained_version
+    assert bad["line"] == 2 and "not valid JSON" in bad["error"]
+    assert again["line"] == 3 and again["predicted_label"] == pytest.approx(first["predicted_label"])
+    err = server.stderr.read()
+    assert err.count("start-up") == 1 and "line 3 in" in err
+
+
+def test_start_up_and_per_post_time_are_reported_apart(settings, trained_version, tmp_path, capsys):
+    code, out = _run(tmp_path, capsys, [{"title": "t", "subreddit": "pics", "created_utc": POST_UTC}])
+    assert code == 2  # no champion: --version not given, nothing promoted
+    code = cli.main(["predict", str(tmp_path / "missing.jsonl"), "--version", trained_version])
+    assert code == 2 and "no such input file" in capsys.readouterr().err
+    path = tmp_path / "two.jsonl"
+    path.write_text(
+        "\n".join(json.dumps({"title": f"t{i}", "subreddit": "pics", "created_utc": POST_UTC}) for i in (1, 2))
+    )
+    assert cli.main(["predict", str(path), "--version", trained_version]) == 0
+    captured = capsys.readouterr()
+    assert len(captured.out.splitlines()) == 2  # stdout: only the JSON lines
+    assert re.search(
+        r"start-up [0-9.]+ s \(model \S+, encoders none\)", captured.err
+    )  # no embedding towers: no encoder loaded
+    assert re.search(r"2 posts scored in [0-9.]+ s, [0-9]+ ms/post", captured.err)

@@ -29,6 +29,7 @@ import json
 import logging
 import math
 import re
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -170,12 +171,12 @@ def parse_post(line_number: int, line: str) -> ParsedPost:
     return ParsedPost(line_number, post, image.strip() if image else None, _author_facts(data), _author_fullname(data))
 
 
-def read_lines(lines: Iterable[str]) -> tuple[list[ParsedPost], dict[int, str]]:
+def read_lines(lines: Iterable[str], first_line_number: int = 1) -> tuple[list[ParsedPost], dict[int, str]]:
     """Parsed posts and {line number: error} for the bad ones (blank lines are skipped)."""
     posts: list[ParsedPost] = []
     errors: dict[int, str] = {}
     first_line: dict[str, int] = {}
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(lines, start=first_line_number):
         if not line.strip():
             continue
         try:
@@ -458,6 +459,78 @@ def _embed(
     return out
 
 
+# encoder roles each embedding column needs (the caption is embedded by the text encoder)
+ROLES_OF_COLUMN = {
+    "title_emb": ("text",),
+    "image_emb": ("image",),
+    "caption_emb": ("caption", "text"),
+    "joint_emb": ("joint",),
+}
+
+
+@dataclass
+class Predictor:
+    """A version's model and only the encoders its towers need, loaded once: start-up is paid once per process."""
+
+    settings: Settings
+    version: str
+    model: Any
+    dims: dict[str, int]
+    roles: tuple[str, ...]
+    startup_s: float
+
+    @classmethod
+    def load(cls, settings: Settings, version: str | None = None) -> Predictor:
+        """Load `version` (default: the champion) and its encoders; RuntimeError when there is no champion."""
+        from smpp import encoders
+        from smpp.lifecycle.registry import champion, version_dir
+        from smpp.training.model import load_model
+
+        started = time.perf_counter()
+        chosen = version or champion(settings)
+        if chosen is None:
+            raise RuntimeError(f"no champion model in {settings.models_dir}: train and promote one first")
+        model = load_model(version_dir(settings, chosen))
+        spec = model.smpp_input_spec
+        dims = dict(spec.embedding_dims) if spec is not None else {}
+        roles = tuple(dict.fromkeys(role for column in dims for role in ROLES_OF_COLUMN.get(column, ())))
+        for role in roles:
+            if role in ("image", "caption", "joint"):
+                continue  # loaded on the first image: text-only input never pays for the image models
+            encoders.get_encoder(settings, role)
+        return cls(settings, chosen, model, dims, roles, time.perf_counter() - started)
+
+    def score(
+        self, lines: Iterable[str], fetch_authors: bool = False, first_line_number: int = 1
+    ) -> list[dict[str, Any]]:
+        """One result dict per non-blank input line, in input order (bad lines: {"line", "error"})."""
+        from smpp.training.model import predict_frame
+
+        posts, errors = read_lines(lines, first_line_number)
+        by_line: dict[int, dict[str, Any]] = {n: {"line": n, "error": e} for n, e in errors.items()}
+        if posts:
+            authors = resolve_authors(self.settings, posts, fetch=fetch_authors)
+            history = history_frame(self.settings, posts)
+            frame, notes = feature_frame(self.settings, posts, self.dims, history, authors)
+            predictions = predict_frame(self.model, frame)
+            for index, (parsed, value) in enumerate(zip(posts, predictions)):
+                pid = parsed.post["id"]
+                result = {
+                    "line": parsed.line,
+                    "id": pid,
+                    "subreddit": parsed.post["subreddit"],
+                    "predicted_label": float(value),
+                    "predicted_score": float(np.expm1(max(float(value), 0.0))),
+                    "model_version": self.version,
+                    "author_source": authors.sources[index],
+                }
+                warnings = [w for w in (notes.get(pid), authors.notes[index]) if w]
+                if warnings:
+                    result["warning"] = "; ".join(warnings)
+                by_line[parsed.line] = result
+        return [by_line[number] for number in sorted(by_line)]
+
+
 def predict_lines(
     settings: Settings, lines: Iterable[str], version: str | None = None, fetch_authors: bool = False
 ) -> Iterator[dict[str, Any]]:
@@ -466,36 +539,4 @@ def predict_lines(
     fetch_authors: look up authors that are neither in the input nor in the warehouse on Reddit
     (needs Reddit credentials in settings.reddit).
     """
-    from smpp.lifecycle.registry import champion, version_dir
-    from smpp.training.model import load_model, predict_frame
-
-    lines = list(lines)
-    posts, errors = read_lines(lines)
-    chosen = version or champion(settings)
-    if chosen is None:
-        raise RuntimeError(f"no champion model in {settings.models_dir}: train and promote one first")
-    model = load_model(version_dir(settings, chosen))
-    spec = model.smpp_input_spec
-    dims = dict(spec.embedding_dims) if spec is not None else {}
-    by_line: dict[int, dict[str, Any]] = {n: {"line": n, "error": e} for n, e in errors.items()}
-    if posts:
-        authors = resolve_authors(settings, posts, fetch=fetch_authors)
-        frame, notes = feature_frame(settings, posts, dims, history_frame(settings, posts), authors)
-        predictions = predict_frame(model, frame)
-        for index, (parsed, value) in enumerate(zip(posts, predictions)):
-            pid = parsed.post["id"]
-            result = {
-                "line": parsed.line,
-                "id": pid,
-                "subreddit": parsed.post["subreddit"],
-                "predicted_label": float(value),
-                "predicted_score": float(np.expm1(max(float(value), 0.0))),
-                "model_version": chosen,
-                "author_source": authors.sources[index],
-            }
-            warnings = [w for w in (notes.get(pid), authors.notes[index]) if w]
-            if warnings:
-                result["warning"] = "; ".join(warnings)
-            by_line[parsed.line] = result
-    for number in sorted(by_line):
-        yield by_line[number]
+    yield from Predictor.load(settings, version).score(list(lines), fetch_authors=fetch_authors)
