@@ -103,26 +103,31 @@ up: airflow-db
 	AIRFLOW=$(AIRFLOW) UI_HOST=$(UI_HOST) UI_PORT=$(UI_PORT) AIRFLOW__CORE__PARALLELISM=4 \
 		AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=admin:admin bash scripts/up.sh
 
-# Backfill FROM..TO (days, inclusive) from an archive dump through the running scheduler
-# (`make up`). --max-active-runs 1: the CLI does not inherit the DAG's max_active_runs.
+# Backfill FROM..TO (days, inclusive) through the running scheduler (`make up`).
+# --max-active-runs 1: the CLI does not inherit the DAG's max_active_runs.
 # SQLite answers "database is locked" while the scheduler writes: retried.
-# ARCHIVE: a dump file, a folder of dumps or a quoted glob. SUBREDDITS (comma-separated, or '*'
-# for every subreddit of the dump) overrides SMPP_SUBREDDITS for these runs.
+# No ARCHIVE: no conf, so each run uses source auto and the workers' SMPP_ARCHIVE_PATH (days older than
+# SMPP_LIVE_REACH_DAYS come from it). ARCHIVE (a dump file, a folder of dumps or a quoted glob): these runs
+# read that dump (source archive). SUBREDDITS (comma-separated, or '*' for every subreddit of the dump)
+# overrides SMPP_SUBREDDITS for these runs.
+ARCHIVE ?=
 SUBREDDITS ?=
 comma := ,
 space := $(subst ,, )
-BACKFILL_SUBS = $(if $(SUBREDDITS),$(comma) "subreddits": [$(subst $(space),$(comma)$(space),$(strip $(patsubst %,"%",$(subst $(comma), ,$(SUBREDDITS)))))])
-BACKFILL_CONF = {"source": "archive", "archive_path": "$(abspath $(ARCHIVE))"$(BACKFILL_SUBS)}
+BACKFILL_ARCHIVE = $(if $(ARCHIVE),"source": "archive"$(comma) "archive_path": "$(abspath $(ARCHIVE))")
+BACKFILL_SUBS = $(if $(SUBREDDITS),"subreddits": [$(subst $(space),$(comma)$(space),$(strip $(patsubst %,"%",$(subst $(comma), ,$(SUBREDDITS)))))])
+BACKFILL_CONF = {$(BACKFILL_ARCHIVE)$(if $(ARCHIVE),$(if $(SUBREDDITS),$(comma) ))$(BACKFILL_SUBS)}
 backfill: airflow-db
-	@test -n "$(FROM)" -a -n "$(TO)" -a -n "$(ARCHIVE)" || { echo "usage: make backfill FROM=2013-07-24 TO=2013-07-26 ARCHIVE=tests/data/backfill_3days.ndjson.zst [SUBREDDITS='*' | SUBREDDITS=pics,aww]"; exit 2; }
-	@ls -d $(ARCHIVE) >/dev/null 2>&1 || { echo "no archive dump at $(ARCHIVE)"; exit 2; }
+	@test -n "$(FROM)" -a -n "$(TO)" || { echo "usage: make backfill FROM=2013-07-24 TO=2013-07-26 [ARCHIVE=tests/data/backfill_3days.ndjson.zst] [SUBREDDITS='*' | SUBREDDITS=pics,aww]"; exit 2; }
+	@test -z "$(ARCHIVE)" || ls -d $(ARCHIVE) >/dev/null 2>&1 || { echo "no archive dump at $(ARCHIVE)"; exit 2; }
+	@test -n "$(ARCHIVE)" || echo "no ARCHIVE: source auto, old days read the workers' SMPP_ARCHIVE_PATH (here: $${SMPP_ARCHIVE_PATH:-unset})"
 	@retry() { for i in 1 2 3 4 5; do \
 		out=$$("$$@" 2>&1) && { echo "$$out" | tail -5; return 0; }; \
 		echo "$$out" | grep -q "database is locked" && [ $$i -lt 5 ] || { echo "$$out" | tail -20; return 1; }; \
 		sleep 3; done; }; \
 	retry $(AIRFLOW) dags unpause smpp_pipeline && \
 	retry $(AIRFLOW) backfill create --dag-id smpp_pipeline --from-date $(FROM) --to-date $(TO) --max-active-runs 1 \
-		--dag-run-conf '$(BACKFILL_CONF)'
+		$(if $(ARCHIVE)$(SUBREDDITS),--dag-run-conf '$(BACKFILL_CONF)')
 
 clean-venv:
 	rm -rf $(VENV) $(VENV_DIR)

@@ -11,11 +11,13 @@ or archive dump) → refresh scores (labels at a fixed age) → filter →
 fetch images → caption → embed titles / images / image+text (mapped over row chunks) →
 build features → train → evaluate against baselines and the champion, promote on a win.
 
-**Params** (Trigger → form): `source` = `archive` with `archive_path` for historical days,
-`reddit` for the live API; empty fields fall back to the `SMPP_*` settings.
+**Params** (Trigger → form): empty fields fall back to the `SMPP_*` settings. `source` `auto` (the
+default) reads a day older than `live_reach_days` (3) from the archive at `archive_path`
+(`SMPP_ARCHIVE_PATH`) and a recent day from the live API; `archive` or `reddit` force one.
 
 **Backfill** history with Trigger → Backfill (or `airflow backfill create`): the DAG must be
-unpaused, and use *max active runs 1*: each day trains on the days before it.
+unpaused, and use *max active runs 1*: each day trains on the days before it. With `source`
+`auto` and `SMPP_ARCHIVE_PATH` set, a backfill needs no params.
 
 **Assets**: `smpp_features` (each built day), `smpp_model_versions` (each evaluated model) and
 `smpp_champion` (only when a model is promoted; `smpp_score_champion` is scheduled on it).
@@ -46,40 +48,46 @@ NULLABLE_STRING = ["null", "string"]
     tags=["smpp", "ml"],
     doc_md=__doc__,
     params={
+        # None: the worker's setting applies (a default here would override SMPP_SOURCE on every run)
         "source": Param(
             None,
             type=NULLABLE_STRING,
-            enum=[None, "reddit", "archive"],
+            enum=[None, "auto", "reddit", "archive"],
+            values_display={None: "empty: SMPP_SOURCE (default auto)"},
             title="Source",
-            description="reddit (live API) or archive (a dump, for historical days). Empty: settings.",
+            description="auto: days older than live_reach_days from the archive dump, recent days from the "
+            "live API; reddit (live API) or archive (a dump) force one. Empty: SMPP_SOURCE (default auto).",
         ),
         "archive_path": Param(
             None,
             type=NULLABLE_STRING,
             title="Archive dump path",
-            description="Reddit archive dump(s) when source=archive, as the workers see them: a file "
-            "(.zst, .ndjson), a directory of RS_YYYY-MM.zst / <subreddit>_submissions.zst files, or a glob.",
+            description="Reddit archive dump(s) for archive days, as the workers see them: a file "
+            "(.zst, .ndjson), a directory of RS_YYYY-MM.zst / <subreddit>_submissions.zst files, or a glob. "
+            "Empty: SMPP_ARCHIVE_PATH (default none).",
         ),
         "subreddits": Param(
             None,
             type=["null", "array"],
             items={"type": "string"},
             title="Subreddits",
-            description="Subreddits to scrape, one per line. Empty: settings.",
+            description="Subreddits to scrape, one per line. Empty: SMPP_SUBREDDITS (default pics, aww, EarthPorn).",
         ),
         "label_age_hours": Param(
             None,
             type=["null", "number"],
             minimum=1,
             title="Label age (hours)",
-            description="Age at which a post's score becomes its label. Empty: settings (24).",
+            description="Age at which a post's score becomes its label. Empty: SMPP_LABEL_AGE_HOURS (default 24).",
         ),
         "model_profile": Param(
             None,
             type=NULLABLE_STRING,
             enum=[None, "tiny", "offline", "production"],
+            values_display={None: "empty: SMPP_MODEL_PROFILE (default offline)"},
             title="Model profile",
-            description="Encoder weights: tiny (tests), offline (demo), production (real models). Empty: settings.",
+            description="Encoder weights: tiny (tests), offline (demo), production (real models). "
+            "Empty: SMPP_MODEL_PROFILE (default offline).",
         ),
         "train_window_days": Param(
             None,
@@ -87,16 +95,18 @@ NULLABLE_STRING = ["null", "string"]
             minimum=1,
             title="Training window (days)",
             description="Train on the last N days (and at most the newest "
-            "training.train_window_rows labelled rows). Empty: settings (rows window only).",
+            "training.train_window_rows labelled rows). Empty: SMPP_TRAINING__TRAIN_WINDOW_DAYS (default none: "
+            "the rows window only).",
         ),
     },
 )
 def smpp_pipeline():
     @task(execution_timeout=timedelta(minutes=10))
     def plan_archive_files(data_interval_start=None, data_interval_end=None, params=None):
-        """With `source=archive`: lists the dump files under `archive_path` (a file, a directory of `RS_YYYY-
-        MM.zst` / `<sub>_submissions.zst` files, or a glob) that can hold the day and whose day index lacks
-        the configured subreddits; empty (and its scans skipped) otherwise.
+        """For an archive day (`source=archive`, or `auto` and the day older than `live_reach_days`): lists the
+        dump files under `archive_path` (a file, a directory of `RS_YYYY-MM.zst` / `<sub>_submissions.zst`
+        files, or a glob) that can hold the day and whose day index lacks the configured subreddits; empty
+        (and its scans skipped) otherwise.
         """
         from smpp import tasks
 
@@ -115,9 +125,10 @@ def smpp_pipeline():
     # none_failed: a run with nothing to scan (live source, index already built) skips the mapped scans
     @task(pool=REDDIT_POOL, execution_timeout=timedelta(hours=2), trigger_rule="none_failed")
     def scrape_posts(data_interval_start=None, data_interval_end=None, params=None):
-        """Reads the day's posts from the Reddit API (`/r/<sub>/new`, PRAW) or, with `source=archive`, from the
-        dump at `archive_path`; upserts posts, snapshots, authors (and archive labels) into the warehouse
-        and writes `partitions/posts/ds=`. Uses the `reddit_api` pool.
+        """Reads the day's posts from the Reddit API (`/r/<sub>/new`, PRAW) or, for an archive day, from the
+        dump at `archive_path` (its metrics: `source` as resolved, `source_requested`); upserts posts,
+        snapshots, authors (and archive labels) into the warehouse and writes `partitions/posts/ds=`. Uses
+        the `reddit_api` pool.
         """
         from smpp import tasks
 

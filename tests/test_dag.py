@@ -1,5 +1,6 @@
 """DAG integrity: parses cleanly and cheaply, has the expected stages, wiring and policies."""
 
+import copy
 import json
 import os
 import subprocess
@@ -131,14 +132,38 @@ def test_params_render_as_a_trigger_form(dag):
     assert dag.params.validate() == dict.fromkeys(dag.params.keys())
     # what the api-server renders: the params survive serialization with their schema
     restored = DagSerialization.from_dict(DagSerialization.to_dict(dag))
-    assert restored.params.get_param("source").schema["enum"] == [None, "reddit", "archive"]
+    assert restored.params.get_param("source").schema["enum"] == [None, "auto", "reddit", "archive"]
+
+
+def test_empty_params_say_what_they_default_to(dag):
+    """An empty field shows "null" (a select: the option "null"); its description, and a select's label
+    for null, must say which setting applies and its default."""
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    from smpp.settings import Settings
+
+    restored = DagSerialization.from_dict(DagSerialization.to_dict(dag))
+    for name, param in dag.params.items():
+        if param.value is not None:
+            continue
+        assert "Empty: SMPP_" in param.description and "(default " in param.description, name
+        if "enum" not in param.schema:
+            continue
+        default = Settings.model_fields[name].default
+        assert f"(default {default})" in param.description, name
+        # the 3.3 UI labels an option values_display["null"] (or ["None"]); the key survives serialization
+        labels = restored.params.get_param(name).schema.get("values_display") or {}
+        label = labels.get("null", labels.get("None"))
+        assert label and f"default {default}" in label, name
+    assert Settings.model_fields["source"].default == "auto"  # a backfill with conf null needs no source
 
 
 def test_params_accept_backfill_conf_and_reject_nonsense(dag):
     from airflow.sdk.definitions.param import ParamsDict
 
     def validate(conf):
-        params = ParamsDict(dict(dag.params.items()))
+        # copies: update() sets the value on the Param objects themselves, which are the DAG's
+        params = ParamsDict(copy.deepcopy(dict(dag.params.items())))
         params.update(conf)
         return params.validate()
 
@@ -152,6 +177,8 @@ def test_params_accept_backfill_conf_and_reject_nonsense(dag):
         }
     )
     assert ok["source"] == "archive" and ok["subreddits"] == ["pics", "aww"]
+    assert validate({"source": "auto"})["source"] == "auto"
+    assert validate({})["source"] is None  # a backfill sends no conf: SMPP_SOURCE (auto) applies
     for bad in (
         {"source": "pushshift"},
         {"model_profile": "huge"},

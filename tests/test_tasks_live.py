@@ -77,6 +77,19 @@ def test_labels_at_fixed_age_and_deletion_purge(live):
     assert storage.read_partition(settings, "posts", start.date())["id"].tolist() == ["mature"]
 
 
+def test_a_recent_day_without_conf_goes_live_under_source_auto(live, monkeypatch):
+    fake, start, end = live
+    monkeypatch.delenv("SMPP_SOURCE", raising=False)
+    monkeypatch.delenv("SMPP_ARCHIVE_PATH", raising=False)  # a live day needs no archive
+    get_settings.cache_clear()
+    assert tasks.plan_archive_files(start, end) == []
+    scraped = tasks.scrape_posts(start, end)  # conf null, as a UI backfill sends it
+    assert (scraped["source"], scraped["source_requested"]) == ("reddit", "auto") and scraped["new_posts"] == 2
+    assert "skipped" not in tasks.refresh_scores(start, end)
+    recorded = storage.read_run_metrics(get_settings(), start.date())["scrape_posts"]
+    assert (recorded["source"], recorded["source_requested"]) == ("reddit", "auto")
+
+
 def test_frequent_scrape_fills_the_warehouse_and_the_daily_partition_uses_it(live, monkeypatch):
     fake, start, end = live
     monkeypatch.setenv("SMPP_FREQUENT_SUBREDDITS", '["pics"]')

@@ -22,7 +22,9 @@ from pydantic_settings import (
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 ModelProfile = Literal["tiny", "offline", "production"]
-Source = Literal["reddit", "archive"]
+# auto: days older than live_reach_days come from the archive, recent days from the live API
+Source = Literal["auto", "reddit", "archive"]
+ResolvedSource = Literal["reddit", "archive"]
 
 
 class RedditSettings(BaseModel):
@@ -186,8 +188,13 @@ class Settings(BaseSettings):
     # SecretStr: driver, host, database name or SQLite path are lineage worth keeping in settings.json.
     database_url: str | None = Field(None, repr=False)
     model_profile: ModelProfile = "offline"
-    source: Source = "reddit"
+    # auto, so a run without conf (a UI backfill leaves it empty) picks the source that can hold its day
+    source: Source = "auto"
     archive_path: Path | None = None
+    # source=auto reads a day live only while its start is at most this old. /new listings stop at ~1000
+    # posts, which a subreddit posting a few hundred a day fills in about 3 days; 3 still covers the
+    # scheduled run (its day is 1 day old when it starts) and its retries or a run a day or two late.
+    live_reach_days: float = Field(3.0, gt=0.0)
     # Split the dump into per-day files once (data_dir/archive_index) instead of scanning it per day.
     archive_use_index: bool = True
     archive_index_flush_mb: int = 64  # lines buffered in memory while indexing

@@ -18,7 +18,8 @@ import pandas as pd
 from sqlalchemy import select
 
 from smpp import storage
-from smpp.settings import Settings, get_settings
+from smpp.settings import ResolvedSource, Settings, get_settings
+from smpp.sources.resolve import resolve_source
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,16 @@ def run_context(
     settings = get_settings().with_overrides(**overrides)
     start, end = _to_datetime(interval_start), _to_datetime(interval_end)
     return RunContext(settings, start.date(), int(start.timestamp()), int(end.timestamp()))
+
+
+def _resolved_source(ctx: RunContext) -> ResolvedSource:
+    """reddit or archive for this run's day, judged by the clock: the run's start_date cannot be used, as
+    `airflow dags test` sets it to the logical date. A run straddling the boundary can only turn from
+    reddit to archive in a later task, which reads (and indexes) the dump itself."""
+    now = datetime.now(UTC)
+    source = resolve_source(ctx.settings, datetime.fromtimestamp(ctx.start_utc, UTC), now)
+    log.info("source %s for %s (requested %s, judged at %s)", source, ctx.day, ctx.settings.source, now.isoformat())
+    return source
 
 
 def _session(settings: Settings):
@@ -155,9 +166,10 @@ def scrape_posts(interval_start, interval_end, params=None) -> dict[str, Any]:
 
     ctx = run_context(interval_start, interval_end, params)
     settings = ctx.settings
-    metrics: dict[str, Any] = {"source": settings.source}
+    source = _resolved_source(ctx)
+    metrics: dict[str, Any] = {"source": source, "source_requested": settings.source}
     with _session(settings) as session:
-        if settings.source == "archive":
+        if source == "archive":
             from smpp.sources.archive import ArchiveScan
             from smpp.sources.dumps import iter_archive_posts
 
@@ -216,7 +228,7 @@ def refresh_scores(interval_start, interval_end, params=None) -> dict[str, Any]:
 
     ctx = run_context(interval_start, interval_end, params)
     settings = ctx.settings
-    if settings.source == "archive":
+    if _resolved_source(ctx) == "archive":
         return _finish(ctx, "refresh_scores", {"skipped": "archive source: labels come from the dump"})
     from smpp.sources.reddit import BatchReport, make_reddit, refresh_posts
 
@@ -281,7 +293,7 @@ def plan_archive_files(interval_start, interval_end, params=None) -> list[str]:
     of the run's subreddits (one mapped index_archive_file task each). [] for the live source."""
     ctx = run_context(interval_start, interval_end, params)
     settings = ctx.settings
-    if settings.source != "archive" or not settings.archive_use_index:
+    if _resolved_source(ctx) != "archive" or not settings.archive_use_index:
         return []
     if settings.archive_path is None:
         raise ValueError("source=archive needs archive_path (DAG param or SMPP_ARCHIVE_PATH)")

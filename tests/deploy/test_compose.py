@@ -120,6 +120,8 @@ def test_one_environment_for_every_airflow_service(raw, compose):
     assert shared["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
     assert shared["SMPP_DATA_DIR"] == DATA_DIR
     assert shared["SMPP_MODEL_QUEUE"] == "default"  # from .env.example; gpu with the gpu profile
+    # source auto reads old days from the workers' archive mount: a UI backfill needs no params
+    assert shared["SMPP_ARCHIVE_PATH"] == raw["x-archives-volume"]["target"]
     for name in AIRFLOW_SERVICES:
         service = compose["services"][name]
         env = service["environment"]

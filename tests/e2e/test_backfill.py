@@ -41,7 +41,7 @@ def dag_task_order() -> list[str]:
     return order
 
 
-def run_day(order: list[str], start: datetime, params: dict) -> dict:
+def run_day(order: list[str], start: datetime, params: dict | None) -> dict:
     end = start + timedelta(days=1)
     results: dict = {}
     for task_id in order:
@@ -73,11 +73,15 @@ def backfill(tmp_path_factory):
     mp.setenv("SMPP_IMAGES__OFFLINE", "true")
     mp.setenv("SMPP_TRAINING__EPOCHS", "3")
     mp.setenv("SMPP_ENCODERS__CHUNK_SIZE", "100")  # several mapped chunks per day
-    get_settings.cache_clear()
+    # what a UI backfill sends is no conf at all: source auto (the default) finds the 2013 days too
+    # old for the live API and reads the configured archive
+    mp.delenv("SMPP_SOURCE", raising=False)
+    mp.setenv("SMPP_ARCHIVE_PATH", str(DUMP))
     # every subreddit of the sample dump (its 40 subreddits hold only 12 posts of the default three)
-    params = {"source": "archive", "archive_path": str(DUMP), "subreddits": ["*"]}
+    mp.setenv("SMPP_SUBREDDITS", '["*"]')
+    get_settings.cache_clear()
     order = dag_task_order()
-    runs = {day.date().isoformat(): run_day(order, day, params) for day in DAYS}
+    runs = {day.date().isoformat(): run_day(order, day, None) for day in DAYS}
     yield get_settings(), runs
     mp.undo()
     get_settings.cache_clear()
@@ -98,6 +102,9 @@ def test_three_day_partitions_and_rows(backfill):
         assert [d.isoformat() for d in storage.list_partition_days(settings, stage)] == list(POSTS_PER_DAY), stage
     for day, expected in POSTS_PER_DAY.items():
         assert len(storage.read_partition(settings, "posts", day)) == expected
+        scraped = runs[day]["scrape_posts"]
+        assert (scraped["source"], scraped["source_requested"]) == ("archive", "auto"), day
+        assert runs[day]["refresh_scores"]["skipped"].startswith("archive source"), day
         assert len(storage.read_partition(settings, "features", day)) == runs[day]["filter_posts"]["kept"]
     with session_for(settings.database_url) as s:
         assert s.scalar(select(func.count()).select_from(Post)) == sum(POSTS_PER_DAY.values())

@@ -207,7 +207,7 @@ def make_reddit(settings: Settings, *, rate_window_s: int = RATE_WINDOW_S) -> pr
         raise RedditConfigError(
             "No Reddit API credentials configured: set SMPP_REDDIT__CLIENT_ID and "
             "SMPP_REDDIT__CLIENT_SECRET, or SMPP_REDDIT__SITE to a praw.ini section "
-            "(or use source=archive)."
+            "(or, for days a dump holds, source=archive or auto with SMPP_ARCHIVE_PATH)."
         )
     try:
         reddit = praw.Reddit(cfg.site, **kwargs) if cfg.site else praw.Reddit(**kwargs)
