@@ -81,7 +81,7 @@ def test_long_embedding_runs_log_progress_lines(tiny_settings, caplog):
     )
     caplog.set_level(logging.INFO, logger="smpp.progress")
     embed_texts(settings, [f"progress title {i}" for i in range(5)])
-    lines = [m for m in caplog.messages if m.startswith("text embeddings")]
+    lines = [r.getMessage() for r in caplog.records if r.name == "smpp.progress"]
     # one line per batch (the interval is ~0 here), then the total
     assert lines[0].startswith("text embeddings: 2/5 inputs (40.0 %)") and "ETA" in lines[0]
     assert lines[-1].startswith("text embeddings: 5 inputs done in")

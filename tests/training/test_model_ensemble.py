@@ -63,7 +63,7 @@ def test_ensemble_with_rank_loss_trains_saves_reloads_and_scores_raw_features(
     caplog.set_level("INFO", logger="smpp.progress")
     fit = fit_model(model, train_inputs, y_train, model_inputs(val, spec), y_val, settings.training)
     assert fit["epochs_run"] == 3 and np.isfinite(fit["history"]["val_loss"]).all()
-    epochs = [m for m in caplog.messages if m.startswith("training")]  # one line an epoch, in the task log
+    epochs = [r.getMessage() for r in caplog.records if r.name == "smpp.progress"]  # one line an epoch, in the task log
     assert len(epochs) == 3 and epochs[-1].startswith("training (ETA without early stopping): 3/3 epochs")
     assert "; loss " in epochs[0] and "val_loss " in epochs[0]
     after = predict_frame(model, val)
