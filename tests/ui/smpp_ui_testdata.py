@@ -19,6 +19,7 @@ SKIPPED = "20261117T010000Z-cccccc"
 FULL_DAY = "2026-11-19"
 INGEST_DAY = "2026-11-18"
 CARD_INJECTION = "<script>alert('card')</script>"
+SKIP_REASON = "too few labelled rows: 3 < min_rows=30 — backfill more days, or lower training.min_rows"
 
 
 def png_bytes(width: int = 64, height: int = 48) -> bytes:
@@ -116,7 +117,7 @@ def write_artifacts(settings) -> dict:
     skipped = {
         **_metrics(SKIPPED, 0.0, None),
         "model": None,
-        "skipped_reason": "too few labelled rows to train: 3 < 30",
+        "skipped_reason": SKIP_REASON,
     }
     _version(models, SKIPPED, skipped, None, "2026-11-17")
     (models / "champion.json").write_text(
