@@ -7,6 +7,7 @@ fake lookup (the browser test covers both against a real api-server and DB).
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import sys
 from datetime import UTC, datetime
@@ -321,3 +322,43 @@ def test_operator_link_and_views(plugin):
     assert views["Metrics"]["destination"] == "dag_run"
     assert views["Metrics"]["href"] == "/smpp/dags/{DAG_ID}/runs/{RUN_ID}"
     assert views["Models"]["destination"] == "nav" and views["Models"]["href"] == "/smpp/models"
+
+
+def test_metric_rows_say_which_way_is_better_and_highlight_the_best(client, settings):
+    from smpp.training.card import render_model_card
+
+    html = client.get(run_url()).text
+    table = re.search(r"<table id='metrics'>.*?</table>", html).group(0)
+    head = re.findall(r"<th>(.*?)</th>", table)
+    rows = {re.search(r"<td>(\w+)</td>", row).group(1): row for row in re.findall(r"<tr><td>.*?</tr>", table)}
+    assert "better" in head and head.index("better") == 1
+    assert "higher is better" in rows["spearman_within_subreddit"] and "lower is better" in rows["mae"]
+    assert "count" in rows["n"] and "best" not in rows["n"]
+    assert re.findall(r"<td class='num best'>([^<]+)</td>", rows["spearman_within_subreddit"]) == ["0.2222"]  # champion
+    assert re.findall(r"<td class='num best'>([^<]+)</td>", rows["mae"]) == ["0.8800"]
+    assert re.findall(r"<td class='num best'>([^<]+)</td>", rows["spearman"]) == ["0.8100"]  # the model itself
+    # the card, rendered from the same metrics.json, has its columns in the tab's order
+    metrics = json.loads((settings.models_dir / CHALLENGER / "metrics.json").read_text())
+    card_head = [
+        c.strip() for c in render_model_card(metrics, None).split("## Test metrics")[1].split("\n")[2].split("|")
+    ]
+    assert [c for c in card_head if c] == head
+
+
+def test_a_missing_headline_metric_shows_its_reason_next_to_the_dash(client, settings):
+    path = settings.models_dir / CHALLENGER / "metrics.json"
+    metrics = json.loads(path.read_text())
+    metrics["model"].update(spearman_within_subreddit=None, subreddits_scored=0, within_subreddit_min_posts=20)
+    path.write_text(json.dumps(metrics))
+    table = re.search(r"<table id='metrics'>.*?</table>", client.get(run_url()).text).group(0)
+    row = re.search(r"<tr><td>spearman_within_subreddit</td>.*?</tr>", table).group(0)
+    gap = re.search(r"<td>– <span class='why' id='headline-gap'>\((.*?)\)</span></td>", row).group(1)
+    assert gap.startswith("no subreddit has 20 test posts (training.within_subreddit_min_posts=20)")
+
+
+def test_plots_open_full_size_on_click(client):
+    html = client.get(run_url()).text
+    linked = re.findall(r"<a href='([^']+)' title='open full size'><img src='([^']+)'", html)
+    assert len(linked) == len(re.findall(r"<img ", html)) == 2
+    assert all(href == src and src.endswith(".png") for href, src in linked)
+    assert client.get(linked[0][0]).headers["content-type"] == "image/png"
