@@ -358,8 +358,9 @@ def test_a_run_that_trained_nothing_shows_one_box_in_chromium(server, no_model_r
         frame = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "iframe"))
         driver.switch_to.frame(frame)
         box = wait.until(lambda d: d.find_element(By.ID, "no-model"))
-        assert box.text == f"No model was trained for this day: {reason}"
-        assert "3 < min_rows=30 — backfill more days" in box.text
+        why, todo = reason.split(" — ")
+        assert box.text == f"No model was trained for this day\nWhy: {why}\nWhat to do: {todo}"
+        assert why == "too few labelled rows: 3 < min_rows=30" and todo.startswith("backfill more days")
         body = driver.find_element(By.TAG_NAME, "body").text
         assert body.count("too few labelled rows") == 1 and "posts after filtering 3" in body
         assert version not in body and "not promoted" not in body and "n/a" not in body and "None" not in body

@@ -201,8 +201,9 @@ def test_a_run_that_trained_nothing_shows_one_box_with_why_and_what_to_do(client
     write_run_metrics(settings, INGEST_DAY, "train_model", stage)
     html = client.get(run_url("scheduled__2026-11-18T00:00:00+00:00")).text
     box = re.search(r"<div class='empty' id='no-model'>(.*?)</div>", html).group(1)
-    assert box == escape(f"No model was trained for this day: {SKIP_REASON}")
-    assert "3 &lt; min_rows=30 — backfill more days" in box
+    why, todo = SKIP_REASON.split(" — ")
+    assert box == f"<b>No model was trained for this day</b><br>Why: {escape(why)}<br>What to do: {escape(todo)}"
+    assert "3 &lt; min_rows=30" in box
     assert html.count("too few labelled rows") == 1  # not again in the card, the decision or the stage table
     # nothing of the model that does not exist: no version link, badge, rows table, card or metrics
     assert f"/smpp/models/{SKIPPED}'" not in html and "not promoted" not in html
@@ -218,7 +219,7 @@ def test_a_day_between_retrains_says_who_scored_it_in_one_box(client, settings):
     html = client.get(run_url("scheduled__2026-11-18T00:00:00+00:00")).text
     box = re.search(r"<div class='empty' id='no-model'>(.*?)</div>", html).group(1)
     assert f"not a training day (retrain every 7 days); scored by the champion {CHAMPION}" in box
-    assert "next training day 2026-11-21" in box and "retrain_every_days=1" in box
+    assert "next training day 2026-11-21<br>What to do: nothing to do" in box and "retrain_every_days=1" in box
     assert html.count("id='no-model'") == 1 and "id='metrics'" not in html
 
 
@@ -330,10 +331,10 @@ def test_metric_rows_say_which_way_is_better_and_highlight_the_best(client, sett
     html = client.get(run_url()).text
     table = re.search(r"<table id='metrics'>.*?</table>", html).group(0)
     head = re.findall(r"<th>(.*?)</th>", table)
-    rows = {re.search(r"<td>(\w+)</td>", row).group(1): row for row in re.findall(r"<tr><td>.*?</tr>", table)}
+    rows = {re.search(r"<td>(\w+)</td>", row).group(1): row for row in re.findall(r"<tr[^>]*><td>.*?</tr>", table)}
     assert "better" in head and head.index("better") == 1
     assert "higher is better" in rows["spearman_within_subreddit"] and "lower is better" in rows["mae"]
-    assert "count" in rows["n"] and "best" not in rows["n"]
+    assert "count" in rows["n"] and "best" not in rows["n"] and "class='headline'" in rows["spearman_within_subreddit"]
     assert re.findall(r"<td class='num best'>([^<]+)</td>", rows["spearman_within_subreddit"]) == ["0.2222"]  # champion
     assert re.findall(r"<td class='num best'>([^<]+)</td>", rows["mae"]) == ["0.8800"]
     assert re.findall(r"<td class='num best'>([^<]+)</td>", rows["spearman"]) == ["0.8100"]  # the model itself
@@ -351,7 +352,7 @@ def test_a_missing_headline_metric_shows_its_reason_next_to_the_dash(client, set
     metrics["model"].update(spearman_within_subreddit=None, subreddits_scored=0, within_subreddit_min_posts=20)
     path.write_text(json.dumps(metrics))
     table = re.search(r"<table id='metrics'>.*?</table>", client.get(run_url()).text).group(0)
-    row = re.search(r"<tr><td>spearman_within_subreddit</td>.*?</tr>", table).group(0)
+    row = re.search(r"<tr class='headline'><td>spearman_within_subreddit</td>.*?</tr>", table).group(0)
     gap = re.search(r"<td>– <span class='why' id='headline-gap'>\((.*?)\)</span></td>", row).group(1)
     assert gap.startswith("no subreddit has 20 test posts (training.within_subreddit_min_posts=20)")
 

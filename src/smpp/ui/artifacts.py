@@ -334,8 +334,8 @@ def _champion_scored_reason(stages: dict[str, Any]) -> str:
     if isinstance(within, (int, float)):
         text += f", within-subreddit Spearman {within:.3f} on the window's test slice"
     nxt = _get(stages, "train_model", "next_training_day")
-    text += f"; next training day {nxt}." if nxt else "."
-    return text + " Nothing to do; set training.retrain_every_days=1 to train every day."
+    text += f"; next training day {nxt}" if nxt else ""
+    return text + " — nothing to do (training.retrain_every_days=1 would train every day)"
 
 
 def run_view(settings: Settings, day: date) -> RunView:

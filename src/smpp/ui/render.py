@@ -26,11 +26,11 @@ h3{font-size:15px;margin:16px 0 6px}
 table{border-collapse:collapse;margin:4px 0 10px}th,td{border:1px solid #e2e8f0;padding:3px 8px;text-align:left;vertical-align:top}
 th{background:#f7fafc;font-weight:600}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .muted{color:#718096}.note{background:#fffbea;border:1px solid #f6e05e;padding:8px 12px;border-radius:4px;margin:8px 0}
-.empty{background:#f7fafc;border:1px dashed #a0aec0;padding:12px;border-radius:4px;margin:8px 0}
+.empty{background:#f7fafc;border:1px dashed #a0aec0;padding:12px;border-radius:4px;margin:8px 0;line-height:1.5}
 .badge{display:inline-block;padding:1px 7px;border-radius:10px;font-size:12px;font-weight:600}
 .yes{background:#c6f6d5;color:#22543d}.no{background:#fed7d7;color:#822727}.champ{background:#fefcbf;color:#744210}
 .plots{display:flex;flex-wrap:wrap;gap:12px}.plots figure{margin:0}.plots img{max-width:480px;width:100%;border:1px solid #e2e8f0;cursor:zoom-in}
-#metrics td.best{background:#c6f6d5;font-weight:700}#metrics td.better{color:#4a5568;white-space:nowrap}
+#metrics td.best{background:#c6f6d5;font-weight:700}#metrics tr.headline td:first-child{font-weight:700}#metrics td.better{color:#4a5568;white-space:nowrap}
 .why{color:#9c4221;font-size:12px}
 #versions td:nth-child(-n+4){white-space:nowrap}#versions td.why{min-width:200px}
 .card{border:1px solid #e2e8f0;padding:4px 16px;border-radius:4px;max-width:960px}
@@ -127,14 +127,21 @@ def _metrics_table(model: ModelView) -> str:
             if i == 0 and metric == PRIMARY_METRIC and model.headline_gap and value is None:
                 cell = f"<td>– <span class='why' id='headline-gap'>({escape(model.headline_gap)})</span></td>"
             cells.append(cell)
+        headline = " class='headline'" if metric == PRIMARY_METRIC else ""
         rows.append(
-            f"<tr><td>{escape(metric)}</td><td class='better'>{escape(direction_text(metric))}</td>{''.join(cells)}</tr>"
+            f"<tr{headline}><td>{escape(metric)}</td><td class='better'>{escape(direction_text(metric))}</td>{''.join(cells)}</tr>"
         )
     return f"<table id='metrics'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
 def not_trained_box(reason: str) -> str:
-    return f"<div class='empty' id='no-model'>{escape(reason)}</div>"
+    """'Headline: why — what to do' as three lines; a reason without that shape as it is."""
+    head, _, rest = reason.partition(": ")
+    if not rest:
+        return f"<div class='empty' id='no-model'>{escape(reason)}</div>"
+    why, _, todo = rest.partition(" — ")
+    lines = [f"<b>{escape(head)}</b>", f"Why: {escape(why)}"] + ([f"What to do: {escape(todo)}"] if todo else [])
+    return f"<div class='empty' id='no-model'>{'<br>'.join(lines)}</div>"
 
 
 def model_section(model: ModelView, file_url: FileUrl, model_url: Callable[[str], str]) -> str:
