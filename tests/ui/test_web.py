@@ -333,6 +333,7 @@ def test_metric_rows_say_which_way_is_better_and_highlight_the_best(client, sett
     head = re.findall(r"<th>(.*?)</th>", table)
     rows = {re.search(r"<td>(\w+)</td>", row).group(1): row for row in re.findall(r"<tr[^>]*><td>.*?</tr>", table)}
     assert "better" in head and head.index("better") == 1
+    assert "The promotion gate judges on the first row, spearman_within_subreddit." in html
     assert "higher is better" in rows["spearman_within_subreddit"] and "lower is better" in rows["mae"]
     assert "count" in rows["n"] and "best" not in rows["n"] and "class='headline'" in rows["spearman_within_subreddit"]
     assert re.findall(r"<td class='num best'>([^<]+)</td>", rows["spearman_within_subreddit"]) == ["0.2222"]  # champion

@@ -178,7 +178,10 @@ def model_section(model: ModelView, file_url: FileUrl, model_url: Callable[[str]
     parts += [f"<div class='note'>{escape(p)}</div>" for p in model.problems]
     if model.comparison:
         parts.append("<h3>Metrics on the test slice: model, baselines and champion</h3>")
-        parts.append("<p class='muted'>Each row says which way is better; the best value of a row is highlighted.</p>")
+        parts.append(
+            "<p class='muted'>Each row says which way is better; the best value of a row is highlighted."
+            f" The promotion gate judges on the first row, {escape(PRIMARY_METRIC)}.</p>"
+        )
         parts.append(_metrics_table(model))
         if model.champion_note:
             parts.append(f"<p class='muted'>{escape(model.champion_note)}</p>")
