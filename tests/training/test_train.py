@@ -173,6 +173,8 @@ def test_settings_snapshot_redacts_secrets(tmp_path, make_features, make_setting
     assert snapshot["database_url"] == "postgresql+psycopg2://smpp:***@db:5432/smpp"  # host and database kept
     assert snapshot["encoders"]["caption_max_new_tokens"] == 24 and snapshot["training"]["min_rows"] == 30
     assert settings.reddit.client_id.get_secret_value() == "abc"  # the settings themselves keep the values
+    shown = repr(settings) + str(settings) + settings.model_dump_json()  # logs and dumps alike
+    assert not any(secret in shown for secret in ("s3cret", "pa55", "hunter2"))
 
 
 def test_a_version_appears_only_when_complete(tmp_path, make_features, make_settings, monkeypatch):

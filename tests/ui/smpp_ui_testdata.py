@@ -19,6 +19,7 @@ SKIPPED = "20261117T010000Z-cccccc"
 FULL_DAY = "2026-11-19"
 INGEST_DAY = "2026-11-18"
 CARD_INJECTION = "<script>alert('card')</script>"
+SKIP_REASON = "too few labelled rows: 3 < min_rows=30 — backfill more days, or lower training.min_rows"
 
 
 def png_bytes(width: int = 64, height: int = 48) -> bytes:
@@ -116,7 +117,7 @@ def write_artifacts(settings) -> dict:
     skipped = {
         **_metrics(SKIPPED, 0.0, None),
         "model": None,
-        "skipped_reason": "too few labelled rows to train: 3 < 30",
+        "skipped_reason": SKIP_REASON,
     }
     _version(models, SKIPPED, skipped, None, "2026-11-17")
     (models / "champion.json").write_text(
@@ -212,3 +213,17 @@ def train_real_version(data_dir: str, run_day: str = FULL_DAY) -> str:
     version = new_version_id()
     train_and_evaluate(settings, synthetic_features(), version_dir(settings, version), lineage={"run_day": run_day})
     return version
+
+
+def skip_real_version(data_dir: str, run_day: str) -> tuple[str, dict]:
+    """A training the pipeline's code skips (3 labelled rows < min_rows=30): (version, train_model's record)."""
+    from smpp.lifecycle.registry import new_version_id, version_dir
+    from smpp.settings import Settings, TrainingSettings
+    from smpp.training import train_and_evaluate
+
+    settings = Settings(data_dir=data_dir, model_profile="tiny", training=TrainingSettings(min_rows=30))
+    version = new_version_id()
+    out = version_dir(settings, version)
+    report = train_and_evaluate(settings, synthetic_features(n_rows=3), out, lineage={"run_day": run_day})
+    assert report.skipped_reason is not None
+    return version, {"version": version, "rows": report.rows, "skipped_reason": report.skipped_reason, "trained": True}

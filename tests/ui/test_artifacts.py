@@ -42,7 +42,9 @@ def test_ingest_only_day_and_empty_day(settings, artifacts):
 def test_a_skipped_training_is_explained(settings, artifacts):
     write_run_metrics(settings, "2026-11-17", "train_model", {"version": SKIPPED, "rows": {"input": 3, "labelled": 3}})
     view = ui.run_view(settings, date(2026, 11, 17))
-    assert view.model.status == "skipped" and view.no_model_reason.startswith("Training was skipped: too few")
+    assert view.model.status == "skipped" and view.no_model_reason.startswith(
+        "No model was trained for this day: too few"
+    )
 
 
 def test_unreadable_files_become_notes_not_errors(settings, artifacts):

@@ -30,9 +30,9 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from smpp_ui_testdata import CHALLENGER, CHAMPION, FULL_DAY, write_artifacts
+from smpp_ui_testdata import CHALLENGER, CHAMPION, FULL_DAY, skip_real_version, write_artifacts
 
-from smpp.lifecycle.registry import decide_and_publish
+from smpp.lifecycle.registry import decide_and_publish, list_versions
 from smpp.settings import Settings
 from smpp.storage import write_run_metrics
 
@@ -50,6 +50,7 @@ ARTIFACTS = Path(os.environ.get("SMPP_TEST_ARTIFACTS", REPO / "tests" / "artifac
 AIRFLOW = Path(sys.executable).parent / "airflow"
 PASSWORD = "smpp-" + secrets.token_hex(8)
 DAG_ID = "smpp_pipeline"
+NO_MODEL_DAY = "2026-11-14"  # a day whose training was skipped (too few labelled rows)
 
 
 def _free_port() -> int:
@@ -181,6 +182,42 @@ def run_id(server):
     return run["dag_run_id"]
 
 
+@pytest.fixture(scope="module")
+def no_model_run_id(server, run_id):
+    """A run of a day that ingested and filtered posts, whose training the real code skipped."""
+    token = server.token()
+    response = httpx.post(
+        f"{server.base}/api/v2/dags/{DAG_ID}/dagRuns",
+        json={"logical_date": "2026-11-15T00:00:00Z"},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=60,
+    )
+    assert response.status_code == 200, response.text
+    run = response.json()
+    assert run["data_interval_start"].startswith(NO_MODEL_DAY), run
+    settings = Settings(data_dir=server.data_dir, model_profile="tiny")
+    write_run_metrics(settings, NO_MODEL_DAY, "scrape_posts", {"source": "archive", "posts_in_day": 41})
+    write_run_metrics(settings, NO_MODEL_DAY, "filter_posts", {"input": 41, "kept": 3, "dropped_nsfw": 38})
+    version, stage = skip_real_version(str(server.data_dir), NO_MODEL_DAY)
+    write_run_metrics(settings, NO_MODEL_DAY, "train_model", stage)
+    decide_and_publish(settings, version)  # the real gate's "not trained" record
+    return run["dag_run_id"], version, stage["skipped_reason"]
+
+
+def _login(driver, server, url: str):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(driver, 60)
+    driver.get(url)
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "input[name=username]"))
+    driver.find_element(By.CSS_SELECTOR, "input[name=username]").send_keys("admin")
+    driver.find_element(By.CSS_SELECTOR, "input[name=password]").send_keys(PASSWORD)
+    driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait.until(lambda d: "/auth/login" not in d.current_url)
+    return wait
+
+
 @contextmanager
 def chromium():
     from selenium import webdriver
@@ -282,6 +319,15 @@ def test_login_and_metrics_tab_in_headless_chromium(server, run_id):
         driver.save_screenshot(str(ARTIFACTS / "metrics_tab_plots.png"))
         print(f"\nscreenshots of the Metrics tab: {shot}, {ARTIFACTS / 'metrics_tab_plots.png'}")
 
+        # a click on a plot opens the PNG itself, full size, in the tab's frame (its sandbox allows no new window)
+        driver.switch_to.frame(frame)
+        driver.find_element(By.CSS_SELECTOR, ".plots a img[alt='plot_predicted_vs_true.png']").click()
+        wait.until(lambda d: d.execute_script("return location.pathname").endswith("/plot_predicted_vs_true.png"))
+        full = wait.until(lambda d: d.find_element(By.TAG_NAME, "img"))
+        wait.until(lambda d: full.get_property("complete"))
+        assert full.get_property("naturalWidth") == 640
+        driver.switch_to.default_content()
+
         # the task instance's Details tab carries the link back to this tab
         driver.get(f"{server.base}/dags/{DAG_ID}/runs/{quote(run_id, safe='')}/tasks/train_model/details")
         link = wait.until(lambda d: d.find_element(By.XPATH, "//a[normalize-space()='Run metrics']"))
@@ -294,8 +340,33 @@ def test_login_and_metrics_tab_in_headless_chromium(server, run_id):
         wait.until(lambda d: d.find_elements(By.ID, "versions"))
         assert CHAMPION in driver.find_element(By.ID, "champion").text
         assert len(driver.find_elements(By.CSS_SELECTOR, "#metric-chart .champion-point")) == 1
-        assert len(driver.find_elements(By.CSS_SELECTOR, "#versions tbody tr")) == 4  # 3 hand-written + the trained one
+        versions = list_versions(Settings(data_dir=server.data_dir, model_profile="tiny"))
+        assert len(driver.find_elements(By.CSS_SELECTOR, "#versions tbody tr")) == len(versions) >= 4
         driver.switch_to.default_content()
         shot = ARTIFACTS / "models_page.png"
         driver.save_screenshot(str(shot))
         print(f"screenshot of the Models page: {shot}")
+
+
+def test_a_run_that_trained_nothing_shows_one_box_in_chromium(server, no_model_run_id):
+    from selenium.webdriver.common.by import By
+
+    run_id, version, reason = no_model_run_id
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with chromium() as driver:
+        wait = _login(driver, server, f"{server.base}/dags/{DAG_ID}/runs/{quote(run_id, safe='')}/plugin/smpp-metrics")
+        frame = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "iframe"))
+        driver.switch_to.frame(frame)
+        box = wait.until(lambda d: d.find_element(By.ID, "no-model"))
+        why, todo = reason.split(" — ")
+        assert box.text == f"No model was trained for this day\nWhy: {why}\nWhat to do: {todo}"
+        assert why == "too few labelled rows: 3 < min_rows=30" and todo.startswith("backfill more days")
+        body = driver.find_element(By.TAG_NAME, "body").text
+        assert body.count("too few labelled rows") == 1 and "posts after filtering 3" in body
+        assert version not in body and "not promoted" not in body and "n/a" not in body and "None" not in body
+        for absent in ("metrics", "model-info", "model-card"):
+            assert not driver.find_elements(By.ID, absent), absent
+        driver.switch_to.default_content()
+        shot = ARTIFACTS / "metrics_tab_no_model.png"
+        driver.save_screenshot(str(shot))
+        print(f"\nscreenshot of a no-model run's Metrics tab: {shot}")

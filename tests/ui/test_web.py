@@ -7,9 +7,11 @@ fake lookup (the browser test covers both against a real api-server and DB).
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import sys
 from datetime import UTC, datetime
+from html import escape
 from pathlib import Path
 from urllib.parse import quote
 
@@ -18,7 +20,15 @@ import pytest
 pytest.importorskip("airflow")
 from fastapi import FastAPI  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
-from smpp_ui_testdata import CARD_INJECTION, CHALLENGER, CHAMPION, FULL_DAY, INGEST_DAY, SKIPPED  # noqa: E402
+from smpp_ui_testdata import (  # noqa: E402
+    CARD_INJECTION,
+    CHALLENGER,
+    CHAMPION,
+    FULL_DAY,
+    INGEST_DAY,
+    SKIP_REASON,
+    SKIPPED,
+)
 
 from smpp.ui.web import RunRef, create_app  # noqa: E402
 
@@ -184,13 +194,39 @@ def test_run_page_shows_counts_drops_labels_model_baselines_champion_plots_and_c
     assert not re.search(r"href=['\"]?javascript", card, re.I)
 
 
-def test_a_skipped_training_says_so_once(client, settings):
+def test_a_run_that_trained_nothing_shows_one_box_with_why_and_what_to_do(client, settings):
     from smpp.storage import write_run_metrics
 
-    write_run_metrics(settings, INGEST_DAY, "train_model", {"version": SKIPPED, "rows": {"input": 3, "labelled": 3}})
+    stage = {"version": SKIPPED, "rows": {"input": 3, "labelled": 3}, "skipped_reason": SKIP_REASON, "trained": True}
+    write_run_metrics(settings, INGEST_DAY, "train_model", stage)
     html = client.get(run_url("scheduled__2026-11-18T00:00:00+00:00")).text
-    assert html.count("Training was skipped: too few labelled rows") == 1 and "id='no-model'" in html
-    assert f"<a href='/smpp/models/{SKIPPED}'>" in html
+    box = re.search(r"<div class='empty' id='no-model'>(.*?)</div>", html).group(1)
+    why, todo = SKIP_REASON.split(" — ")
+    assert box == f"<b>No model was trained for this day</b><br>Why: {escape(why)}<br>What to do: {escape(todo)}"
+    assert "3 &lt; min_rows=30" in box
+    assert html.count("too few labelled rows") == 1  # not again in the card, the decision or the stage table
+    # nothing of the model that does not exist: no version link, badge, rows table, card or metrics
+    assert f"/smpp/models/{SKIPPED}'" not in html and "not promoted" not in html
+    for absent in ("id='model-info'", "id='model-card'", "id='metrics'", ">None<", "n/a", "rows: train"):
+        assert absent not in html, absent
+
+
+def test_a_day_between_retrains_says_who_scored_it_in_one_box(client, settings):
+    from smpp.storage import write_run_metrics
+
+    stage = {"version": None, "trained": False, "champion_version": CHAMPION, "retrain_every_days": 7}
+    write_run_metrics(settings, INGEST_DAY, "train_model", {**stage, "next_training_day": "2026-11-21"})
+    html = client.get(run_url("scheduled__2026-11-18T00:00:00+00:00")).text
+    box = re.search(r"<div class='empty' id='no-model'>(.*?)</div>", html).group(1)
+    assert f"not a training day (retrain every 7 days); scored by the champion {CHAMPION}" in box
+    assert "next training day 2026-11-21<br>What to do: nothing to do" in box and "retrain_every_days=1" in box
+    assert html.count("id='no-model'") == 1 and "id='metrics'" not in html
+
+
+def test_a_skipped_versions_own_page_says_not_trained_once(client):
+    html = client.get(f"/smpp/models/{SKIPPED}").text
+    assert "<span class='badge no'>not trained</span>" in html and "not promoted" not in html
+    assert html.count("too few labelled rows") == 1 and "id='model-card'" not in html
 
 
 def test_a_day_that_only_ingested_says_no_model(client):
@@ -259,7 +295,7 @@ def test_models_page_lists_every_version_with_chart_champion_and_reasons(client)
     assert [re.search(r"\d{8}T\d{6}Z-[0-9a-f]{6}", row).group(0) for row in rows] == [CHALLENGER, CHAMPION, SKIPPED]
     assert "champion-row" in rows[1] and "★ champion" in rows[1] and "promoted" in rows[1]
     assert "not promoted" in rows[0] and "0.1734 &lt; champion" in rows[0]
-    assert "not trained: too few rows" in rows[2]  # from the promotions log (no decision.json)
+    assert "not trained</span>" in rows[2] and "not promoted" not in rows[2] and "3 &lt; min_rows=30" in rows[2]
     assert "2026-11-19" in rows[0] and "2026-10-01 →<br>2026-11-18" in rows[0] and "2026-11-19 01:00" in rows[0]
     assert f"Current champion: <a href='/smpp/models/{CHAMPION}'>" in html
     chart = re.search(r"<svg id='metric-chart'.*?</svg>", html, re.S).group(0)
@@ -287,3 +323,44 @@ def test_operator_link_and_views(plugin):
     assert views["Metrics"]["destination"] == "dag_run"
     assert views["Metrics"]["href"] == "/smpp/dags/{DAG_ID}/runs/{RUN_ID}"
     assert views["Models"]["destination"] == "nav" and views["Models"]["href"] == "/smpp/models"
+
+
+def test_metric_rows_say_which_way_is_better_and_highlight_the_best(client, settings):
+    from smpp.training.card import render_model_card
+
+    html = client.get(run_url()).text
+    table = re.search(r"<table id='metrics'>.*?</table>", html).group(0)
+    head = re.findall(r"<th>(.*?)</th>", table)
+    rows = {re.search(r"<td>(\w+)</td>", row).group(1): row for row in re.findall(r"<tr[^>]*><td>.*?</tr>", table)}
+    assert "better" in head and head.index("better") == 1
+    assert "The promotion gate judges on the first row, spearman_within_subreddit." in html
+    assert "higher is better" in rows["spearman_within_subreddit"] and "lower is better" in rows["mae"]
+    assert "count" in rows["n"] and "best" not in rows["n"] and "class='headline'" in rows["spearman_within_subreddit"]
+    assert re.findall(r"<td class='num best'>([^<]+)</td>", rows["spearman_within_subreddit"]) == ["0.2222"]  # champion
+    assert re.findall(r"<td class='num best'>([^<]+)</td>", rows["mae"]) == ["0.8800"]
+    assert re.findall(r"<td class='num best'>([^<]+)</td>", rows["spearman"]) == ["0.8100"]  # the model itself
+    # the card, rendered from the same metrics.json, has its columns in the tab's order
+    metrics = json.loads((settings.models_dir / CHALLENGER / "metrics.json").read_text())
+    card_head = [
+        c.strip() for c in render_model_card(metrics, None).split("## Test metrics")[1].split("\n")[2].split("|")
+    ]
+    assert [c for c in card_head if c] == head
+
+
+def test_a_missing_headline_metric_shows_its_reason_next_to_the_dash(client, settings):
+    path = settings.models_dir / CHALLENGER / "metrics.json"
+    metrics = json.loads(path.read_text())
+    metrics["model"].update(spearman_within_subreddit=None, subreddits_scored=0, within_subreddit_min_posts=20)
+    path.write_text(json.dumps(metrics))
+    table = re.search(r"<table id='metrics'>.*?</table>", client.get(run_url()).text).group(0)
+    row = re.search(r"<tr class='headline'><td>spearman_within_subreddit</td>.*?</tr>", table).group(0)
+    gap = re.search(r"<td>– <span class='why' id='headline-gap'>\((.*?)\)</span></td>", row).group(1)
+    assert gap.startswith("no subreddit has 20 test posts (training.within_subreddit_min_posts=20)")
+
+
+def test_plots_open_full_size_on_click(client):
+    html = client.get(run_url()).text
+    linked = re.findall(r"<a href='([^']+)' title='open full size'><img src='([^']+)'", html)
+    assert len(linked) == len(re.findall(r"<img ", html)) == 2
+    assert all(href == src and src.endswith(".png") for href, src in linked)
+    assert client.get(linked[0][0]).headers["content-type"] == "image/png"

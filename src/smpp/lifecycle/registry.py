@@ -22,8 +22,7 @@ from typing import Any
 from smpp import __version__
 from smpp.settings import PROJECT_ROOT, Settings
 from smpp.storage import atomic_write_json
-from smpp.training.baselines import BASELINE_NAMES
-from smpp.training.metric_names import CONSTANT_BASELINE, DECISION_METRICS
+from smpp.training.metric_names import BASELINE_NAMES, CONSTANT_BASELINE, DECISION_METRICS
 from smpp.training.metrics import implausible_on_slice, json_safe
 
 log = logging.getLogger(__name__)

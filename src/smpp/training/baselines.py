@@ -12,7 +12,6 @@ from smpp.training.model import TABULAR_COLUMNS, embedding_matrix
 
 log = logging.getLogger(__name__)
 
-BASELINE_NAMES = ["baseline_subreddit_mean", "baseline_metadata_gbm", "baseline_text_ridge"]
 GBM_ROUNDS = 2000
 GBM_EARLY_STOPPING = 50
 GBM_DOMAIN_MIN_COUNT = 5  # rarer domains are one "other" category (as in the model)

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from smpp.training.baselines import BASELINE_NAMES
-from smpp.training.metric_names import CARD_METRICS
+from smpp.training.metric_names import (
+    CARD_METRICS,
+    COMPARISON_COLUMNS,
+    HEADLINE_METRIC,
+    best_positions,
+    column_label,
+    direction_text,
+    headline_missing_reason,
+)
 
 # Profiles whose encoders run with random weights (no model hub here), by embedding column.
 RANDOM_WEIGHT_COLUMNS = {
@@ -35,22 +42,47 @@ def _fmt(value: Any) -> str:
 
 
 def _metrics_table(metrics: dict[str, Any]) -> list[str]:
-    columns = ["model", *BASELINE_NAMES]
+    """Model, baselines (COMPARISON_COLUMNS order, as on the Metrics tab), champion; the best of each row in bold."""
+    columns = [(column_label(key), metrics.get(key) or {}) for key in COMPARISON_COLUMNS if metrics.get(key)]
     champion = metrics.get("champion") or {}
-    champion_metrics = champion.get("metrics")
-    header = ["metric", "model", *[n.replace("baseline_", "") for n in BASELINE_NAMES]]
-    if champion_metrics:
-        header.append(f"champion {champion.get('version')}")
+    if champion.get("metrics"):
+        columns.append((f"champion {champion.get('version')}", champion["metrics"]))
+    header = ["metric", "better", *[label for label, _ in columns]]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    headline_gap = headline_missing_reason(metrics.get("model"))
     for key in CARD_METRICS:
-        row = [key, *[_fmt((metrics.get(c) or {}).get(key)) for c in columns]]
-        if champion_metrics:
-            row.append(_fmt(champion_metrics.get(key)))
-        lines.append("| " + " | ".join(row) + " |")
+        values = [column.get(key) for _, column in columns]
+        if all(v is None for v in values):
+            continue  # a metric nothing reports (e.g. latency of an old version) is no row of n/a
+        best = best_positions(key, values)
+        cells = [f"**{_fmt(v)}**" if i in best else _fmt(v) for i, v in enumerate(values)]
+        if key == HEADLINE_METRIC and headline_gap:
+            cells[0] = f"n/a ({headline_gap})"
+        lines.append("| " + " | ".join([key, direction_text(key), *cells]) + " |")
     return lines
 
 
+def _not_trained_card(metrics: dict[str, Any]) -> str:
+    """A skipped training: why and what to do, the rows it had, its warnings; no empty sections."""
+    rows = metrics.get("rows") or {}
+    window = metrics.get("data_window") or {}
+    lines = [f"# smpp popularity model {metrics.get('version', '?')}: not trained", ""]
+    lines += [f"Attempted {metrics.get('created_utc')} with model profile `{metrics.get('profile')}`.", ""]
+    lines += ["## Why no model", "", f"**Skipped:** {metrics['skipped_reason']}", ""]
+    counts = [f"{name} {rows[name]}" for name in ("input", "labelled", "in_window") if rows.get(name) is not None]
+    if counts:
+        lines.append("- Rows: " + ", ".join(counts))
+    if window.get("start") or window.get("end"):
+        lines.append(f"- Labelled posts created {window.get('start')} to {window.get('end')}")
+    for warning in metrics.get("warnings") or []:
+        lines.append(f"- {warning}")
+    lines.append("")
+    return "\n".join(lines)
+
+
 def render_model_card(metrics: dict[str, Any], history_summary: dict[str, Any] | None) -> str:
+    if metrics.get("skipped_reason"):
+        return _not_trained_card(metrics)
     version = metrics.get("version", "?")
     window = metrics.get("data_window") or {}
     rows = metrics.get("rows") or {}
@@ -59,8 +91,6 @@ def render_model_card(metrics: dict[str, Any], history_summary: dict[str, Any] |
     lines.append("")
     for warning in metrics.get("warnings") or []:
         lines += [f"> **WARNING: {warning}**", ""]
-    if metrics.get("skipped_reason"):
-        lines += ["## Not trained", "", f"**Skipped:** {metrics['skipped_reason']}", ""]
 
     lines += ["## Data", ""]
     lines.append(f"- Window: {window.get('start')} to {window.get('end')} (created_utc of labelled posts)")
@@ -103,6 +133,7 @@ def render_model_card(metrics: dict[str, Any], history_summary: dict[str, Any] |
         lines.append(
             f"Within-subreddit Spearman averages subreddits with at least {model.get('within_subreddit_min_posts')} "
             f"test posts ({model.get('subreddits_scored')} qualified). Constant predictions score 0 within a subreddit."
+            " The best value of each row is in bold."
         )
         champion = metrics.get("champion") or {}
         if champion.get("version"):

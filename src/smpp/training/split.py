@@ -78,15 +78,19 @@ def chronological_split(features: pd.DataFrame, val_fraction: float, test_fracti
 
 
 def skip_reason(n_labelled: int, split: ChronoSplit | None, settings: Settings) -> str | None:
-    """Why a training on this split must not run (too few rows, an empty slice); None when it can."""
+    """Why a training on this split must not run and what to do about it (after the dash); None when it can."""
+    matures = f"a post's label matures {settings.label_age_hours:g} h after it was posted"
     if n_labelled < settings.training.min_rows:
         return (
-            f"too few labelled rows to train: {n_labelled} < min_rows={settings.training.min_rows} "
-            "(labels mature after the label age; wait for more days or lower training.min_rows)"
+            f"too few labelled rows: {n_labelled} < min_rows={settings.training.min_rows}"
+            f" — backfill more days ({matures}), or lower training.min_rows"
         )
     if split is None:
-        return "no labelled rows in the training window"
+        return f"no labelled rows in the training window — backfill more days ({matures})"
     empty = [name for name, count in split.rows.items() if count == 0]
     if empty:
-        return f"chronological split left {', '.join(empty)} empty: too few distinct post times ({split.rows})"
+        return (
+            f"the chronological split left {', '.join(empty)} empty: too few distinct post times ({split.rows})"
+            " — backfill more days"
+        )
     return None

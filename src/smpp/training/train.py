@@ -17,10 +17,10 @@ from smpp.features import schema
 from smpp.features.author_history import HISTORY_COLUMNS, add_history_features
 from smpp.settings import Settings
 from smpp.storage import PART_FILE, atomic_write_json, atomic_write_text, staged_version, vectors_to_arrow
-from smpp.training.baselines import BASELINE_NAMES, fit_baselines
+from smpp.training.baselines import fit_baselines
 from smpp.training.card import random_encoder_warnings, render_model_card
 from smpp.training.first_pass import LabelSource, run_first_pass
-from smpp.training.metric_names import CONSTANT_BASELINE
+from smpp.training.metric_names import BASELINE_NAMES, CONSTANT_BASELINE
 from smpp.training.metrics import (
     full_metrics,
     implausible_on_slice,

@@ -28,10 +28,12 @@ from smpp.lifecycle.registry import (
 )
 from smpp.settings import Settings
 from smpp.stages import STAGE_NAMES
-from smpp.training.metric_names import UI_METRICS
+from smpp.training.metric_names import COMPARISON_COLUMNS, UI_METRICS, column_label, headline_missing_reason
 
 # Server-side paths mean nothing to a reader of the page.
 HIDDEN_KEYS = frozenset({"partition", "version_dir", "metrics_file", "day"})
+# Shown once, in the page's "no model" box, not again in the stage's table.
+SHOWN_ABOVE = frozenset({"skipped_reason"})
 # Files of a version folder a browser may fetch (the model weights are not among them).
 SERVED_SUFFIXES = {".png": "image/png", ".json": "application/json", ".md": "text/markdown; charset=utf-8"}
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
@@ -57,7 +59,7 @@ def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """Scalars as they are, nested dicts as dotted keys, lists by their length."""
     flat: dict[str, Any] = {}
     for key, value in values.items():
-        if key in HIDDEN_KEYS and not prefix:
+        if key in HIDDEN_KEYS | SHOWN_ABOVE and not prefix:
             continue
         name = f"{prefix}{key}"
         if isinstance(value, dict):
@@ -89,6 +91,7 @@ class ModelView:
     data_window: dict[str, Any]
     run_day: str | None
     comparison: dict[str, dict[str, Any]]  # column (model, baselines, champion) -> metric -> value
+    headline_gap: str | None  # why the model has no within-subreddit Spearman, when it has none
     champion_note: str | None
     decision: dict[str, Any] | None
     is_champion: bool
@@ -216,12 +219,10 @@ def model_file(settings: Settings, version: str, name: str) -> tuple[Path, str]:
 
 
 def _comparison(metrics: dict[str, Any], decision: dict[str, Any] | None) -> tuple[dict[str, dict], str | None]:
-    columns: dict[str, dict] = {}
-    if isinstance(metrics.get("model"), dict):
-        columns["model"] = metrics["model"]
-    for key in sorted(metrics):
-        if key.startswith("baseline_") and isinstance(metrics[key], dict):
-            columns[key.removeprefix("baseline_").replace("_", " ")] = metrics[key]
+    """Columns in the model card's order: COMPARISON_COLUMNS, baselines it does not know yet, the champion."""
+    known = [key for key in COMPARISON_COLUMNS if isinstance(metrics.get(key), dict)]
+    newer = sorted(k for k in metrics if k.startswith("baseline_") and k not in known and isinstance(metrics[k], dict))
+    columns: dict[str, dict] = {column_label(key): metrics[key] for key in (*known, *newer)}
     note = None
     stored = metrics.get("champion")
     if isinstance(stored, dict) and isinstance(stored.get("metrics"), dict):
@@ -299,6 +300,7 @@ def model_view(settings: Settings, version: str) -> ModelView:
         data_window=metrics.get("data_window") if isinstance(metrics.get("data_window"), dict) else {},
         run_day=(lineage or {}).get("run_day") if isinstance(lineage, dict) else None,
         comparison=comparison,
+        headline_gap=headline_missing_reason(metrics.get("model")),
         champion_note=champion_note,
         decision=decision if isinstance(decision, dict) else None,
         is_champion=pointer.get("version") == version,
@@ -327,12 +329,13 @@ def _champion_scored_reason(stages: dict[str, Any]) -> str:
     """A day between retrains (training.retrain_every_days): who scored it, and how well."""
     champion = _get(stages, "train_model", "champion_version")
     every = _get(stages, "train_model", "retrain_every_days")
-    text = f"Not a training day (retrain every {every} days): scored by the champion {champion}"
+    text = f"No model was trained: not a training day (retrain every {every} days); scored by the champion {champion}"
     within = _get(stages, "evaluate_and_publish", "champion_metrics", "spearman_within_subreddit")
     if isinstance(within, (int, float)):
         text += f", within-subreddit Spearman {within:.3f} on the window's test slice"
     nxt = _get(stages, "train_model", "next_training_day")
-    return text + (f"; next training day {nxt}." if nxt else ".")
+    text += f"; next training day {nxt}" if nxt else ""
+    return text + " — nothing to do (training.retrain_every_days=1 would train every day)"
 
 
 def run_view(settings: Settings, day: date) -> RunView:
@@ -358,7 +361,7 @@ def run_view(settings: Settings, day: date) -> RunView:
             "No model was trained in this run: it has no train_model stage output (e.g. a day that only ingested)."
         )
     if model is not None and model.status == "skipped":
-        no_model_reason = f"Training was skipped: {model.skipped_reason}"
+        no_model_reason = f"No model was trained for this day: {model.skipped_reason}"
     return RunView(
         day=day,
         stages=[StageView(name, _flatten(values)) for name, values in stages.items()],

@@ -14,6 +14,7 @@ from html import escape
 from typing import Any
 
 from smpp.lifecycle.registry import FALLBACK_METRIC, PRIMARY_METRIC
+from smpp.training.metric_names import UI_METRICS, best_positions, direction_text
 from smpp.ui.artifacts import ModelView, RunView, VersionRow
 
 FileUrl = Callable[[str, str], str]  # (version, file name) -> URL path
@@ -25,10 +26,12 @@ h3{font-size:15px;margin:16px 0 6px}
 table{border-collapse:collapse;margin:4px 0 10px}th,td{border:1px solid #e2e8f0;padding:3px 8px;text-align:left;vertical-align:top}
 th{background:#f7fafc;font-weight:600}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .muted{color:#718096}.note{background:#fffbea;border:1px solid #f6e05e;padding:8px 12px;border-radius:4px;margin:8px 0}
-.empty{background:#f7fafc;border:1px dashed #a0aec0;padding:12px;border-radius:4px;margin:8px 0}
+.empty{background:#f7fafc;border:1px dashed #a0aec0;padding:12px;border-radius:4px;margin:8px 0;line-height:1.5}
 .badge{display:inline-block;padding:1px 7px;border-radius:10px;font-size:12px;font-weight:600}
 .yes{background:#c6f6d5;color:#22543d}.no{background:#fed7d7;color:#822727}.champ{background:#fefcbf;color:#744210}
-.plots{display:flex;flex-wrap:wrap;gap:12px}.plots figure{margin:0}.plots img{max-width:480px;width:100%;border:1px solid #e2e8f0}
+.plots{display:flex;flex-wrap:wrap;gap:12px}.plots figure{margin:0}.plots img{max-width:480px;width:100%;border:1px solid #e2e8f0;cursor:zoom-in}
+#metrics td.best{background:#c6f6d5;font-weight:700}#metrics tr.headline td:first-child{font-weight:700}#metrics td.better{color:#4a5568;white-space:nowrap}
+.why{color:#9c4221;font-size:12px}
 #versions td:nth-child(-n+4){white-space:nowrap}#versions td.why{min-width:200px}
 .card{border:1px solid #e2e8f0;padding:4px 16px;border-radius:4px;max-width:960px}
 details summary{cursor:pointer;font-weight:600;margin:6px 0}
@@ -56,9 +59,11 @@ def fmt(value: Any) -> str:
     return escape(str(value))
 
 
-def _cell(value: Any) -> str:
-    cls = " class='num'" if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
-    return f"<td{cls}>{fmt(value)}</td>"
+def _cell(value: Any, *classes: str) -> str:
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+    names = " ".join(("num",) * numeric + classes)
+    attribute = f" class='{names}'" if names else ""
+    return f"<td{attribute}>{fmt(value)}</td>"
 
 
 def _table(headers: Iterable[str], rows: Iterable[Iterable[Any]], table_id: str = "") -> str:
@@ -107,10 +112,51 @@ def _window_text(window: dict[str, Any]) -> str:
     return f"{when(window.get('start'), False)} → {when(window.get('end'), False)}"
 
 
-def model_section(model: ModelView, file_url: FileUrl, model_url: Callable[[str], str], show_skip: bool = True) -> str:
+def _metrics_table(model: ModelView) -> str:
+    """One row per metric with which way is better; the best value of each row highlighted."""
+    columns = list(model.comparison)
+    metrics = [m for m in UI_METRICS if any(m in model.comparison[c] for c in columns)]
+    head = "".join(f"<th>{escape(h)}</th>" for h in ["metric", "better", *columns])
+    rows = []
+    for metric in metrics:
+        values = [model.comparison[c].get(metric) for c in columns]
+        best = best_positions(metric, values)
+        cells = []
+        for i, value in enumerate(values):
+            cell = _cell(value, *(("best",) if i in best else ()))
+            if i == 0 and metric == PRIMARY_METRIC and model.headline_gap and value is None:
+                cell = f"<td>– <span class='why' id='headline-gap'>({escape(model.headline_gap)})</span></td>"
+            cells.append(cell)
+        headline = " class='headline'" if metric == PRIMARY_METRIC else ""
+        rows.append(
+            f"<tr{headline}><td>{escape(metric)}</td><td class='better'>{escape(direction_text(metric))}</td>{''.join(cells)}</tr>"
+        )
+    return f"<table id='metrics'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def not_trained_box(reason: str) -> str:
+    """'Headline: why — what to do' as three lines; a reason without that shape as it is."""
+    head, _, rest = reason.partition(": ")
+    if not rest:
+        return f"<div class='empty' id='no-model'>{escape(reason)}</div>"
+    why, _, todo = rest.partition(" — ")
+    lines = [f"<b>{escape(head)}</b>", f"Why: {escape(why)}"] + ([f"What to do: {escape(todo)}"] if todo else [])
+    return f"<div class='empty' id='no-model'>{'<br>'.join(lines)}</div>"
+
+
+def model_section(model: ModelView, file_url: FileUrl, model_url: Callable[[str], str]) -> str:
+    header = f"<h2>Model <a href='{escape(model_url(model.version))}'>{escape(model.version)}</a> "
+    if model.status == "skipped":
+        # why and what to do, once: no badge, rows table or card of a model that does not exist
+        notes = "".join(f"<div class='note'>{escape(p)}</div>" for p in model.problems)
+        return (
+            header
+            + "<span class='badge no'>not trained</span></h2>"
+            + notes
+            + not_trained_box(f"Training was skipped: {model.skipped_reason}")
+        )
     parts = [
-        f"<h2>Model <a href='{escape(model_url(model.version))}'>{escape(model.version)}</a> "
-        f"{_badge(model.decision.get('promoted') if model.decision else None, model.is_champion)}</h2>",
+        header + f"{_badge(model.decision.get('promoted') if model.decision else None, model.is_champion)}</h2>",
         _table(
             ["field", "value"],
             [
@@ -130,30 +176,13 @@ def model_section(model: ModelView, file_url: FileUrl, model_url: Callable[[str]
         ),
     ]
     parts += [f"<div class='note'>{escape(p)}</div>" for p in model.problems]
-    if model.skipped_reason and show_skip:
-        parts.append(f"<div class='empty'>Training was skipped: {escape(model.skipped_reason)}</div>")
     if model.comparison:
-        columns = list(model.comparison)
-        metrics = [
-            m
-            for m in (
-                PRIMARY_METRIC,
-                "spearman_within_subreddit_weighted",
-                "spearman",
-                "mae",
-                "rmse",
-                "r2",
-                "n",
-                "subreddits_scored",
-            )
-            if any(m in model.comparison[c] for c in columns)
-        ]
         parts.append("<h3>Metrics on the test slice: model, baselines and champion</h3>")
         parts.append(
-            _table(
-                ["metric", *columns], [[m, *(model.comparison[c].get(m) for c in columns)] for m in metrics], "metrics"
-            )
+            "<p class='muted'>Each row says which way is better; the best value of a row is highlighted."
+            f" The promotion gate judges on the first row, {escape(PRIMARY_METRIC)}.</p>"
         )
+        parts.append(_metrics_table(model))
         if model.champion_note:
             parts.append(f"<p class='muted'>{escape(model.champion_note)}</p>")
     if model.decision:
@@ -167,12 +196,16 @@ def model_section(model: ModelView, file_url: FileUrl, model_url: Callable[[str]
     if model.warnings:
         parts.append("<h3>Warnings</h3><ul>" + "".join(f"<li>{escape(w)}</li>" for w in model.warnings) + "</ul>")
     if model.plots:
+        # a plain link: the UI's iframe sandbox blocks new windows, so the plot opens full size in this frame
         figures = "".join(
-            f"<figure><img src='{escape(file_url(model.version, name))}' alt='{escape(name)}' loading='eager'>"
+            f"<figure><a href='{escape(file_url(model.version, name))}' title='open full size'>"
+            f"<img src='{escape(file_url(model.version, name))}' alt='{escape(name)}' loading='eager'></a>"
             f"<figcaption class='muted'>{escape(name)}</figcaption></figure>"
             for name in model.plots
         )
-        parts.append(f"<h3>Plots</h3><div class='plots'>{figures}</div>")
+        parts.append(
+            f"<h3>Plots</h3><p class='muted'>Click a plot to open it full size.</p><div class='plots'>{figures}</div>"
+        )
     if model.model_card:
         parts.append(f"<h3>Model card</h3><div class='card' id='model-card'>{markdown_to_html(model.model_card)}</div>")
     return "".join(parts)
@@ -223,11 +256,11 @@ def run_page(
         if run.label_coverage
         else "<p class='muted'>No label counts recorded for this day.</p>"
     )
-    # "no model" first and once: a skipped training still has a version folder (card, decision) below it
+    # a run that trained nothing: one box (why, what to do), not the skipped attempt's empty card and badges
     if run.no_model_reason:
-        body.append(f"<h2>Model</h2><div class='empty' id='no-model'>{escape(run.no_model_reason)}</div>")
-    if run.model is not None:
-        body.append(model_section(run.model, file_url, model_url, show_skip=False))
+        body.append("<h2>Model</h2>" + not_trained_box(run.no_model_reason))
+    elif run.model is not None:
+        body.append(model_section(run.model, file_url, model_url))
     if run.other_versions:
         links = ", ".join(f"<a href='{escape(model_url(v))}'>{escape(v)}</a>" for v in run.other_versions)
         body.append(f"<p class='muted'>Earlier attempts of this day also trained: {links}</p>")
@@ -369,12 +402,15 @@ def models_page(rows: list[VersionRow], champion: dict[str, Any] | None, model_u
     for r in rows:
         base = (r.baselines.get("baseline_subreddit_mean") or {}).get(metric)
         reason = r.reason if r.reason else (r.skipped_reason or "")
+        badge = _badge(r.promoted, r.is_champion)
+        if r.status == "skipped":  # nothing was trained, so nothing was up for promotion
+            badge, reason = "<span class='badge no'>not trained</span>", r.skipped_reason or reason
         table_rows.append(
             f"<tr{' class=champion-row' if r.is_champion else ''}><td><a href='{escape(model_url(r.version))}'>"
             f"{escape(r.version)}</a></td><td>{fmt(when(r.created).removesuffix(' UTC'))}</td><td>{fmt(r.run_day)}</td>"
             f"<td>{escape(_window_text(r.data_window)).replace(' → ', ' →<br>')}</td><td>{fmt(r.status)}</td>{_cell(r.primary)}"
             f"{_cell(r.value('spearman'))}{_cell(r.value('mae'))}{_cell(base)}"
-            f"<td class='why'>{_badge(r.promoted, r.is_champion)}<br>{fmt(reason)}</td></tr>"
+            f"<td class='why'>{badge}<br>{fmt(reason)}</td></tr>"
         )
     body.append(
         "<h2>All versions (newest first)</h2><table id='versions'><thead><tr>"
