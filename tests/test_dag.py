@@ -11,6 +11,11 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# Airflow's dag-processor puts DAGS_FOLDER on sys.path (the DAGs import smpp_dag_defaults); a bare DagBag does not
+DAG_ENV = {
+    **os.environ,
+    "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO / "dags"), os.environ.get("PYTHONPATH")))),
+}
 EXPECTED_TASKS = {
     "plan_archive_files",
     "index_archive_file",
@@ -48,9 +53,7 @@ def test_parse_imports_no_heavy_libraries():
         "if m in sys.modules];"
         "print(json.dumps({'errors': list(b.import_errors), 'dags': list(b.dags), 'heavy': heavy}))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=180, env=os.environ.copy()
-    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180, env=DAG_ENV)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["errors"] == [] and result["heavy"] == []
     assert sorted(result["dags"]) == ["smpp_pipeline", "smpp_score_champion", "smpp_scrape_frequent"]
@@ -107,7 +110,7 @@ def test_model_tasks_follow_the_model_queue():
         f"b = DagBag(dag_folder={str(REPO / 'dags')!r});"
         "print(json.dumps({t.task_id: t.queue for t in b.dags['smpp_pipeline'].tasks}))"
     )
-    env = {**os.environ, "SMPP_MODEL_QUEUE": "gpu"}
+    env = {**DAG_ENV, "SMPP_MODEL_QUEUE": "gpu"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180, env=env)
     queues = json.loads(out.stdout.strip().splitlines()[-1])
     assert {t for t, q in queues.items() if q == "gpu"} == MODEL_TASKS

@@ -482,7 +482,7 @@ class Predictor:
     @classmethod
     def load(cls, settings: Settings, version: str | None = None) -> Predictor:
         """Load `version` (default: the champion) and its encoders; RuntimeError when there is no champion."""
-        from smpp import encoders
+        from smpp.encoders.api import get_encoder
         from smpp.lifecycle.registry import champion, version_dir
         from smpp.training.model import load_model
 
@@ -497,7 +497,7 @@ class Predictor:
         for role in roles:
             if role in ("image", "caption", "joint"):
                 continue  # loaded on the first image: text-only input never pays for the image models
-            encoders.get_encoder(settings, role)
+            get_encoder(settings, role)
         return cls(settings, chosen, model, dims, roles, time.perf_counter() - started)
 
     def score(
