@@ -22,3 +22,14 @@ STAGES: tuple[tuple[str, str], ...] = (
     ("evaluate_and_publish", "the promotion decision and champion pointer"),
 )
 STAGE_NAMES: tuple[str, ...] = tuple(name for name, _ in STAGES)
+# the day partitions (partitions/<stage>/ds=) that hold one row per post, upstream first
+POST_PARTITIONS: tuple[str, ...] = (
+    "posts",
+    "filtered",
+    "images",
+    "captions",
+    "text_embeddings",
+    "image_embeddings",
+    "joint_embeddings",
+    "features",
+)

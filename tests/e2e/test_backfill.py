@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 
 from smpp import storage, tasks
 from smpp.settings import get_settings
+from smpp.stages import POST_PARTITIONS
 from smpp.warehouse import Label, Post, session_for
 
 pytestmark = pytest.mark.e2e
@@ -89,16 +90,7 @@ def backfill(tmp_path_factory):
 
 def test_three_day_partitions_and_rows(backfill):
     settings, runs = backfill
-    for stage in (
-        "posts",
-        "filtered",
-        "images",
-        "captions",
-        "text_embeddings",
-        "image_embeddings",
-        "joint_embeddings",
-        "features",
-    ):
+    for stage in POST_PARTITIONS:
         assert [d.isoformat() for d in storage.list_partition_days(settings, stage)] == list(POSTS_PER_DAY), stage
     for day, expected in POSTS_PER_DAY.items():
         assert len(storage.read_partition(settings, "posts", day)) == expected

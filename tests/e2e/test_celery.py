@@ -19,6 +19,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from smpp.stages import POST_PARTITIONS
+
 sys.path.insert(0, str(Path(__file__).parent))
 from airflow_procs import airflow_cluster, backfill, base_env, free_port, query, wait_for  # noqa: E402
 
@@ -30,16 +32,7 @@ DAY = "2013-07-30"
 POSTGRES = dict(host=os.environ.get("SMPP_TEST_PG_HOST", "127.0.0.1"), port=5432, user="postgres")
 REDIS = ("127.0.0.1", 6379)
 MODEL_TASKS = {"caption_images", "embed_text", "embed_images", "embed_image_text", "train_model"}
-STAGES = [
-    "posts",
-    "filtered",
-    "images",
-    "captions",
-    "text_embeddings",
-    "image_embeddings",
-    "joint_embeddings",
-    "features",
-]
+STAGES = list(POST_PARTITIONS)
 
 
 def _redis_ping() -> None:

@@ -19,22 +19,14 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from smpp.devtools.fake_reddit import FakeRedditServer, load_posts
+from smpp.stages import POST_PARTITIONS
 
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "tests" / "data" / "sample_archive.ndjson.zst"
 AIRFLOW = Path(sys.executable).parent / "airflow"
-STAGES = [
-    "posts",
-    "filtered",
-    "images",
-    "captions",
-    "text_embeddings",
-    "image_embeddings",
-    "joint_embeddings",
-    "features",
-]
+STAGES = list(POST_PARTITIONS)
 ARCHIVE_DAY, LIVE_DAY = "2013-07-30", "2013-07-31"
 
 

@@ -17,6 +17,8 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from smpp.stages import POST_PARTITIONS
+
 sys.path.insert(0, str(Path(__file__).parent))
 from airflow_procs import airflow_cluster, backfill, base_env, query, wait_for  # noqa: E402
 
@@ -26,16 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 DUMP = REPO / "tests" / "data" / "backfill_3days.ndjson.zst"
 DAYS = ["2013-07-24", "2013-07-25", "2013-07-26"]
 POSTS_PER_DAY = {"2013-07-24": 236, "2013-07-25": 247, "2013-07-26": 215}
-DATA_STAGES = [
-    "posts",
-    "filtered",
-    "images",
-    "captions",
-    "text_embeddings",
-    "image_embeddings",
-    "joint_embeddings",
-    "features",
-]
+DATA_STAGES = list(POST_PARTITIONS)
 
 
 def backfill_done(engine: sa.Engine, count: int) -> bool:

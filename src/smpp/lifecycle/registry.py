@@ -127,14 +127,10 @@ def record_champion_block(
     return block
 
 
-def _champion_on_same_test(challenger: dict, current: str) -> tuple[dict | None, str]:
-    """The current champion's metrics on the challenger's test slice (its metrics.json block), and a note."""
+def _block_for(challenger: dict, current: str) -> dict | None:
+    """The challenger's record of `current` scored on its test slice; None when it holds none for `current`."""
     block = challenger.get("champion") or {}
-    if block.get("version") != current:
-        return None, f"champion {current} not scored on this test slice"
-    if block.get("metrics"):
-        return block["metrics"], "champion re-scored on the challenger's test slice"
-    return None, f"champion {current} could not be scored on this test slice: {block.get('error')}"
+    return block if block.get("version") == current else None
 
 
 def _implausible(settings: Settings, scores: dict | None, metrics: dict) -> list[str]:
@@ -173,7 +169,7 @@ def _gate(settings: Settings, version: str) -> PromotionDecision:
     metrics = _read_metrics(settings, version) or {}
     if decision.warnings or current is None or current == version or not metrics.get("model"):
         return decision
-    champion_metrics, _ = _champion_on_same_test(metrics, current)
+    champion_metrics = (_block_for(metrics, current) or {}).get("metrics")
     if decision.champion_metrics is None and champion_metrics:
         decision.champion_metrics = _summary(champion_metrics)  # the record shows both sides even when refused early
     problems = _implausible(settings, champion_metrics, metrics)
@@ -234,18 +230,18 @@ def _judge(settings: Settings, version: str) -> PromotionDecision:
         notes.insert(0, "no champion yet" if current is None else "already champion")
         return PromotionDecision(current is None, "; ".join(notes), version, current, _summary(model), None)
 
-    champion_metrics, source = _champion_on_same_test(metrics, current)
-    notes.append(source)
-    block = metrics.get("champion") or {}
-    if block.get("version") != current:
+    block = _block_for(metrics, current)
+    if block is None:
         # Numbers from another test slice say nothing about this one: no comparison, no promotion.
         reason = f"champion {current} was not scored on this test slice: not promoted"
         return PromotionDecision(False, "; ".join([reason, *notes]), version, current, _summary(model), None)
-    if champion_metrics is None:
+    champion_metrics = block.get("metrics")
+    if not champion_metrics:
         # Scoring it on this slice failed: a champion that cannot score today's features cannot serve them.
         warning = f"champion {current} could not be scored on this test slice: {block.get('error')}"
-        notes += ["promoted on the challenger's own gates"]
+        notes += [warning, "promoted on the challenger's own gates"]
         return PromotionDecision(True, "; ".join(notes), version, current, _summary(model), None, [warning])
+    notes.append("champion re-scored on the challenger's test slice")
     champion_problems = _implausible(settings, champion_metrics, metrics)
     if champion_problems:
         # A broken champion's numbers are noise: beating (or losing to) them would decide by accident.

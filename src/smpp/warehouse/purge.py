@@ -19,21 +19,11 @@ import pyarrow.parquet as pq
 
 from smpp import storage
 from smpp.settings import Settings
+from smpp.stages import POST_PARTITIONS
 
 log = logging.getLogger(__name__)
 
 ID_COLUMNS = ("post_id", "id")
-# Stages whose partitions hold per-post rows; the images partition also maps posts to files.
-POST_STAGES = (
-    "posts",
-    "filtered",
-    "images",
-    "captions",
-    "text_embeddings",
-    "image_embeddings",
-    "joint_embeddings",
-    "features",
-)
 
 
 @dataclass
@@ -130,7 +120,7 @@ def purge_posts(settings: Settings, created_by_id: dict[str, int]) -> PurgeStats
     for day, ids in sorted(by_day.items()):
         cache_keys |= _content_keys(settings, day, ids)
         shas |= _image_shas(settings, day, ids)
-        for stage in POST_STAGES:
+        for stage in POST_PARTITIONS:  # the images partition also maps posts to files
             dropped = _rewrite_without(storage.partition_path(settings, stage, day), ids)
             stats.partition_rows += dropped
             stats.partitions_rewritten += bool(dropped)
