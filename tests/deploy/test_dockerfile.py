@@ -80,3 +80,11 @@ def test_runs_as_airflow_user_with_the_data_dir(commands):
     assert env["SMPP_DATA_DIR"] == "/opt/airflow/smpp-data" and "PYTHONPATH" not in env
     compose = yaml.safe_load((REPO / "docker-compose.yaml").read_text())
     assert compose["x-airflow-env"]["SMPP_DATA_DIR"] == env["SMPP_DATA_DIR"]
+
+
+def test_installs_the_dump_reading_clis_as_root_then_runs_as_airflow(commands):
+    """zstd and grep: the fast archive scan (sources.archive_select) runs them as child processes."""
+    runs = [" ".join(c.value) for c in commands if c.cmd == "RUN"]
+    assert any(re.search(r"apt-get install .*\bzstd\b.*\bgrep\b", r) for r in runs)
+    users = [c.value[0] for c in commands if c.cmd == "USER"]
+    assert users[-1] == "airflow"  # the image's tasks never run as root

@@ -58,9 +58,14 @@ def database(request, settings, monkeypatch):
     return request.param
 
 
-@pytest.fixture(params=["zstd_cli", "python_zstandard"])
+@pytest.fixture(params=["zstd_grep", "zstd_cli", "python_zstandard"])
 def decompressor(request, monkeypatch):
-    """Both ways a dump is decompressed: the zstd CLI in a child process, python zstandard in-process."""
+    """Every way a dump is read: zstd CLI | grep prefilter, the zstd CLI with the search in Python,
+    python zstandard in-process."""
+    if request.param == "zstd_grep" and not (shutil.which("zstd") and shutil.which("grep")):
+        pytest.skip("no zstd or grep CLI")
+    if request.param != "zstd_grep":
+        monkeypatch.setattr(archive_select, "GREP_CLI", None)
     if request.param == "zstd_cli" and not shutil.which("zstd"):
         pytest.skip("no zstd CLI installed")
     if request.param == "python_zstandard":

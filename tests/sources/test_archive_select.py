@@ -187,9 +187,14 @@ def test_adding_a_subreddit_scans_only_for_the_missing(tmp_path, monkeypatch):
     assert len(ids) == 5 + 6 + 5 and "p0" in ids
 
 
-@pytest.fixture(params=["zstd_cli", "python_zstandard"])
+@pytest.fixture(params=["zstd_grep", "zstd_cli", "python_zstandard"])
 def decompressor(request, monkeypatch):
-    """Both ways a dump is decompressed: the zstd CLI in a child process, python zstandard in-process."""
+    """Every way a dump is read: zstd CLI | grep prefilter, the zstd CLI with the search in Python,
+    python zstandard in-process."""
+    if request.param == "zstd_grep" and not (shutil.which("zstd") and shutil.which("grep")):
+        pytest.skip("no zstd or grep CLI")
+    if request.param != "zstd_grep":
+        monkeypatch.setattr(archive_select, "GREP_CLI", None)
     if request.param == "zstd_cli" and not shutil.which("zstd"):
         pytest.skip("no zstd CLI")
     if request.param == "python_zstandard":
@@ -252,7 +257,12 @@ def test_long_scan_logs_progress(tmp_path, caplog):
     assert any("% of" in m and "MB/s decompressed" in m and "lines/s" in m and "ETA" in m for m in caplog.messages)
 
 
-def test_chunk_boundaries_never_drop_a_selected_line(tmp_path, monkeypatch):
+@pytest.mark.parametrize("search", ["python", "grep"])
+def test_chunk_boundaries_never_drop_a_selected_line(tmp_path, monkeypatch, search):
+    if search == "python":
+        monkeypatch.setattr(archive_select, "GREP_CLI", None)
+    elif not shutil.which("grep"):
+        pytest.skip("no grep CLI")
     rows = [
         post(
             f"c{i}",
@@ -269,9 +279,14 @@ def test_chunk_boundaries_never_drop_a_selected_line(tmp_path, monkeypatch):
     assert ids == [r["id"] for r in rows if r["subreddit"].lower() == "pics"]
 
 
-@pytest.mark.parametrize("kind", ["plain", "python_zstandard"])
+@pytest.mark.parametrize("kind", ["plain", "python_zstandard", "grep_plain", "grep_zstd"])
 def test_bad_lines_cite_the_dump_line_across_chunk_boundaries(tmp_path, monkeypatch, caplog, kind):
-    """ScanProgress.line_number: the dump's own line, whatever chunk it lies in (both read modes)."""
+    """ScanProgress.line_number: the dump's own line, whatever chunk it lies in (every read mode)."""
+    if kind.startswith("grep"):
+        if not (shutil.which("grep") and shutil.which("zstd")):
+            pytest.skip("no grep or zstd CLI")
+    else:
+        monkeypatch.setattr(archive_select, "GREP_CLI", None)
     rows, expected = [], {}
     for i in range(300):
         if i % 23 == 7:
@@ -282,14 +297,15 @@ def test_bad_lines_cite_the_dump_line_across_chunk_boundaries(tmp_path, monkeypa
     rows.append(post("last", "pics", DAY + 999, score="bad"))  # the last line, without a newline
     expected["last"] = len(rows)
     data = dump_text(rows)[:-1]
-    if kind == "plain":
+    if kind.endswith("plain"):
         dump = tmp_path / "RS_2013-07.ndjson"
         dump.write_bytes(data)
         monkeypatch.setattr(archive_select, "PLAIN_READ", 333)
     else:
         dump = tmp_path / "RS_2013-07.zst"
         dump.write_bytes(zstandard.ZstdCompressor(level=1).compress(data))
-        monkeypatch.setattr(archive_select, "ZSTD_CLI", None)
+        if kind == "python_zstandard":
+            monkeypatch.setattr(archive_select, "ZSTD_CLI", None)
         monkeypatch.setattr(archive_select, "COMPRESSED_READ", 64)
     monkeypatch.setattr("smpp.sources.archive.LOGGED_PER_REASON", 100)
     monkeypatch.setattr(archive_index, "LOGGED_PER_REASON", 100)

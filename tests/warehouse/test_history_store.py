@@ -345,3 +345,49 @@ def test_an_existing_warehouse_is_upgraded_in_place(tmp_path):
             got[HISTORY_COLUMNS], _whole_features(session, day, UNTIL + 6 * DAY)[HISTORY_COLUMNS], check_exact=True
         )
         assert session.scalar(select(func.count()).select_from(Label).where(Label.subreddit.is_(None))) == 0
+
+
+def test_a_label_written_while_levels_are_being_cached_never_leaves_them_stale(db_url, monkeypatch):
+    """The race of two DAGs: a score refresh commits a label between build_features' reads and its
+    post_levels write. The write lock makes the refresh wait, so its trigger drops what was cached."""
+    import threading
+    import time
+
+    from sqlalchemy import update
+
+    from smpp.features.author_history import HISTORY_COLUMNS
+    from smpp.warehouse.history_store import history_columns
+
+    posts, labels = _warehouse(db_url, size=400, days=60)
+    sub0 = posts[(posts["subreddit"] == "sub0") & ~posts["removed"]].sort_values("created_utc")
+    labelled = set(labels.loc[labels["status"].isin(["ok", "archive"]), "post_id"])
+    target = next(pid for pid in sub0["id"] if pid in labelled)  # the oldest labelled post: moves later levels
+    day = posts[
+        (posts["subreddit"] == "sub0") & (posts["created_utc"] >= UNTIL - 8 * DAY) & (posts["created_utc"] < UNTIL)
+    ].reset_index(drop=True)
+
+    def refresh_score() -> None:
+        with session_for(db_url) as session:
+            session.execute(update(Label).where(Label.post_id == target).values(score=1_000_000))
+            session.commit()
+
+    writer = threading.Thread(target=refresh_score)
+    real_upsert = history_store.upsert
+
+    def upsert_after_a_refresh(session, model, rows, **kwargs):
+        if not writer.is_alive() and writer.ident is None:  # the first write of the cache
+            writer.start()
+            time.sleep(0.5)  # without the lock the refresh commits here, before the rows are stored
+        return real_upsert(session, model, rows, **kwargs)
+
+    monkeypatch.setattr(history_store, "upsert", upsert_after_a_refresh)
+    with session_for(db_url) as session:
+        history_columns(session, day, UNTIL, 24.0)
+    writer.join(timeout=60)
+    assert writer.ident is not None and not writer.is_alive()
+    monkeypatch.setattr(history_store, "upsert", real_upsert)
+    with session_for(db_url) as session:
+        got = history_columns(session, day, UNTIL, 24.0)  # read from the cache where it survived
+        expected = _whole_features(session, day, UNTIL)
+    assert got["author_prior_rel_label"].notna().any()
+    pd.testing.assert_frame_equal(got[HISTORY_COLUMNS], expected[HISTORY_COLUMNS], check_exact=True)

@@ -8,19 +8,25 @@ selected, confirmed by a real parse, so a title "pics" or a subreddit `pics2` is
 Subreddit names are [A-Za-z0-9_], which JSON never escapes, so the prefilter drops no selected line.
 
 Decompression runs in a `zstd` child process when the CLI is installed (python zstandard holds
-the GIL, so a thread would not overlap it) while this process searches, so a scan costs about
-what `zstd -dc | wc -l` does; without the CLI, python zstandard decompresses in-process.
+the GIL, so a thread would not overlap it). With GNU grep installed, the prefilter runs in a grep
+child fed by zstd's pipe (`zstd -dc | grep -E -i`): the two share the cores and this process only
+parses the candidates, so a scan costs ~1.3x `zstd -dc | wc -l` instead of ~1.8x with the search
+in Python. A sentinel line after the dump gives grep's line count, so the counts stay exact.
+Without the CLIs, python zstandard decompresses in-process and Python searches.
 """
 
 from __future__ import annotations
 
 import glob
 import logging
+import os
 import re
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -39,6 +45,9 @@ PROGRESS_EVERY_S = 30.0
 # Decompress with this CLI when it is installed (in a child process: twice the speed of python
 # zstandard in-process, which holds the GIL); None or absent: python zstandard.
 ZSTD_CLI: str | None = "zstd"
+# Prefilter with this grep (POSIX ERE, -i in the C locale: ASCII case folding, as bytes.lower()).
+GREP_CLI: str | None = "grep"
+GREPPABLE_NAME = re.compile(r"[a-z0-9_]+")  # subreddit names; anything else takes the Python search
 DUMP_SUFFIXES = (".zst", ".ndjson", ".jsonl", ".json", ".ndjson.zst", ".jsonl.zst")
 MONTHLY = re.compile(r"^RS_(\d{4})-(\d{2})(\.ndjson|\.jsonl)?(\.zst)?$")
 PER_SUBREDDIT = re.compile(r"^([A-Za-z0-9_]+)_submissions(\.ndjson|\.jsonl)?(\.zst)?$")
@@ -219,10 +228,15 @@ class ScanProgress:
     # decompressed_chunks): what line_number needs, at no cost per line
     chunk: bytes | None = field(default=None, repr=False)
     lines_before_chunk: int = 0
+    # the line last yielded by the grep prefilter and its number in the dump (grep -n counts them)
+    numbered_line: bytes | None = field(default=None, repr=False)
+    numbered: int = 0
 
     def line_number(self, line: bytes) -> int:
         """The dump's 1-based line number of `line`, a line of the chunk being read (for messages:
         it searches the chunk). A line equal to an earlier one of the chunk gets that one's number."""
+        if line is self.numbered_line:
+            return self.numbered
         chunk = self.chunk
         if chunk is None:  # the dump's last line, without a newline: read after the last chunk
             return self.lines
@@ -412,6 +426,10 @@ def iter_candidate_lines(path: Path, selection: Selection, progress: ScanProgres
     path = Path(path)
     if progress is None:
         progress = ScanProgress(path, path.stat().st_size)
+    grep = _grep_command(path, selection)
+    if grep is not None:
+        yield from _grep_candidate_lines(path, selection, progress, grep)
+        return
     pattern = selection.pattern()  # for the lines cut by chunk boundaries
     needles = selection.needles()
     names = frozenset(needles)
@@ -534,3 +552,138 @@ def _candidate_spans(chunk: bytes, start: int, end: int, needles: list[bytes]) -
         covered = low.find(b"\n", at) + 1 or size_low
         spans.append((start + first, start + covered))
     return spans
+
+
+# ---------------------------------------------------------------- grep prefilter
+
+
+def _grep_command(path: Path, selection: Selection) -> list[str] | None:
+    """grep's argv for the selection's prefilter, or None where the Python search must run: no grep,
+    everything selected, a name grep cannot take literally, or a zstd dump without the zstd CLI."""
+    grep = GREP_CLI and shutil.which(GREP_CLI)
+    if not grep or selection.names is None or not all(GREPPABLE_NAME.fullmatch(n) for n in selection.names):
+        return None
+    with path.open("rb") as raw:
+        if _is_zstd(raw):
+            if not (ZSTD_CLI and shutil.which(ZSTD_CLI)):
+                return None
+        elif path.name.endswith(".zst"):
+            return None  # not zstd: _file_chunks names the file in its error
+    names = "|".join(sorted(selection.names, key=len, reverse=True))
+    # the same test as Selection.pattern: a name as a whole JSON string, optionally r/ or r\/ first
+    return [grep, "-a", "-n", "-b", "-i", "-E", '"(r\\\\?/)?(' + names + ')"']
+
+
+def _sentinel(selection: Selection) -> bytes:
+    """A line grep selects, written after the dump: its number and offset give the dump's line
+    count and size (a random token, so no dump line can pass for it)."""
+    name = sorted(selection.names or ())[0]
+    return b'{"smpp_end_of_dump":"%s","subreddit":"%s"}\n' % (uuid.uuid4().hex.encode(), name.encode())
+
+
+def _grep_candidate_lines(path: Path, selection: Selection, progress: ScanProgress, grep: list[str]) -> Iterator[bytes]:
+    """Candidate lines from `[zstd -dc |] grep`, fed by a thread that knows the compressed offset.
+
+    Memory: grep holds one line, this process one candidate (a 20 MB line is held as itself).
+    """
+    sentinel = _sentinel(selection)
+    needles = selection.needles()
+    names = frozenset(needles)
+
+    def candidate(line: bytes) -> bool:
+        # grep's hits, decided as the Python search decides them (a compact "subreddit":"pics2" key
+        # with a title "pics" is not a candidate), so the skip counts do not depend on the mode
+        return bool(_keyed_spans(line, 0, len(line), names, needles)[0])
+
+    env = {**os.environ, "LC_ALL": "C"}  # byte semantics: no multibyte decoding, ASCII -i
+    with tempfile.TemporaryDirectory(prefix="smpp-scan-") as tmp, path.open("rb") as raw:
+        zstd = None
+        if _is_zstd(raw):
+            sentinel_file = Path(tmp) / "end.zst"
+            sentinel_file.write_bytes(_compress(sentinel))
+            zstd = subprocess.Popen(
+                [ZSTD_CLI or "zstd", "-dcq", "--long=31", "-", str(sentinel_file)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            _widen_pipe(zstd.stdout.fileno())  # type: ignore[union-attr]
+            proc = subprocess.Popen(grep, stdin=zstd.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+            zstd.stdout.close()  # type: ignore[union-attr]  # grep holds it; zstd sees EPIPE if grep dies
+            sink, tail = zstd.stdin, b""
+        else:
+            proc = subprocess.Popen(
+                grep, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+            )
+            sink, tail = proc.stdin, sentinel
+        fed = [0]
+
+        def feed() -> None:
+            try:
+                while data := raw.read(COMPRESSED_READ if zstd else PLAIN_READ):
+                    sink.write(data)  # type: ignore[union-attr]
+                    fed[0] += len(data)
+                    progress.compressed_read = fed[0]
+                    progress.tick()  # rare candidates must not silence the progress log
+                if tail:
+                    sink.write(tail)  # type: ignore[union-attr]
+            except (BrokenPipeError, ValueError):
+                pass  # a child stopped (an error, or the reader closed it): exit statuses tell
+            finally:
+                try:
+                    sink.close()  # type: ignore[union-attr]
+                except BrokenPipeError:
+                    pass
+
+        feeder = threading.Thread(target=feed, name="archive-feed", daemon=True)
+        feeder.start()
+        finished, ended = False, False
+        try:
+            for out in proc.stdout:  # type: ignore[union-attr]
+                number, offset, line = out.split(b":", 2)
+                progress.lines, progress.decompressed = int(number), int(offset)
+                if line.endswith(sentinel):
+                    ended = True
+                    last = line[: -len(sentinel)]  # the dump's last line had no newline
+                    progress.lines -= not last
+                    progress.decompressed += len(last)
+                    line = last
+                if not line or not candidate(line):
+                    continue
+                progress.candidates += 1
+                progress.numbered_line, progress.numbered = line, int(number)
+                yield line
+            finished = True
+        finally:
+            progress.numbered_line = None
+            if not finished:  # the reader stopped early: stop the children
+                for child in (proc, zstd):
+                    if child is not None:
+                        child.kill()
+            feeder.join()
+            proc.stdout.close()  # type: ignore[union-attr]
+            grep_error = proc.stderr.read().decode(errors="replace").strip()  # type: ignore[union-attr]
+            proc.stderr.close()  # type: ignore[union-attr]
+            grep_code = proc.wait()
+            zstd_error, zstd_code = "", 0
+            if zstd is not None:
+                zstd_error = zstd.stderr.read().decode(errors="replace").strip()  # type: ignore[union-attr]
+                zstd.stderr.close()  # type: ignore[union-attr]
+                zstd_code = zstd.wait()
+    if not finished:
+        return
+    if zstd_code != 0:
+        low = zstd_error.lower()
+        what = "is truncated" if "premature" in low or "truncated" in low else "is not valid zstd"
+        raise ArchiveReadError(
+            f"archive {path} {what}: zstd failed after reading byte offset {fed[0]} of {progress.total_bytes} "
+            f"(within the last {COMPRESSED_READ + (1 << 16)} bytes): {zstd_error}"
+        )
+    if grep_code > 1 or not ended:
+        raise RuntimeError(f"archive {path}: the grep prefilter failed (exit {grep_code}): {grep_error}")
+
+
+def _compress(data: bytes) -> bytes:
+    import zstandard
+
+    return zstandard.ZstdCompressor(level=1).compress(data)

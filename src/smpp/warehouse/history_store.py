@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, select, text
 from sqlalchemy.orm import Session
 
 from smpp.features.author_history import (
@@ -233,6 +233,9 @@ def _author_posts(session: Session, authors: Iterable[str | None], until: int) -
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
     missing = frame["cached"].isna()
     if missing.any():  # posts never needed before (or whose cache a trigger dropped)
+        # the labels and levels are read after the lock: a label written meanwhile waits for this
+        # commit, and its trigger then drops the rows stored here instead of leaving them stale
+        lock_post_levels(session)
         ids = frame.loc[missing, "post_id"].tolist()
         found = {}
         for chunk in in_chunks(ids, IN_CHUNK):
@@ -285,6 +288,22 @@ def _author_posts(session: Session, authors: Iterable[str | None], until: int) -
     )
     order = pc.sort_indices(keys, sort_keys=[("created_utc", "ascending"), ("post_id", "ascending")])
     return frame.take(order.to_numpy()).reset_index(drop=True)
+
+
+def lock_post_levels(session: Session) -> None:
+    """Hold off every write that can invalidate post_levels until this session commits.
+
+    Every such write runs a trigger that deletes from post_levels, so on Postgres a SHARE ROW
+    EXCLUSIVE lock on it waits for writers in flight and makes later ones wait (readers never do);
+    on SQLite, BEGIN IMMEDIATE takes the database's one write lock.
+    """
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        session.execute(text("LOCK TABLE post_levels IN SHARE ROW EXCLUSIVE MODE"))
+    elif dialect == "sqlite":
+        driver = session.connection().connection.dbapi_connection
+        if not driver.in_transaction:  # already writing: the write lock is held
+            driver.execute("BEGIN IMMEDIATE")
 
 
 def _none(value: float) -> float | None:
