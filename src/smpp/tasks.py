@@ -347,10 +347,17 @@ def fetch_images(interval_start, interval_end, params=None) -> dict[str, Any]:
     primary = (fetched["image_index"] == 0) & (fetched["status"] == "ok")
     fetched["duplicate_image"] = fetched["sha256"].where(primary).duplicated(keep="first") & primary
     path = storage.write_partition(ctx.settings, "images", ctx.day, fetched)
+    requested_posts = int((wanted["image_index"] == 0).sum())
     return _finish(
         ctx,
         "fetch_images",
         {
+            # per kept post, by the image the models use (the counts below are per image, gallery items too)
+            "posts": {
+                "kept": len(kept),
+                "without_image_url": len(kept) - requested_posts,
+                "status": count_reasons(fetched[fetched["image_index"] == 0]),
+            },
             "requested": len(wanted),
             "extra_gallery_images": int((wanted["image_index"] > 0).sum()),
             "ok": len(ok),
@@ -503,6 +510,8 @@ def build_features(interval_start, interval_end, params=None) -> dict[str, Any]:
     from smpp.images.features import image_features_frame
     from smpp.images.gallery import primary_images
     from smpp.warehouse.authors import first_snapshots
+    from smpp.warehouse.ingest import now_utc
+    from smpp.warehouse.labels import day_label_status
 
     ctx = run_context(interval_start, interval_end, params)
     settings = ctx.settings
@@ -535,12 +544,18 @@ def build_features(interval_start, interval_end, params=None) -> dict[str, Any]:
     meta.update({"model_profile": settings.model_profile})
     table = table.replace_schema_metadata({k.encode(): v.encode() for k, v in meta.items()})
     path = storage.atomic_write_table(storage.partition_path(settings, "features", ctx.day), table)
+    counted_at = now_utc()
+    with _session(settings) as session:
+        # the label status of each feature row's post as of now: the day's label coverage
+        labels = day_label_status(session, settings, table.column("post_id").to_pylist(), counted_at)
     return _finish(
         ctx,
         "build_features",
         {
             "rows": table.num_rows,
             "with_image": int(sum(table.column("has_image").to_pylist())),
+            "labels": labels,
+            "labels_counted_at": datetime.fromtimestamp(counted_at, UTC).isoformat(),
             "dims": dims,
             "partition": str(path),
         },

@@ -29,6 +29,8 @@ from smpp.lifecycle.registry import (
 from smpp.settings import Settings
 from smpp.stages import STAGE_NAMES
 from smpp.training.metric_names import COMPARISON_COLUMNS, UI_METRICS, column_label, headline_missing_reason
+from smpp.ui.accounting import LABEL_PART_NAMES, NOT_RECORDED, Level, post_accounting, trainable_of_day
+from smpp.warehouse.labels import LABEL_STATUS_MEANING
 
 # Server-side paths mean nothing to a reader of the page.
 HIDDEN_KEYS = frozenset({"partition", "version_dir", "metrics_file", "day"})
@@ -108,6 +110,7 @@ class RunView:
     funnel: list[tuple[str, Any]]
     drop_reasons: list[tuple[str, str, Any]]  # (stage, reason, count)
     label_coverage: list[tuple[str, Any]]
+    accounting: list[Level]
     model: ModelView | None
     no_model_reason: str | None
     other_versions: list[str] = field(default_factory=list)
@@ -176,18 +179,41 @@ def _drop_reasons(stages: dict[str, dict]) -> list[tuple[str, str, Any]]:
     return rows
 
 
+LATE_NOTE = LABEL_STATUS_MEANING["late"]
+
+
+def _day_coverage(stages: dict[str, dict]) -> list[tuple[str, Any]]:
+    """The day's feature rows with a trainable label, or in words why there is no such count."""
+    what = "the day's feature rows with a trainable label (ok or archive)"
+    if "build_features" not in stages:
+        return [(what, "no feature rows: build_features did not run for this day")]
+    counted = trainable_of_day(stages)
+    if counted is None:
+        return [(what, f"{NOT_RECORDED} (this run's build_features predates per-day label counts)")]
+    trainable, rows = counted
+    share = f" ({trainable / rows:.1%})" if rows else ""
+    out: list[tuple[str, Any]] = [(what, f"{trainable} of {rows}{share}")]
+    if rows and not trainable:
+        labels = _get(stages, "build_features", "labels") or {}
+        others = ", ".join(f"{n} {LABEL_PART_NAMES.get(status, status)}" for status, n in labels.items() if n)
+        out.append(("why none", f"no feature row of this day has a trainable label yet: {others}"))
+    return out
+
+
 def _label_coverage(stages: dict[str, dict], model: ModelView | None) -> list[tuple[str, Any]]:
-    rows: list[tuple[str, Any]] = []
+    rows = _day_coverage(stages)
     for stage in ("scrape_posts", "refresh_scores"):
         labels = _get(stages, stage, "labels")
         if isinstance(labels, dict):
-            rows.extend((f"{stage}: {key}", value) for key, value in labels.items())
+            # assign_labels' counts: the posts this stage labelled in this run, whatever their day
+            rows.extend((f"{stage} labelled this run (any day's posts): {key}", value) for key, value in labels.items())
+            if labels.get("labelled_late"):
+                rows.append((f"{stage}: labelled_late means", LATE_NOTE))
     training_rows = (model.rows if model else None) or _get(stages, "train_model", "rows") or {}
-    if isinstance(training_rows, dict):
-        total, labelled = training_rows.get("input"), training_rows.get("labelled")
-        if isinstance(total, int) and isinstance(labelled, int):
-            share = f" ({labelled / total:.1%})" if total else ""
-            rows.append(("training: feature rows with a matured label", f"{labelled} of {total}{share}"))
+    labelled = training_rows.get("labelled") if isinstance(training_rows, dict) else None
+    if isinstance(labelled, int):
+        # rows.input counts only rows whose post has a trainable label, so it is no denominator
+        rows.append(("training window: feature rows with a trainable label matured by the run's end", labelled))
     return rows
 
 
@@ -368,6 +394,7 @@ def run_view(settings: Settings, day: date) -> RunView:
         funnel=_funnel(stages),
         drop_reasons=_drop_reasons(stages),
         label_coverage=_label_coverage(stages, model),
+        accounting=post_accounting(stages),
         model=model,
         no_model_reason=no_model_reason,
         other_versions=[v for v in of_day if v != version],

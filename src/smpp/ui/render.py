@@ -15,6 +15,7 @@ from typing import Any
 
 from smpp.lifecycle.registry import FALLBACK_METRIC, PRIMARY_METRIC
 from smpp.training.metric_names import UI_METRICS, best_positions, direction_text
+from smpp.ui.accounting import NOT_RECORDED, Level
 from smpp.ui.artifacts import ModelView, RunView, VersionRow
 
 FileUrl = Callable[[str, str], str]  # (version, file name) -> URL path
@@ -32,6 +33,8 @@ th{background:#f7fafc;font-weight:600}td.num{text-align:right;font-variant-numer
 .plots{display:flex;flex-wrap:wrap;gap:12px}.plots figure{margin:0}.plots img{max-width:480px;width:100%;border:1px solid #e2e8f0;cursor:zoom-in}
 #metrics td.best{background:#c6f6d5;font-weight:700}#metrics tr.headline td:first-child{font-weight:700}#metrics td.better{color:#4a5568;white-space:nowrap}
 .why{color:#9c4221;font-size:12px}
+#post-accounting td.part{padding-left:24px}#post-accounting tr.parent td{font-weight:600;background:#f7fafc}
+#post-accounting tr.off td{background:#fed7d7;font-weight:700}
 #versions td:nth-child(-n+4){white-space:nowrap}#versions td.why{min-width:200px}
 .card{border:1px solid #e2e8f0;padding:4px 16px;border-radius:4px;max-width:960px}
 details summary{cursor:pointer;font-weight:600;margin:6px 0}
@@ -211,6 +214,37 @@ def model_section(model: ModelView, file_url: FileUrl, model_url: Callable[[str]
     return "".join(parts)
 
 
+def _unaccounted_cell(level: Level) -> tuple[str, bool]:
+    """(text, is off): the remainder of a level, or why it cannot be computed."""
+    if level.parent is None:
+        return f"not computable: {level.parent_name} {NOT_RECORDED}", False
+    if level.unaccounted is None:
+        return f"not computable: a part is {NOT_RECORDED}", False
+    return str(level.unaccounted), level.unaccounted != 0
+
+
+def accounting_table(levels: list[Level]) -> str:
+    """Each level's parent, its parts (a count or "not recorded") and the explicit remainder."""
+    rows: list[str] = []
+    for level in levels:
+        note = f" ({level.note})" if level.note else ""
+        parent = level.parent if level.parent is not None else NOT_RECORDED
+        rows.append(
+            f"<tr class='parent'><td>{escape(level.title)}: {escape(level.parent_name)}</td>{_cell(parent)}"
+            f"<td>{escape(note.strip(' ()'))}</td></tr>"
+        )
+        for part in level.parts:
+            count = part.count if part.count is not None else NOT_RECORDED
+            rows.append(f"<tr>{_cell(part.name, 'part')}{_cell(count)}<td>{escape(part.note)}</td></tr>")
+        text, off = _unaccounted_cell(level)
+        rows.append(
+            f"<tr{' class=off' if off else ''}>{_cell('unaccounted', 'part')}<td class='num'>{escape(text)}</td>"
+            "<td>should be 0: posts of the parent no part explains (negative: counted twice)</td></tr>"
+        )
+    head = "<thead><tr><th>posts</th><th>count</th><th>what it means</th></tr></thead>"
+    return f"<table id='post-accounting'>{head}<tbody>{''.join(rows)}</tbody></table>"
+
+
 def run_page(
     run: RunView | None,
     *,
@@ -242,6 +276,8 @@ def run_page(
             " data folder than this API server reads).</div>"
         )
         return _page("Run metrics", "".join(body))
+    if run.accounting:
+        body.append("<h2>Where the day's posts went</h2>" + accounting_table(run.accounting))
     if run.funnel:
         body.append("<h2>Data counts by stage</h2>" + _table(["step", "posts"], run.funnel, "funnel"))
     body.append("<h2>Drop reasons</h2>")

@@ -18,6 +18,17 @@ from smpp.warehouse import Label, Post, PostSnapshot, session_for, upsert
 from smpp.warehouse.db import stream_tuples
 
 TRAINABLE_STATUSES = ("ok", "archive")
+# what each per-post label status of day_label_status means, for the run page
+LABEL_STATUS_MEANING = {
+    "ok": "score read within label_grace_hours after the label age: a clean score-at-age label, trained on",
+    "archive": "score from the archive dump (the best historical record), trained on",
+    "late": (
+        "the first snapshot past the label age came more than label_grace_hours after it (e.g. a post first"
+        " scraped or refreshed days later), so it is not a clean score-at-age label: kept, never trained on"
+    ),
+    "not_matured": "no label yet: the post is younger than label_age_hours when counted; a later refresh labels it",
+    "missing": "no label although the label age has passed (never refreshed in time, or removed): never trained on",
+}
 
 
 def label_of_score(scores) -> np.ndarray:  # anything pd.to_numeric takes
@@ -48,6 +59,25 @@ class LabelStats:
     labelled_ok: int = 0
     labelled_late: int = 0
     pending: int = 0
+
+
+def day_label_status(session: Session, settings: Settings, post_ids: list[str], now: int) -> dict[str, int]:
+    """How many of `post_ids` have each label status (LABEL_STATUS_MEANING) at `now`; every id lands in one."""
+    counts = dict.fromkeys(LABEL_STATUS_MEANING, 0)
+    unique = list(dict.fromkeys(str(p) for p in post_ids))
+    found: set[str] = set()
+    age_seconds = int(settings.label_age_hours * 3600)
+    for start in range(0, len(unique), 1000):  # bounded IN lists
+        chunk = unique[start : start + 1000]
+        stmt = select(Post.id, Post.created_utc, Label.status).outerjoin(Label, Label.post_id == Post.id)
+        for post_id, created, status in session.execute(stmt.where(Post.id.in_(chunk))):
+            found.add(post_id)
+            if status is not None:
+                counts[status] = counts.get(status, 0) + 1  # an unknown status is shown, not folded in
+            else:
+                counts["not_matured" if int(created) + age_seconds > now else "missing"] += 1
+    counts["missing"] += len(unique) - len(found)  # ids the warehouse no longer holds (purged)
+    return counts
 
 
 def posts_due_for_refresh(session: Session, settings: Settings, now: int) -> list[str]:
