@@ -149,13 +149,25 @@ def write_artifacts(settings) -> dict:
             settings,
             day,
             "filter_posts",
-            {"day": day, "input": 1234, "kept": 987, "dropped_nsfw": 200, "dropped_short_title": 47},
+            {
+                "day": day,
+                "input": 1234,
+                "kept": 987,
+                "dropped_nsfw": 200,
+                "dropped_short_title": 47,
+                "with_image_url": 987,
+            },
         )
         if stages is None:
+            posts = {"kept": 987, "without_image_url": 0, "status": {"ok": 600, "http_404": 387}}
             write_run_metrics(
-                settings, day, "fetch_images", {"requested": 987, "ok": 600, "failures": {"http_404": 387}}
+                settings,
+                day,
+                "fetch_images",
+                {"posts": posts, "requested": 987, "ok": 600, "failures": {"http_404": 387}},
             )
-            write_run_metrics(settings, day, "build_features", {"rows": 987, "with_image": 600})
+            labels = {"ok": 700, "archive": 0, "late": 40, "not_matured": 200, "missing": 47}
+            write_run_metrics(settings, day, "build_features", {"rows": 987, "with_image": 600, "labels": labels})
             write_run_metrics(settings, day, "train_model", {"version": CHALLENGER, "rows": challenger["rows"]})
             write_run_metrics(settings, day, "evaluate_and_publish", {"version": CHALLENGER, "promoted": False})
     # outside the models folder: must never be served

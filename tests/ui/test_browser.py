@@ -296,7 +296,8 @@ def test_login_and_metrics_tab_in_headless_chromium(server, run_id):
         assert "nsfw 200" in driver.find_element(By.ID, "drop-reasons").text
         trained = json.loads((server.data_dir / "models" / server.trained / "metrics.json").read_text())
         rows = trained["rows"]
-        assert f"{rows['labelled']} of {rows['input']}" in driver.find_element(By.ID, "label-coverage").text
+        window = f"training window: feature rows with a trainable label matured by the run's end {rows['labelled']}"
+        assert window in driver.find_element(By.ID, "label-coverage").text
         assert f"Model {server.trained}" in driver.find_element(By.TAG_NAME, "body").text
         metrics = driver.find_element(By.ID, "metrics").text
         assert f"{trained['model']['spearman_within_subreddit']:.4f}" in metrics

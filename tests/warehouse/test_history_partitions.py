@@ -144,3 +144,16 @@ def test_train_model_streams_partitions_without_the_whole_window_read(built, mon
     again = score_model_on_test(get_settings(), folder, paths, LabelQuery(int(end.timestamp())))
     assert again["n"] == rescored["metrics"]["n"] == metrics["rows"]["test"]
     assert again["mae"] == pytest.approx(rescored["metrics"]["mae"], abs=1e-6)
+
+
+def test_stage_metrics_account_for_every_post_of_the_day(built):
+    from smpp.ui.accounting import post_accounting
+
+    folder = storage.run_metrics_path(built, DAYS[1].date(), "x").parent
+    stages = {path.stem: json.loads(path.read_text()) for path in folder.glob("*.json")}
+    filtered, images, labels = post_accounting(stages)
+    assert filtered.parent == stages["scrape_posts"]["posts_in_day"] > 0 and filtered.unaccounted == 0
+    assert images.unaccounted is None and images.note == "fetch_images did not run"  # the test skips the stage
+    day_labels = stages["build_features"]["labels"]
+    assert sum(day_labels.values()) == stages["build_features"]["rows"] == labels.parent
+    assert day_labels["archive"] > 0 and labels.unaccounted == 0  # the dump's posts carry archive labels

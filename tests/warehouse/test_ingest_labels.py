@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 from smpp.sources.records import AuthorRecord, PostRecord
 from smpp.warehouse import Author, Label, Post, PostSnapshot, Tombstone, session_for
 from smpp.warehouse.ingest import ingest_authors, ingest_posts, unknown_author_fullnames
-from smpp.warehouse.labels import assign_labels, posts_due_for_refresh
+from smpp.warehouse.labels import assign_labels, day_label_status, posts_due_for_refresh
 
 T0 = 1_700_000_000
 H = 3600
@@ -67,6 +67,17 @@ def test_refresh_too_late_gives_late_label(settings):
         ingest_posts(s, settings, [record("a", 24 + 24 + 5)])
         assert assign_labels(s, settings).labelled_late == 1
         assert s.get(Label, "a").status == "late"
+
+
+def test_day_label_status_puts_every_post_in_one_status(settings):
+    with session_for(settings.database_url) as s:
+        ingest_posts(s, settings, [record("ok", 25), record("late", 24 + 24 + 5), record("young", 1)])
+        ingest_posts(s, settings, [record("unrefreshed", -99, created_utc=T0 - 100 * H)])
+        ingest_posts(s, settings, [record("dump", None, source="archive")])
+        assign_labels(s, settings)
+        ids = ["ok", "late", "young", "unrefreshed", "dump", "purged", "ok"]  # a repeated id counts once
+        counts = day_label_status(s, settings, ids, now=T0 + 10 * H)
+        assert counts == {"ok": 1, "archive": 1, "late": 1, "not_matured": 1, "missing": 2}
 
 
 def test_due_for_refresh_window(settings):

@@ -237,8 +237,9 @@ def accounting_table(levels: list[Level]) -> str:
             count = part.count if part.count is not None else NOT_RECORDED
             rows.append(f"<tr>{_cell(part.name, 'part')}{_cell(count)}<td>{escape(part.note)}</td></tr>")
         text, off = _unaccounted_cell(level)
+        row_class = " class='off'" if off else ""  # a nonzero remainder stands out
         rows.append(
-            f"<tr{' class=off' if off else ''}>{_cell('unaccounted', 'part')}<td class='num'>{escape(text)}</td>"
+            f"<tr{row_class}>{_cell('unaccounted', 'part')}<td class='num'>{escape(text)}</td>"
             "<td>should be 0: posts of the parent no part explains (negative: counted twice)</td></tr>"
         )
     head = "<thead><tr><th>posts</th><th>count</th><th>what it means</th></tr></thead>"
