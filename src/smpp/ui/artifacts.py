@@ -29,6 +29,7 @@ from smpp.lifecycle.registry import (
 from smpp.settings import Settings
 from smpp.stages import STAGE_NAMES
 from smpp.training.metric_names import COMPARISON_COLUMNS, UI_METRICS, column_label, headline_missing_reason
+from smpp.training.plots import PLOT_FILES
 
 # Server-side paths mean nothing to a reader of the page.
 HIDDEN_KEYS = frozenset({"partition", "version_dir", "metrics_file", "day"})
@@ -99,6 +100,8 @@ class ModelView:
     model_card: str | None
     warnings: list[str]
     problems: list[str]
+    # plot file -> why it is not shown (the page says so in words instead of showing an empty image)
+    plot_gaps: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -268,6 +271,12 @@ def _promotion_log(settings: Settings) -> dict[str, dict]:
     return decisions
 
 
+def plot_gaps(metrics: dict[str, Any]) -> dict[str, str]:
+    """Plots that cannot show anything for this version, with the reason (older versions wrote them empty)."""
+    reason = headline_missing_reason(metrics.get("model"))
+    return {PLOT_FILES["within_subreddit_spearman"]: reason} if reason else {}
+
+
 def champion_pointer(settings: Settings) -> dict[str, Any] | None:
     content, _ = _read_json(settings.models_dir / CHAMPION_FILE)
     return content if isinstance(content, dict) else None
@@ -290,6 +299,7 @@ def model_view(settings: Settings, version: str) -> ModelView:
     comparison, champion_note = _comparison(metrics, decision)
     status = "incomplete" if not metrics else ("skipped" if metrics.get("skipped_reason") else "trained")
     pointer = champion_pointer(settings) or {}
+    gaps = plot_gaps(metrics) if status == "trained" else {}
     return ModelView(
         version=version,
         created=metrics.get("created_utc"),
@@ -304,10 +314,11 @@ def model_view(settings: Settings, version: str) -> ModelView:
         champion_note=champion_note,
         decision=decision if isinstance(decision, dict) else None,
         is_champion=pointer.get("version") == version,
-        plots=_plots(settings, version, metrics),
+        plots=[name for name in _plots(settings, version, metrics) if name not in gaps],
         model_card=card,
         warnings=[str(w) for w in metrics.get("warnings") or []],
         problems=problems,
+        plot_gaps=gaps,
     )
 
 

@@ -11,6 +11,7 @@ import math
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from html import escape
+from pathlib import Path
 from typing import Any
 
 from smpp.lifecycle.registry import FALLBACK_METRIC, PRIMARY_METRIC
@@ -29,7 +30,7 @@ th{background:#f7fafc;font-weight:600}td.num{text-align:right;font-variant-numer
 .empty{background:#f7fafc;border:1px dashed #a0aec0;padding:12px;border-radius:4px;margin:8px 0;line-height:1.5}
 .badge{display:inline-block;padding:1px 7px;border-radius:10px;font-size:12px;font-weight:600}
 .yes{background:#c6f6d5;color:#22543d}.no{background:#fed7d7;color:#822727}.champ{background:#fefcbf;color:#744210}
-.plots{display:flex;flex-wrap:wrap;gap:12px}.plots figure{margin:0}.plots img{max-width:480px;width:100%;border:1px solid #e2e8f0;cursor:zoom-in}
+.plots{display:flex;flex-wrap:wrap;gap:12px}.plots figure{margin:0}.plot-gap{max-width:456px}.plots img{max-width:480px;width:100%;border:1px solid #e2e8f0;cursor:zoom-in}
 #metrics td.best{background:#c6f6d5;font-weight:700}#metrics tr.headline td:first-child{font-weight:700}#metrics td.better{color:#4a5568;white-space:nowrap}
 .why{color:#9c4221;font-size:12px}
 #versions td:nth-child(-n+4){white-space:nowrap}#versions td.why{min-width:200px}
@@ -195,13 +196,19 @@ def model_section(model: ModelView, file_url: FileUrl, model_url: Callable[[str]
         parts.append("<p class='muted'>No promotion decision recorded yet (evaluate_and_publish has not run).</p>")
     if model.warnings:
         parts.append("<h3>Warnings</h3><ul>" + "".join(f"<li>{escape(w)}</li>" for w in model.warnings) + "</ul>")
-    if model.plots:
+    if model.plots or model.plot_gaps:
         # a plain link: the UI's iframe sandbox blocks new windows, so the plot opens full size in this frame
         figures = "".join(
             f"<figure><a href='{escape(file_url(model.version, name))}' title='open full size'>"
             f"<img src='{escape(file_url(model.version, name))}' alt='{escape(name)}' loading='eager'></a>"
             f"<figcaption class='muted'>{escape(name)}</figcaption></figure>"
             for name in model.plots
+        )
+        figures += "".join(
+            f"<figure><div class='empty plot-gap' id='{escape(Path(name).stem)}-reason'>"
+            f"<b>No {escape(Path(name).stem.removeprefix('plot_').replace('_', ' '))} plot</b><br>{escape(reason)}</div>"
+            f"<figcaption class='muted'>{escape(name)}</figcaption></figure>"
+            for name, reason in model.plot_gaps.items()
         )
         parts.append(
             f"<h3>Plots</h3><p class='muted'>Click a plot to open it full size.</p><div class='plots'>{figures}</div>"
