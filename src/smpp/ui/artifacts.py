@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -308,7 +308,7 @@ def model_view(settings: Settings, version: str) -> ModelView:
         skipped_reason=metrics.get("skipped_reason"),
         rows=metrics.get("rows") if isinstance(metrics.get("rows"), dict) else {},
         data_window=metrics.get("data_window") if isinstance(metrics.get("data_window"), dict) else {},
-        run_day=(lineage or {}).get("run_day") if isinstance(lineage, dict) else None,
+        run_day=run_day_of(lineage),
         comparison=comparison,
         headline_gap=headline_missing_reason(metrics.get("model")),
         champion_note=champion_note,
@@ -320,6 +320,18 @@ def model_view(settings: Settings, version: str) -> ModelView:
         problems=problems,
         plot_gaps=gaps,
     )
+
+
+def run_day_of(lineage: Any) -> str | None:
+    """The data day a version's run processed: lineage's run_day, else the day its data interval starts."""
+    if not isinstance(lineage, dict):
+        return None
+    if isinstance(lineage.get("run_day"), str):
+        return lineage["run_day"]
+    interval = lineage.get("interval")
+    if isinstance(interval, list) and interval and isinstance(interval[0], (int, float)):
+        return datetime.fromtimestamp(interval[0], UTC).date().isoformat()
+    return None
 
 
 def _versions_of_day(settings: Settings, day: date) -> list[str]:
@@ -426,7 +438,7 @@ def model_rows(settings: Settings) -> list[VersionRow]:
             VersionRow(
                 version=version,
                 created=entry.get("created"),
-                run_day=lineage.get("run_day") if isinstance(lineage, dict) else None,
+                run_day=run_day_of(lineage),
                 data_window=window if isinstance(window, dict) else {},
                 status=entry.get("status", "incomplete"),
                 skipped_reason=entry.get("skipped_reason"),
