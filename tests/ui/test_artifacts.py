@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 
 import pytest
@@ -99,7 +100,65 @@ def test_chart_falls_back_to_overall_spearman_like_the_gate():
     ]
     assert render.chart_metric(rows) == "spearman"
     html = render.models_page(rows, {"version": "20261101T000000Z-aaaaaa"}, lambda v: v)
-    assert "<h2>spearman over versions</h2>" in html and "the promotion gate then judges on" in html
+    assert "<h2>spearman by run day</h2>" in html and "the promotion gate then judges on" in html
     assert "20261102T000000Z-bbbbbb: 0.6100" in html and "20261101T000000Z-aaaaaa: 0.5500 (champion)" in html
     rows.append(row("20261103T000000Z-cccccc", {"spearman": 0.7, "spearman_within_subreddit": 0.12}))
     assert render.chart_metric(rows) == "spearman_within_subreddit"
+
+
+def _chart_row(version: str, run_day: str, model: float, baselines: dict[str, float]) -> ui.VersionRow:
+    scored = {name: {"spearman_within_subreddit": value} for name, value in baselines.items()}
+    return ui.VersionRow(
+        version, None, run_day, {}, "trained", None, {"spearman_within_subreddit": model}, scored, None, None, False
+    )
+
+
+# trained out of run-day order (a backfill after the scheduled runs): version ids all read 20261201
+CHART_ROWS = [
+    _chart_row("20261201T030000Z-cccccc", "2026-11-10", 0.15, {"baseline_text_ridge": 0.11}),
+    _chart_row("20261201T020000Z-bbbbbb", "2026-11-19", 0.22, {"baseline_subreddit_mean": 0.0}),
+    _chart_row(
+        "20261201T010000Z-aaaaaa", "2026-11-14", 0.18, {"baseline_metadata_gbm": 0.09, "baseline_text_ridge": 0.12}
+    ),
+]
+
+
+def _chart(rows: list[ui.VersionRow]) -> str:
+    return re.search(r"<svg id='metric-chart'.*?</svg>", render.metric_chart_svg(rows), re.S).group(0)
+
+
+def test_models_chart_x_axis_is_the_run_day_in_order():
+    chart = _chart(CHART_ROWS)
+    assert re.findall(r"<text class='x-label'[^>]*>([^<]+)</text>", chart) == ["2026-11-10", "2026-11-14", "2026-11-19"]
+    models = re.findall(r"<(?:circle|polygon)[^>]*><title>(\d{8}T\d{6}Z-\w+): ", chart)
+    assert models == ["20261201T030000Z-cccccc", "20261201T010000Z-aaaaaa", "20261201T020000Z-bbbbbb"]
+    assert "run day" in chart and "20261201</text>" not in chart
+
+
+def test_models_chart_draws_the_best_baseline_it_names_with_a_point_per_version():
+    chart = _chart(CHART_ROWS)
+    line = re.search(r"<polyline class='baseline-line' points='([^']+)'", chart).group(1)
+    assert len(line.split()) == 3
+    titles = re.findall(r"<rect class='baseline-point'[^>]*><title>([^<]+)</title>", chart)
+    assert titles == [
+        "20261201T030000Z-cccccc: best baseline text ridge 0.1100 (model +0.0400)",
+        "20261201T010000Z-aaaaaa: best baseline text ridge 0.1200 (model +0.0600)",
+        "20261201T020000Z-bbbbbb: best baseline subreddit mean 0.0000 (model +0.2200)",
+    ]
+    # the one-version chart still draws the baseline's point
+    assert _chart(CHART_ROWS[:1]).count("class='baseline-point'") == 1
+
+
+def test_models_chart_y_axis_is_fitted_to_the_data_with_tick_labels():
+    rows = [r for r in CHART_ROWS if r.version != "20261201T020000Z-bbbbbb"]  # values 0.11 .. 0.18
+    chart = _chart(rows)
+    ticks = [float(t) for t in re.findall(r"<text class='y-tick'[^>]*>([^<]+)</text>", chart)]
+    assert len(ticks) >= 3 and ticks == sorted(ticks)
+    assert 0.0 < ticks[0] <= 0.11 and 0.18 <= ticks[-1] < 0.3  # not pinned at 0: the gap fills the chart
+    assert "y axis fitted to the data" in chart
+
+
+def test_run_day_comes_from_lineage_or_its_data_interval():
+    assert ui.run_day_of({"run_day": "2026-11-19", "interval": [0, 1]}) == "2026-11-19"
+    assert ui.run_day_of({"interval": [1_795_392_000, 1_795_478_400]}) == "2026-11-23"
+    assert ui.run_day_of({}) is None and ui.run_day_of(None) is None

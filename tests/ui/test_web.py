@@ -364,3 +364,23 @@ def test_plots_open_full_size_on_click(client):
     assert len(linked) == len(re.findall(r"<img ", html)) == 2
     assert all(href == src and src.endswith(".png") for href, src in linked)
     assert client.get(linked[0][0]).headers["content-type"] == "image/png"
+
+
+def test_an_uncomputable_within_subreddit_plot_is_a_reason_in_words_not_an_image(client, settings):
+    from smpp_ui_testdata import png_bytes
+
+    from smpp.training.plots import PLOT_FILES
+
+    folder = settings.models_dir / CHALLENGER
+    within_plot = PLOT_FILES["within_subreddit_spearman"]
+    (folder / within_plot).write_bytes(png_bytes())  # an older version wrote an empty image
+    metrics = json.loads((folder / "metrics.json").read_text())
+    metrics["model"].update(spearman_within_subreddit=None, within_subreddit_min_posts=20, per_subreddit={})
+    metrics["plots"]["within_subreddit_spearman"] = within_plot
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    html = client.get(run_url()).text
+    plots = html.split("<h3>Plots</h3>")[1]
+    assert within_plot not in re.findall(r"<img src='[^']*/([^'/]+)'", plots)
+    box = re.search(r"<div class='empty plot-gap' id='plot_within_subreddit_spearman-reason'>(.*?)</div>", plots)
+    assert "no subreddit has 20 test posts (training.within_subreddit_min_posts=20)" in box.group(1)
+    assert len(re.findall(r"<img ", plots)) == 2  # the other plots are still shown

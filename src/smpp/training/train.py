@@ -408,7 +408,9 @@ def _train_into(
     history_summary = {k: fit[k] for k in ("epochs_run", "best_epoch", "best_val_loss")}
     atomic_write_json(version_dir / "history.json", json_safe({**history_summary, "history": fit["history"]}))
     results = {"model": metrics["model"], **{name: metrics[name] for name in BASELINE_NAMES}}
-    metrics["plots"] = write_plots(version_dir, y_test, predictions, fit["history"], results)
+    metrics["plots"] = write_plots(
+        version_dir, y_test, predictions, fit["history"], results, training, champion=metrics["champion"]
+    )
     metrics = _finish(version_dir, metrics, history_summary)
     log.info(
         "trained %s: within-subreddit Spearman %s (rows %s)",

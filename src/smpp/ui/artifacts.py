@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from smpp.lifecycle.registry import (
 from smpp.settings import Settings
 from smpp.stages import STAGE_NAMES
 from smpp.training.metric_names import COMPARISON_COLUMNS, UI_METRICS, column_label, headline_missing_reason
+from smpp.training.plots import PLOT_FILES
 from smpp.ui.accounting import LABEL_PART_NAMES, NOT_RECORDED, Level, post_accounting, trainable_of_day
 from smpp.warehouse.labels import LABEL_STATUS_MEANING
 
@@ -101,6 +102,8 @@ class ModelView:
     model_card: str | None
     warnings: list[str]
     problems: list[str]
+    # plot file -> why it is not shown (the page says so in words instead of showing an empty image)
+    plot_gaps: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -294,6 +297,12 @@ def _promotion_log(settings: Settings) -> dict[str, dict]:
     return decisions
 
 
+def plot_gaps(metrics: dict[str, Any]) -> dict[str, str]:
+    """Plots that cannot show anything for this version, with the reason (older versions wrote them empty)."""
+    reason = headline_missing_reason(metrics.get("model"))
+    return {PLOT_FILES["within_subreddit_spearman"]: reason} if reason else {}
+
+
 def champion_pointer(settings: Settings) -> dict[str, Any] | None:
     content, _ = _read_json(settings.models_dir / CHAMPION_FILE)
     return content if isinstance(content, dict) else None
@@ -316,6 +325,7 @@ def model_view(settings: Settings, version: str) -> ModelView:
     comparison, champion_note = _comparison(metrics, decision)
     status = "incomplete" if not metrics else ("skipped" if metrics.get("skipped_reason") else "trained")
     pointer = champion_pointer(settings) or {}
+    gaps = plot_gaps(metrics) if status == "trained" else {}
     return ModelView(
         version=version,
         created=metrics.get("created_utc"),
@@ -324,17 +334,30 @@ def model_view(settings: Settings, version: str) -> ModelView:
         skipped_reason=metrics.get("skipped_reason"),
         rows=metrics.get("rows") if isinstance(metrics.get("rows"), dict) else {},
         data_window=metrics.get("data_window") if isinstance(metrics.get("data_window"), dict) else {},
-        run_day=(lineage or {}).get("run_day") if isinstance(lineage, dict) else None,
+        run_day=run_day_of(lineage),
         comparison=comparison,
         headline_gap=headline_missing_reason(metrics.get("model")),
         champion_note=champion_note,
         decision=decision if isinstance(decision, dict) else None,
         is_champion=pointer.get("version") == version,
-        plots=_plots(settings, version, metrics),
+        plots=[name for name in _plots(settings, version, metrics) if name not in gaps],
         model_card=card,
         warnings=[str(w) for w in metrics.get("warnings") or []],
         problems=problems,
+        plot_gaps=gaps,
     )
+
+
+def run_day_of(lineage: Any) -> str | None:
+    """The data day a version's run processed: lineage's run_day, else the day its data interval starts."""
+    if not isinstance(lineage, dict):
+        return None
+    if isinstance(lineage.get("run_day"), str):
+        return lineage["run_day"]
+    interval = lineage.get("interval")
+    if isinstance(interval, list) and interval and isinstance(interval[0], (int, float)):
+        return datetime.fromtimestamp(interval[0], UTC).date().isoformat()
+    return None
 
 
 def _versions_of_day(settings: Settings, day: date) -> list[str]:
@@ -442,7 +465,7 @@ def model_rows(settings: Settings) -> list[VersionRow]:
             VersionRow(
                 version=version,
                 created=entry.get("created"),
-                run_day=lineage.get("run_day") if isinstance(lineage, dict) else None,
+                run_day=run_day_of(lineage),
                 data_window=window if isinstance(window, dict) else {},
                 status=entry.get("status", "incomplete"),
                 skipped_reason=entry.get("skipped_reason"),

@@ -11,10 +11,11 @@ import math
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from html import escape
+from pathlib import Path
 from typing import Any
 
 from smpp.lifecycle.registry import FALLBACK_METRIC, PRIMARY_METRIC
-from smpp.training.metric_names import UI_METRICS, best_positions, direction_text
+from smpp.training.metric_names import BASELINE_NAMES, UI_METRICS, best_positions, column_label, direction_text
 from smpp.ui.accounting import NOT_RECORDED, Level
 from smpp.ui.artifacts import ModelView, RunView, VersionRow
 
@@ -30,7 +31,7 @@ th{background:#f7fafc;font-weight:600}td.num{text-align:right;font-variant-numer
 .empty{background:#f7fafc;border:1px dashed #a0aec0;padding:12px;border-radius:4px;margin:8px 0;line-height:1.5}
 .badge{display:inline-block;padding:1px 7px;border-radius:10px;font-size:12px;font-weight:600}
 .yes{background:#c6f6d5;color:#22543d}.no{background:#fed7d7;color:#822727}.champ{background:#fefcbf;color:#744210}
-.plots{display:flex;flex-wrap:wrap;gap:12px}.plots figure{margin:0}.plots img{max-width:480px;width:100%;border:1px solid #e2e8f0;cursor:zoom-in}
+.plots{display:flex;flex-wrap:wrap;gap:12px}.plots figure{margin:0}.plot-gap{max-width:456px}.plots img{max-width:480px;width:100%;border:1px solid #e2e8f0;cursor:zoom-in}
 #metrics td.best{background:#c6f6d5;font-weight:700}#metrics tr.headline td:first-child{font-weight:700}#metrics td.better{color:#4a5568;white-space:nowrap}
 .why{color:#9c4221;font-size:12px}
 #post-accounting td.part{padding-left:24px}#post-accounting tr.parent td{font-weight:600;background:#f7fafc}
@@ -198,13 +199,19 @@ def model_section(model: ModelView, file_url: FileUrl, model_url: Callable[[str]
         parts.append("<p class='muted'>No promotion decision recorded yet (evaluate_and_publish has not run).</p>")
     if model.warnings:
         parts.append("<h3>Warnings</h3><ul>" + "".join(f"<li>{escape(w)}</li>" for w in model.warnings) + "</ul>")
-    if model.plots:
+    if model.plots or model.plot_gaps:
         # a plain link: the UI's iframe sandbox blocks new windows, so the plot opens full size in this frame
         figures = "".join(
             f"<figure><a href='{escape(file_url(model.version, name))}' title='open full size'>"
             f"<img src='{escape(file_url(model.version, name))}' alt='{escape(name)}' loading='eager'></a>"
             f"<figcaption class='muted'>{escape(name)}</figcaption></figure>"
             for name in model.plots
+        )
+        figures += "".join(
+            f"<figure><div class='empty plot-gap' id='{escape(Path(name).stem)}-reason'>"
+            f"<b>No {escape(Path(name).stem.removeprefix('plot_').replace('_', ' '))} plot</b><br>{escape(reason)}</div>"
+            f"<figcaption class='muted'>{escape(name)}</figcaption></figure>"
+            for name, reason in model.plot_gaps.items()
         )
         parts.append(
             f"<h3>Plots</h3><p class='muted'>Click a plot to open it full size.</p><div class='plots'>{figures}</div>"
@@ -320,19 +327,50 @@ def chart_metric(rows: list[VersionRow]) -> str:
     return PRIMARY_METRIC if any(r.value(PRIMARY_METRIC) is not None for r in rows) else FALLBACK_METRIC
 
 
-def metric_chart_svg(rows: list[VersionRow], metric: str = PRIMARY_METRIC, width: int = 760, height: int = 260) -> str:
-    """`metric` of every trained version, oldest left; champion starred."""
-    points = [r for r in reversed(rows) if r.value(metric) is not None]
+def best_baseline(row: VersionRow, metric: str) -> tuple[str, float] | None:
+    """(name, value) of the baseline scoring highest on `metric` for this version's test slice; None if none did."""
+    scored = [
+        (name, float(value))
+        for name in BASELINE_NAMES
+        if isinstance(value := (row.baselines.get(name) or {}).get(metric), (int, float)) and math.isfinite(value)
+    ]
+    return max(scored, key=lambda pair: pair[1]) if scored else None
+
+
+def chart_points(rows: list[VersionRow], metric: str) -> list[VersionRow]:
+    """Versions with a `metric`, ordered by the data day their run processed (re-runs of a day by version)."""
+    scored = [r for r in rows if r.value(metric) is not None]
+    return sorted(scored, key=lambda r: (r.run_day is None, r.run_day or "", r.version))
+
+
+def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
+    """Round-numbered ticks (1, 2 or 5 x 10^k apart) covering [low, high]."""
+    raw = (high - low) / max(count - 1, 1)
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
+    first = math.floor(low / step) * step
+    ticks = [first + i * step for i in range(int(math.ceil((high - first) / step)) + 1)]
+    return [round(t, 10) for t in ticks]
+
+
+def _fitted_range(values: list[float]) -> tuple[float, float]:
+    """A y range around the data (not pinned at 0), so the model-to-baseline gap fills the chart."""
+    low, high = min(values), max(values)
+    pad = max(0.1 * (high - low), 0.01)
+    return low - pad, high + pad
+
+
+def metric_chart_svg(rows: list[VersionRow], metric: str = PRIMARY_METRIC, width: int = 760, height: int = 280) -> str:
+    """The model's `metric` and its best baseline's per version, by run day (oldest left); champion starred."""
+    points = chart_points(rows, metric)
     if not points:
         return f"<p class='muted'>No trained version has a {escape(metric)} yet.</p>"
-    baseline = [(i, (r.baselines.get("baseline_subreddit_mean") or {}).get(metric)) for i, r in enumerate(points)]
-    values = [p.value(metric) for p in points] + [v for _, v in baseline if isinstance(v, (int, float))]
-    low, high = min(values + [0.0]), max(values + [0.0])  # type: ignore[type-var]
-    if high - low < 1e-9:
-        high = low + 1.0
-    pad_l, pad_r, pad_t, pad_b = 56, 16, 16, 40
+    baselines = [best_baseline(p, metric) for p in points]
+    values = [p.value(metric) for p in points] + [b[1] for b in baselines if b is not None]
+    ticks = nice_ticks(*_fitted_range([v for v in values if v is not None]))
+    low, high = ticks[0], ticks[-1]
+    pad_l, pad_r, pad_t, pad_b = 56, 16, 28, 44
     span_x = max(len(points) - 1, 1)
-
     inner = 20  # keeps the first/last marker clear of the axis labels
 
     def x(i: int) -> float:
@@ -343,19 +381,32 @@ def metric_chart_svg(rows: list[VersionRow], metric: str = PRIMARY_METRIC, width
 
     svg = [
         f"<svg id='metric-chart' xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' "
-        f"role='img' aria-label='{escape(metric)} over versions'>"
+        f"role='img' aria-label='{escape(metric)} of the model and its best baseline by run day'>",
+        f"<text x='{pad_l}' y='14' font-size='12'>model (blue) vs best baseline (grey, dashed), same test slice"
+        " · y axis fitted to the data, not from 0</text>",
     ]
-    for tick in (low, (low + high) / 2, high):
+    for tick in ticks:
         svg.append(
             f"<line x1='{pad_l}' x2='{width - pad_r}' y1='{y(tick):.1f}' y2='{y(tick):.1f}' stroke='#e2e8f0'/>"
-            f"<text x='{pad_l - 6}' y='{y(tick) + 4:.1f}' font-size='11' text-anchor='end'>{tick:.3f}</text>"
+            f"<text class='y-tick' x='{pad_l - 6}' y='{y(tick) + 4:.1f}' font-size='11' text-anchor='end'>"
+            f"{tick:.3f}</text>"
         )
     if low < 0 < high:
-        svg.append(f"<line x1='{pad_l}' x2='{width - pad_r}' y1='{y(0):.1f}' y2='{y(0):.1f}' stroke='#a0aec0'/>")
-    base_pts = [(x(i), y(v)) for i, v in baseline if isinstance(v, (int, float))]
+        svg.append(f"<line x1='{pad_l}' x2='{width - pad_r}' y1='{y(0):.1f}' y2='{y(0):.1f}' stroke='#718096'/>")
+    base_pts = [(i, b) for i, b in enumerate(baselines) if b is not None]
     if len(base_pts) > 1:
-        path = " ".join(f"{px:.1f},{py:.1f}" for px, py in base_pts)
-        svg.append(f"<polyline points='{path}' fill='none' stroke='#a0aec0' stroke-dasharray='4 3'/>")
+        path = " ".join(f"{x(i):.1f},{y(b[1]):.1f}" for i, b in base_pts)
+        svg.append(
+            f"<polyline class='baseline-line' points='{path}' fill='none' stroke='#718096' stroke-width='1.5'"
+            " stroke-dasharray='5 3'/>"
+        )
+    for i, (name, value) in base_pts:
+        gap = points[i].value(metric) - value  # type: ignore[operator]
+        title = escape(f"{points[i].version}: best baseline {column_label(name)} {value:.4f} (model {gap:+.4f})")
+        svg.append(
+            f"<rect class='baseline-point' x='{x(i) - 3.5:.1f}' y='{y(value) - 3.5:.1f}' width='7' height='7'"
+            f" fill='#718096'><title>{title}</title></rect>"
+        )
     line = " ".join(f"{x(i):.1f},{y(p.value(metric)):.1f}" for i, p in enumerate(points))  # type: ignore[arg-type]
     svg.append(f"<polyline points='{line}' fill='none' stroke='#3182ce' stroke-width='2'/>")
     for i, p in enumerate(points):
@@ -375,8 +426,8 @@ def metric_chart_svg(rows: list[VersionRow], metric: str = PRIMARY_METRIC, width
                 f"<circle cx='{px:.1f}' cy='{py:.1f}' r='4.5' fill='{fill}' stroke='#3182ce' stroke-width='1.5'>"
                 f"<title>{label}</title></circle>"
             )
-    # label every point while they fit, else every n-th: the version's training date
-    step = max(1, math.ceil(len(points) / 10))
+    # label every point while they fit, else every n-th: the data day the version's run processed
+    step = max(1, math.ceil(len(points) / 8))
     for i, p in enumerate(points):
         if i % step == 0 or i == len(points) - 1:
             anchor = (
@@ -387,17 +438,17 @@ def metric_chart_svg(rows: list[VersionRow], metric: str = PRIMARY_METRIC, width
                 else "middle"
             )
             svg.append(
-                f"<text x='{x(i):.1f}' y='{height - pad_b + 16}' font-size='10' text-anchor='{anchor}'>"
-                f"{escape(p.version[:8])}</text>"
+                f"<text class='x-label' x='{x(i):.1f}' y='{height - pad_b + 16}' font-size='11' text-anchor='{anchor}'>"
+                f"{escape(p.run_day or 'no run day')}</text>"
             )
     svg.append(
         f"<text x='{(pad_l + width - pad_r) / 2:.0f}' y='{height - 6}' font-size='11' text-anchor='middle'>"
-        "version (training date, oldest left)</text></svg>"
+        "run day (the data day the run processed, oldest left)</text></svg>"
     )
     legend = (
         "<p class='muted'>★ current champion · filled dot: promoted when trained · hollow: not promoted ·"
-        f" dashed grey (and the table's baseline column): the subreddit-mean baseline's {escape(metric)}"
-        " on the same test slice</p>"
+        f" grey squares, dashed: the best baseline's {escape(metric)} on the same test slice (hover for which"
+        " baseline and the model's gap to it)</p>"
     )
     return "".join(svg) + legend
 
@@ -416,7 +467,7 @@ def models_page(rows: list[VersionRow], champion: dict[str, Any] | None, model_u
         body.append("<div class='empty'>No model versions yet: train_model has not run.</div>")
         return _page("Model versions", "".join(body))
     metric = chart_metric(rows)
-    body.append(f"<h2>{escape(metric)} over versions</h2>")
+    body.append(f"<h2>{escape(metric)} by run day</h2>")
     if metric != PRIMARY_METRIC:
         body.append(
             f"<p class='note'>No version has a {PRIMARY_METRIC} (too few test posts per subreddit):"

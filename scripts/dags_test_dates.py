@@ -4,8 +4,9 @@ Airflow 3.3's `DAG.test()` stores a run's start_date as its logical date (apache
 open): a backfilled 2013 day then shows "started 2013", a duration of "4871d", and skews the
 DAG's "Expected Duration". `make demo` runs days through `dags test`, so it calls this after each.
 
-    python -m smpp.devtools.dags_test_dates smpp_pipeline 2013-07-31
+    python scripts/dags_test_dates.py smpp_pipeline 2013-07-31
 
+A script, not part of the package: smpp itself never imports Airflow (the import contract).
 Only runs with the bug's signature (start_date == logical_date, before its first task started)
 are changed, to that first task's start: scheduler and backfill runs are never touched.
 """
