@@ -76,7 +76,23 @@ def pipeline(tmp_path_factory):
         data = root / "data"
         first = snapshot(data)
         dags_test(env, "2013-08-01", {"source": "reddit"}, logs / "live-rerun.log")
-        yield {"data": data, "first": first, "second": snapshot(data), "fake": fake, "logs": logs}
+        fixed = subprocess.run(
+            [sys.executable, str(REPO / "scripts" / "dags_test_dates.py"), "smpp_pipeline"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert fixed.returncode == 0, fixed.stderr[-3000:]
+        yield {
+            "data": data,
+            "first": first,
+            "second": snapshot(data),
+            "fake": fake,
+            "logs": logs,
+            "airflow_db": root / "airflow" / "airflow.db",
+            "dates_fixed": fixed.stdout,
+        }
 
 
 def snapshot(data: Path) -> dict:
@@ -93,6 +109,24 @@ def snapshot(data: Path) -> dict:
             path = data / "partitions" / stage / f"ds={day}" / "part-0.parquet"
             parts[(stage, day)] = len(pd.read_parquet(path)) if path.exists() else None
     return {"counts": counts, "parts": parts}
+
+
+def test_dags_test_runs_get_their_real_start_date(pipeline):
+    """apache/airflow#66127: dags test stores start_date = logical date (a 2013 day ran "4871d");
+    scripts/dags_test_dates.py, run by make demo, gives each run its first task's start."""
+    from datetime import datetime
+
+    engine = create_engine(f"sqlite:///{pipeline['airflow_db']}")
+    with engine.connect() as conn:
+        runs = conn.execute(
+            text("select logical_date, start_date, end_date from dag_run where dag_id = 'smpp_pipeline'")
+        ).all()
+    engine.dispose()
+    assert len(runs) == 3 and "corrected the start date of 3" in pipeline["dates_fixed"]
+    for logical, started, ended in runs:
+        started, ended = datetime.fromisoformat(str(started)), datetime.fromisoformat(str(ended))
+        assert started.year >= 2026 and str(logical).startswith("2013-")
+        assert 0 < (ended - started).total_seconds() < 3600  # the run's real duration, not 13 years
 
 
 def test_warehouse_rows(pipeline):

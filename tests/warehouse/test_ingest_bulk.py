@@ -124,3 +124,21 @@ def _as_sqlite(value):
     if isinstance(value, list):
         return json.dumps(value)
     return value
+
+
+def test_batched_writes_give_the_same_rows_and_log_progress(settings, tmp_path, monkeypatch, caplog):
+    """A day is written in INGEST_BATCH-row batches with a progress line between them, same rows."""
+    import logging
+
+    from smpp.warehouse import ingest
+
+    whole_db, batched_db = tmp_path / "whole.sqlite", tmp_path / "batched.sqlite"
+    whole_stats = ingest_sequence(f"sqlite:///{whole_db}", settings)
+    monkeypatch.setattr(ingest, "INGEST_BATCH", 7)  # batch edges inside every table's rows
+    caplog.set_level(logging.INFO, logger="smpp.progress")
+    batched_stats = ingest_sequence(f"sqlite:///{batched_db}", settings.model_copy(update={"progress_every_s": 1e-9}))
+    assert batched_stats == whole_stats
+    assert sqlite_tables(batched_db) == sqlite_tables(whole_db)
+    lines = [m for m in caplog.messages if m.startswith("ingest: writing")]
+    assert any("rows (" in m and "ETA" in m for m in lines)  # done/total, rate and ETA between batches
+    assert any("done in" in m for m in lines) and any(m.startswith("ingest: reading posts") for m in caplog.messages)

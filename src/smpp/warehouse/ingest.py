@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from smpp.progress import Progress
 from smpp.settings import Settings
 from smpp.sources.records import AuthorRecord, PostRecord
 from smpp.warehouse import Author, AuthorSnapshot, Label, Post, PostSnapshot, Tombstone, upsert
@@ -66,6 +67,7 @@ SNAPSHOT_COLUMNS = ("post_id", "observed_at", "score", "num_comments", "upvote_r
 LABEL_COLUMNS = ("post_id", "score", "age_hours", "label_age_hours", "observed_at", "matured_utc", "status")
 # the archive is the best knowledge we have of a historical score: keep the latest dump's
 ARCHIVE_LABEL_UPDATE = ("score", "age_hours", "observed_at", "status")
+INGEST_BATCH = 50_000  # rows per executemany: a progress line between batches, one transaction for all
 
 
 def _post_row(record: PostRecord, first_seen_at: int) -> tuple:
@@ -116,7 +118,9 @@ def ingest_posts(
     later observations are the refresh stage's job).
     """
     now = now if now is not None else now_utc()
-    records = list(records)
+    reading = Progress("ingest: reading posts", None, unit="posts", every_s=settings.progress_every_s)
+    records = [reading.counted(r, 1) for r in records]  # an archive day reads its index here
+    reading.finish()
     stats = IngestStats(seen=len(records))
     ids = [r.id for r in records]
     dead = tombstoned_ids(session, ids)
@@ -151,14 +155,42 @@ def ingest_posts(
             )
         if record.source == "archive":
             labels.append(archive_label_row(record, label_age_hours, label_age_seconds))
+    writing = Progress(
+        "ingest: writing posts, snapshots and labels",
+        len(posts) + len(snapshots) + len(labels),
+        unit="rows",
+        every_s=settings.progress_every_s,
+    )
     # first sight wins for posting-time facts, so a later sighting never rewrites them
-    insert_rows(session, Post, POST_COLUMNS, posts)
-    stats.snapshots = insert_rows(session, PostSnapshot, SNAPSHOT_COLUMNS, snapshots)
-    stats.archive_labels = insert_rows(session, Label, LABEL_COLUMNS, labels, update=ARCHIVE_LABEL_UPDATE)
+    _insert_batches(session, Post, POST_COLUMNS, posts, writing)
+    stats.snapshots = _insert_batches(session, PostSnapshot, SNAPSHOT_COLUMNS, snapshots, writing)
+    stats.archive_labels = _insert_batches(
+        session, Label, LABEL_COLUMNS, labels, writing, update=ARCHIVE_LABEL_UPDATE
+    )
+    writing.finish()
     stats.removed_ids = mark_removed(session, removed, now)
     stats.newly_removed = len(stats.removed_ids)
     session.commit()
     return stats
+
+
+def _insert_batches(
+    session: Session,
+    model: type,
+    columns: tuple[str, ...] | list[str],
+    rows: list[tuple],
+    progress: Progress,
+    update: Iterable[str] | None = None,
+) -> int:
+    """insert_rows in batches of INGEST_BATCH, in the caller's one transaction: same rows, and a
+    progress line between batches (a backfilled day of every subreddit writes millions of rows)."""
+    written = 0
+    for start in range(0, len(rows), INGEST_BATCH):
+        written += progress.counted(
+            insert_rows(session, model, columns, rows[start : start + INGEST_BATCH], update=update),
+            len(rows[start : start + INGEST_BATCH]),
+        )
+    return written
 
 
 def archive_label_row(record: PostRecord, label_age_hours: float, label_age_seconds: int) -> tuple:
