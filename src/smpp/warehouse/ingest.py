@@ -164,9 +164,7 @@ def ingest_posts(
     # first sight wins for posting-time facts, so a later sighting never rewrites them
     _insert_batches(session, Post, POST_COLUMNS, posts, writing)
     stats.snapshots = _insert_batches(session, PostSnapshot, SNAPSHOT_COLUMNS, snapshots, writing)
-    stats.archive_labels = _insert_batches(
-        session, Label, LABEL_COLUMNS, labels, writing, update=ARCHIVE_LABEL_UPDATE
-    )
+    stats.archive_labels = _insert_batches(session, Label, LABEL_COLUMNS, labels, writing, update=ARCHIVE_LABEL_UPDATE)
     writing.finish()
     stats.removed_ids = mark_removed(session, removed, now)
     stats.newly_removed = len(stats.removed_ids)
