@@ -211,8 +211,15 @@ def synthetic_features(n_rows: int = 300, seed: int = 0):
     return frame
 
 
-def train_real_version(data_dir: str, run_day: str = FULL_DAY) -> str:
-    """One version trained by the pipeline's own code (metrics, plots, card) into an empty registry."""
+PREDECESSOR_DAY = "2026-11-17"  # the real version the run's version is scored against, as a champion
+
+
+def train_real_version(data_dir: str, run_day: str = FULL_DAY, with_champion: bool = False) -> str:
+    """One version trained by the pipeline's own code (metrics, plots, card) into an empty registry.
+
+    with_champion: first train a real predecessor (PREDECESSOR_DAY) and score it on the new
+    version's test slice as its champion, as train_model does: metrics.json gets a champion block.
+    """
     from smpp.lifecycle.registry import new_version_id, version_dir
     from smpp.settings import Settings, TrainingSettings
     from smpp.training import train_and_evaluate
@@ -222,8 +229,17 @@ def train_real_version(data_dir: str, run_day: str = FULL_DAY) -> str:
         model_profile="tiny",
         training=TrainingSettings(epochs=3, batch_size=64, min_rows=30, within_subreddit_min_posts=5),
     )
+    champion = None
+    if with_champion:
+        before = new_version_id()
+        train_and_evaluate(
+            settings, synthetic_features(seed=1), version_dir(settings, before), lineage={"run_day": PREDECESSOR_DAY}
+        )
+        champion = (before, version_dir(settings, before))
     version = new_version_id()
-    train_and_evaluate(settings, synthetic_features(), version_dir(settings, version), lineage={"run_day": run_day})
+    train_and_evaluate(
+        settings, synthetic_features(), version_dir(settings, version), lineage={"run_day": run_day}, champion=champion
+    )
     return version
 
 

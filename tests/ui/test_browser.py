@@ -30,7 +30,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from smpp_ui_testdata import CHALLENGER, CHAMPION, FULL_DAY, skip_real_version, write_artifacts
+from smpp_ui_testdata import CHALLENGER, CHAMPION, FULL_DAY, PREDECESSOR_DAY, skip_real_version, write_artifacts
 
 from smpp.lifecycle.registry import decide_and_publish, list_versions
 from smpp.settings import Settings
@@ -38,7 +38,7 @@ from smpp.storage import write_run_metrics
 
 TRAIN = (
     "import sys; sys.path.insert(0, sys.argv[1]); "
-    "from smpp_ui_testdata import train_real_version as t; print(t(sys.argv[2]))"
+    "from smpp_ui_testdata import train_real_version as t; print(t(sys.argv[2], with_champion=True))"
 )
 
 pytestmark = pytest.mark.e2e
@@ -302,6 +302,11 @@ def test_login_and_metrics_tab_in_headless_chromium(server, run_id):
         metrics = driver.find_element(By.ID, "metrics").text
         assert f"{trained['model']['spearman_within_subreddit']:.4f}" in metrics
         assert f"{trained['baseline_text_ridge']['spearman_within_subreddit']:.4f}" in metrics
+        # the champion of training time, re-scored on this version's test slice: a column of its own
+        champion_block = trained["champion"]
+        headers = [th.text for th in driver.find_elements(By.CSS_SELECTOR, "#metrics th")]
+        assert f"champion {champion_block['version']}" in headers, headers
+        assert f"{champion_block['metrics']['spearman_within_subreddit']:.4f}" in metrics
         decision = json.loads((server.data_dir / "models" / server.trained / "decision.json").read_text())
         assert decision["reason"][:40] in driver.find_element(By.ID, "decision").text
         assert f"smpp popularity model {server.trained}" in driver.find_element(By.ID, "model-card").text
@@ -342,7 +347,13 @@ def test_login_and_metrics_tab_in_headless_chromium(server, run_id):
         assert CHAMPION in driver.find_element(By.ID, "champion").text
         assert len(driver.find_elements(By.CSS_SELECTOR, "#metric-chart .champion-point")) == 1
         versions = list_versions(Settings(data_dir=server.data_dir, model_profile="tiny"))
-        assert len(driver.find_elements(By.CSS_SELECTOR, "#versions tbody tr")) == len(versions) >= 4
+        assert len(driver.find_elements(By.CSS_SELECTOR, "#versions tbody tr")) == len(versions) >= 5
+        # three and more run days, oldest left, each with the best baseline drawn beside the model
+        days = [t.text for t in driver.find_elements(By.CSS_SELECTOR, "#metric-chart .x-label")]
+        assert days == sorted(days) and {PREDECESSOR_DAY, FULL_DAY} <= set(days) and len(set(days)) >= 3, days
+        line = driver.find_element(By.CSS_SELECTOR, "#metric-chart .baseline-line").get_attribute("points")
+        assert len(line.split()) == len(driver.find_elements(By.CSS_SELECTOR, "#metric-chart .baseline-point")) >= 3
+        assert driver.find_elements(By.CSS_SELECTOR, "#metric-chart .y-tick")
         driver.switch_to.default_content()
         shot = ARTIFACTS / "models_page.png"
         driver.save_screenshot(str(shot))
