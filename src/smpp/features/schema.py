@@ -27,6 +27,21 @@ META_COLUMNS = [
     "author_account_age_days_log",
 ]
 
+# The title's form (issue 17): cheap posting-time signals of how a title is written. Optional in
+# training (partitions written before them read as missing); computed by features.table.title_form_features.
+TITLE_FORM_COLUMNS = [
+    "title_caps_ratio",
+    "title_all_caps_words",
+    "title_exclamations",
+    "title_question",
+    "title_digits_log",
+    "title_bracket_tag",
+    "title_oc_tag",
+    "title_first_person",
+    "title_emoji",
+    "title_quote",
+]
+
 IMAGE_FEATURE_COLUMNS = [
     "img_brightness",
     "img_contrast",

@@ -52,6 +52,32 @@ def metadata_features(posts: pd.DataFrame, authors: pd.DataFrame) -> pd.DataFram
     return out
 
 
+# emoji and pictographs (U+1F000 on), dingbats and misc symbols (U+2600-27BF), variation selector 16
+_EMOJI = r"[\U0001F000-\U0001FFFF\u2600-\u27BF\uFE0F]"
+_FIRST_PERSON = r"(?i)\b(?:i|i'm|im|i've|i'd|me|my|mine|myself|we|our|us)\b"
+
+
+def title_form_features(titles: pd.Series) -> dict[str, np.ndarray]:
+    """schema.TITLE_FORM_COLUMNS of each title: capitals, punctuation, digits, tags, first person, emoji."""
+    titles = titles.fillna("").astype(str)
+    letters = titles.str.count(r"[A-Za-z]")
+    capitals = titles.str.count(r"[A-Z]")
+    features = {
+        # share of letters that are capitals (0 for a title without letters)
+        "title_caps_ratio": (capitals / letters.where(letters > 0)).fillna(0.0),
+        "title_all_caps_words": titles.str.count(r"\b[A-Z]{2,}\b"),
+        "title_exclamations": titles.str.count("!").clip(upper=10),
+        "title_question": titles.str.contains("?", regex=False),
+        "title_digits_log": np.log1p(titles.str.count(r"[0-9]")),
+        "title_bracket_tag": titles.str.contains(r"[\[(][^\])]{1,30}[\])]", regex=True),
+        "title_oc_tag": titles.str.contains(r"(?i)[\[(]\s*oc\s*[\])]", regex=True),
+        "title_first_person": titles.str.contains(_FIRST_PERSON, regex=True),
+        "title_emoji": titles.str.count(_EMOJI).clip(upper=10),
+        "title_quote": titles.str.contains(r"[\"\u201c\u201d]", regex=True),
+    }
+    return {name: pd.Series(values).astype("float32").to_numpy() for name, values in features.items()}
+
+
 def normalise_domain(domain: object) -> str:
     """Lower-case host without "www."; every "self.<subreddit>" is just "self" (the subreddit is its own input)."""
     if not isinstance(domain, str) or not domain.strip():
@@ -130,6 +156,8 @@ def build_feature_table(
     extra = extra_post_features(posts)
     table["domain"] = pa.array(extra["domain"].tolist(), pa.string())
     table["selftext_len_log"] = pa.array(extra["selftext_len_log"], pa.float32(), from_pandas=True)
+    for col, values in title_form_features(posts["title"]).items():
+        table[col] = pa.array(values, pa.float32())
     if image_features is None or image_features.empty:
         image_features = pd.DataFrame(columns=["post_id", *schema.IMAGE_FEATURE_COLUMNS])
     imgf = posts[["id"]].merge(image_features.astype({"post_id": object}), left_on="id", right_on="post_id", how="left")
@@ -181,7 +209,10 @@ def validate_feature_table(table: pa.Table, expected_rows: int, dims: dict[str, 
     ids = table.column("post_id").to_pylist()
     if len(set(ids)) != len(ids):
         problems.append("duplicate post_id")
-    for col in schema.META_COLUMNS:
+    for col in [*schema.META_COLUMNS, *schema.TITLE_FORM_COLUMNS]:
+        if col not in table.column_names:
+            problems.append(f"missing column {col}")
+            continue
         values = table.column(col).to_numpy(zero_copy_only=False)
         if not np.isfinite(values).all():
             problems.append(f"{col} has NaN/inf")

@@ -35,7 +35,7 @@ MODEL_FILE = "model.keras"
 INPUT_SPEC_FILE = "input_spec.json"
 TABULAR_COLUMNS = [*schema.META_COLUMNS, *schema.IMAGE_FEATURE_COLUMNS]
 # Used when the feature frame has them (archive evaluation, or tables built with history).
-OPTIONAL_TABULAR_COLUMNS = ["selftext_len_log", *HISTORY_COLUMNS]
+OPTIONAL_TABULAR_COLUMNS = ["selftext_len_log", *HISTORY_COLUMNS, *schema.TITLE_FORM_COLUMNS]
 SUBREDDIT_INPUT = "subreddit"
 DOMAIN_INPUT = "domain"
 TABULAR_INPUT = "tabular"
