@@ -9,6 +9,9 @@ Test slices are never scored here.
     PYTHONPATH=src .venv/bin/python benchmarks/tune_model.py --build-frame
     PYTHONPATH=src .venv/bin/python benchmarks/tune_model.py --scope half0 half1 \
         --candidate base '{}' --candidate ens3 '{"ensemble_size": 3}'
+    # an ablation (issue 17): without the title-form columns, with the GBM's validation score beside
+    PYTHONPATH=src .venv/bin/python benchmarks/tune_model.py --proxy-text --scope half0 half1 \
+        --candidate with '{"gbm": true}' --candidate without '{"gbm": true, "drop_columns": ["title_caps_ratio"]}'
     # a rolling training window against all history, on the same validation slice (issue 13)
     PYTHONPATH=src .venv/bin/python benchmarks/tune_model.py --proxy-text --scope all \
         --candidate all '{}' --candidate rows150k '{"train_window_rows": 150000}'
@@ -114,6 +117,10 @@ def score_candidate(frame: pd.DataFrame, overrides: dict) -> dict:
     # the split is cut on all rows, then train keeps its newest rows, as many as the window's train
     # share (1 - val - test) of N would be
     window_rows = overrides.pop("train_window_rows", None)
+    # an ablation: these feature columns as if the partitions never had them (optional inputs)
+    dropped = [c for c in overrides.pop("drop_columns", []) if c in frame]
+    frame = frame.drop(columns=dropped)
+    with_gbm = overrides.pop("gbm", False)
     settings = evaluation_settings(**overrides)
     training = settings.training
     split = split_for_training(settings, labelled_rows(frame))
@@ -135,7 +142,21 @@ def score_candidate(frame: pd.DataFrame, overrides: dict) -> dict:
     metrics = regression_metrics(
         y_val.astype(float), predictions, split.val["subreddit"].to_numpy(), training.within_subreddit_min_posts
     )
+    gbm = {}
+    if with_gbm:  # the metadata LightGBM on the same columns, early-stopped on this val slice (optimistic)
+        from smpp.training.baselines import fit_metadata_gbm
+
+        gbm_val = regression_metrics(
+            y_val.astype(float),
+            fit_metadata_gbm(split.train, split.val, training.seed, spec.tabular_columns)(split.val),
+            split.val["subreddit"].to_numpy(),
+            training.within_subreddit_min_posts,
+        )
+        gbm = {"gbm_val_within": gbm_val["spearman_within_subreddit"], "gbm_val_spearman": gbm_val["spearman"]}
     return {
+        **gbm,
+        "dropped": dropped,
+        "tabular_columns": len(spec.tabular_columns),
         "val_within": metrics["spearman_within_subreddit"],
         "val_spearman": metrics["spearman"],
         "val_mae": metrics["mae"],

@@ -123,7 +123,8 @@ def test_evaluate_writes_metrics_and_prints_them_last(settings, tmp_path, monkey
     _archive(archive)
     out = tmp_path / "eval"
     assert cli.main(["evaluate", str(archive), "--out", str(out)]) == 0
-    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    captured = capsys.readouterr()
+    printed = json.loads(captured.out.strip().splitlines()[-1])
     written = json.loads((out / "metrics.json").read_text())
     assert printed == written
     for name in ("model", "baseline_subreddit_mean", "baseline_metadata_gbm", "baseline_text_ridge"):
@@ -139,3 +140,9 @@ def test_evaluate_writes_metrics_and_prints_them_last(settings, tmp_path, monkey
     assert (out / "model.keras").is_file() and (out / "model_card.md").is_file()
     assert "title_emb" in written["features"]["embedding_towers"]
     assert "author_prior_mean_label" in written["features"]["tabular_columns"]
+    assert "title_oc_tag" in written["features"]["tabular_columns"]  # the title-form features, by name
+    # each long step's time, in metrics.json and as the last stderr line before the path
+    steps = written["timing_s"]["steps"]
+    assert set(steps) == {"read archive", "history", "title embeddings", "feature table", "training and evaluation"}
+    assert all(seconds >= 0 for seconds in steps.values())
+    assert "time per step: read archive" in captured.err and "training and evaluation" in captured.err

@@ -74,6 +74,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         settings = settings.with_overrides(model_profile=args.profile)
     out = Path(args.out) if args.out else Path("evaluations") / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     metrics = evaluate_archive(settings, archive, out)
+    timing = metrics.get("timing_s") or {}
+    steps = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in (timing.get("steps") or {}).items())
+    print(f"time per step: {steps}; total {timing.get('total', 0):.1f} s", file=sys.stderr)
     print(f"wrote {out / 'metrics.json'}", file=sys.stderr)
     print(json.dumps(metrics, sort_keys=True, allow_nan=False))
     return 0 if not metrics.get("skipped_reason") else 1

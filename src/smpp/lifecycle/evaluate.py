@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -77,8 +79,26 @@ def read_archive(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     return posts, stats
 
 
-def archive_feature_frame(settings: Settings, posts: pd.DataFrame, embed_titles: bool = True) -> pd.DataFrame:
-    """The feature table (+ labels) the pipeline would build for these posts, without images."""
+@contextmanager
+def timed_step(timings: dict[str, float] | None, name: str) -> Iterator[None]:
+    """Log a step's start and end; add its seconds to `timings` (evaluate prints them at the end)."""
+    log.info("step %s: started", name)
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds = time.perf_counter() - started
+        if timings is not None:
+            timings[name] = round(timings.get(name, 0.0) + seconds, 3)
+        log.info("step %s: done in %.1f s", name, seconds)
+
+
+def archive_feature_frame(
+    settings: Settings, posts: pd.DataFrame, embed_titles: bool = True, timings: dict[str, float] | None = None
+) -> pd.DataFrame:
+    """The feature table (+ labels) the pipeline would build for these posts, without images.
+
+    timings: step name -> seconds, filled in (history, title embeddings, feature table)."""
     posts = posts.reset_index(drop=True)
     # label: log1p(max(score, 0)); an archive's score counts as matured at the label age
     labels = pd.DataFrame({"label_score": pd.to_numeric(posts["score"], errors="coerce").to_numpy(float)})
@@ -87,7 +107,30 @@ def archive_feature_frame(settings: Settings, posts: pd.DataFrame, embed_titles:
     created = pd.to_numeric(posts["created_utc"]).astype("int64")
     labels["label_matured_utc"] = created.to_numpy() + int(settings.label_age_hours * 3600)
     # the dump is its own history: every earlier post, its label once matured (leak-free by time)
-    history = history_features(
+    with timed_step(timings, "history"):
+        history = _history(settings, posts, created, labels)
+    embeddings, dims = {}, {}
+    if embed_titles:
+        with timed_step(timings, "title embeddings"):
+            started = time.perf_counter()
+            result = embed_texts(settings, posts["title"].fillna("").astype(str).tolist())
+            log.info(
+                "title embeddings: %d (%d cached) in %.1fs with %s",
+                len(posts),
+                result.cache_hits,
+                time.perf_counter() - started,
+                result.model_id,
+            )
+            embeddings["title_emb"], dims["title_emb"] = list(result.vectors), int(result.dim)
+    authors = pd.DataFrame(columns=["name", "created_utc", "link_karma", "comment_karma"])  # dumps carry no karma
+    with timed_step(timings, "feature table"):
+        table = build_feature_table(posts, authors, day=None, history=history, dims=dims, embeddings=embeddings)
+        frame = feature_frame_of(table).drop(columns="ds").join(labels)
+    return frame.sort_values(["created_utc", "post_id"], kind="stable").reset_index(drop=True)
+
+
+def _history(settings: Settings, posts: pd.DataFrame, created: pd.Series, labels: pd.DataFrame) -> pd.DataFrame:
+    return history_features(
         pd.DataFrame(
             {
                 "author": posts["author"].to_numpy(),
@@ -99,22 +142,6 @@ def archive_feature_frame(settings: Settings, posts: pd.DataFrame, embed_titles:
         ),
         label_age_hours=settings.label_age_hours,
     )
-    embeddings, dims = {}, {}
-    if embed_titles:
-        started = time.perf_counter()
-        result = embed_texts(settings, posts["title"].fillna("").astype(str).tolist())
-        log.info(
-            "title embeddings: %d (%d cached) in %.1fs with %s",
-            len(posts),
-            result.cache_hits,
-            time.perf_counter() - started,
-            result.model_id,
-        )
-        embeddings["title_emb"], dims["title_emb"] = list(result.vectors), int(result.dim)
-    authors = pd.DataFrame(columns=["name", "created_utc", "link_karma", "comment_karma"])  # dumps carry no karma
-    table = build_feature_table(posts, authors, day=None, history=history, dims=dims, embeddings=embeddings)
-    frame = feature_frame_of(table).drop(columns="ds").join(labels)
-    return frame.sort_values(["created_utc", "post_id"], kind="stable").reset_index(drop=True)
 
 
 def evaluate_archive(settings: Settings, archive: Path, out_dir: Path) -> dict[str, Any]:
@@ -131,10 +158,12 @@ def evaluate_archive(settings: Settings, archive: Path, out_dir: Path) -> dict[s
             "train_window_rows": None,
         }
     )
-    posts, scan = read_archive(archive)
+    timings: dict[str, float] = {}
+    with timed_step(timings, "read archive"):
+        posts, scan = read_archive(archive)
     if posts.empty:
         raise ValueError(f"no usable posts in {archive} ({scan})")
-    frame = archive_feature_frame(settings, posts)
+    frame = archive_feature_frame(settings, posts, timings=timings)
     features_s = time.perf_counter() - started
     lineage = {
         "archive": str(Path(archive).resolve()),
@@ -143,9 +172,10 @@ def evaluate_archive(settings: Settings, archive: Path, out_dir: Path) -> dict[s
         "label_rule": "log1p(max(score, 0)) of the dump's score, taken as matured at the label age",
         "images": "not fetched (text and metadata only)",
     }
-    report = train_and_evaluate(settings, frame, Path(out_dir), lineage=lineage)
+    with timed_step(timings, "training and evaluation"):
+        report = train_and_evaluate(settings, frame, Path(out_dir), lineage=lineage)
     metrics = dict(report.metrics)
-    metrics["timing_s"] = {"features": features_s, "total": time.perf_counter() - started}
+    metrics["timing_s"] = {"features": features_s, "steps": timings, "total": time.perf_counter() - started}
 
     metrics = json_safe(metrics)
     atomic_write_json(Path(out_dir) / "metrics.json", metrics)
