@@ -90,6 +90,41 @@ def build_frame(dump: Path, cache: Path, proxy_text: bool = False, max_posts: in
     return frame
 
 
+CONTEXT_COLUMNS = [
+    "ctx_sub_posts_prev_1h_log",
+    "ctx_sub_posts_prev_24h_log",
+    "ctx_sub_gap_prev_log",
+    "ctx_sub_hour_from_peak",
+]
+
+
+def posting_context(frame: pd.DataFrame) -> pd.DataFrame:
+    """An experiment (issue 17), not a pipeline feature yet: the subreddit's activity before each post,
+    from strictly earlier posts of the frame (leak-free by time): posts in the previous hour and day,
+    the gap since the previous post, and how far the post's hour is from the subreddit's peak hour so far.
+    """
+    values = {c: np.full(len(frame), np.nan, np.float32) for c in CONTEXT_COLUMNS}
+    created = pd.to_numeric(frame["created_utc"]).to_numpy(np.int64)
+    hours = (created // 3600) % 24
+    for _, rows in pd.Series(np.arange(len(frame))).groupby(frame["subreddit"].astype(str).to_numpy()):
+        at = rows.to_numpy()
+        at = at[np.argsort(created[at], kind="stable")]
+        t = created[at]
+        earlier = np.searchsorted(t, t, "left")  # posts strictly before each one
+        for column, window in (("ctx_sub_posts_prev_1h_log", 3600), ("ctx_sub_posts_prev_24h_log", 86400)):
+            values[column][at] = np.log1p(earlier - np.searchsorted(t, t - window, "left"))
+        gap = np.where(earlier > 0, t - t[np.maximum(earlier - 1, 0)], np.nan)
+        values["ctx_sub_gap_prev_log"][at] = np.log1p(gap)
+        onehot = np.zeros((len(at) + 1, 24), np.int32)
+        onehot[np.arange(1, len(at) + 1), hours[at]] = 1
+        before = np.cumsum(onehot, axis=0)[earlier]  # hour histogram of the strictly earlier posts
+        distance = np.abs(hours[at] - before.argmax(axis=1))
+        distance = np.minimum(distance, 24 - distance)
+        values["ctx_sub_hour_from_peak"][at] = np.where(earlier > 0, distance, np.nan)
+    out = pd.DataFrame(values, index=frame.index)
+    return out
+
+
 def scope_frame(frame: pd.DataFrame, scope: str) -> pd.DataFrame:
     if scope == "all":
         return frame
@@ -121,6 +156,15 @@ def score_candidate(frame: pd.DataFrame, overrides: dict) -> dict:
     dropped = [c for c in overrides.pop("drop_columns", []) if c in frame]
     frame = frame.drop(columns=dropped)
     with_gbm = overrides.pop("gbm", False)
+    if overrides.pop("context", False):
+        from smpp.training import model as model_module
+
+        frame = pd.concat([frame, posting_context(frame)], axis=1)
+        # optional tabular inputs are picked from this list when the frame has them
+        model_module.OPTIONAL_TABULAR_COLUMNS = [
+            *[c for c in model_module.OPTIONAL_TABULAR_COLUMNS if c not in CONTEXT_COLUMNS],
+            *CONTEXT_COLUMNS,
+        ]
     settings = evaluation_settings(**overrides)
     training = settings.training
     split = split_for_training(settings, labelled_rows(frame))
