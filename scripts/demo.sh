@@ -42,3 +42,17 @@ run_day 2013-07-31 "{\"source\": \"archive\", \"archive_path\": \"$SAMPLE\"}"
 run_day 2013-08-01 '{"source": "reddit"}'
 echo
 "$PY" -m smpp summary --day 2013-07-31
+echo
+UI="http://${UI_HOST:-127.0.0.1}:${UI_PORT:-8080}"
+echo ">> to look at it: make up (user admin, password printed on start), then open"
+"$ROOT/.venv/bin/airflow" dags list-runs smpp_pipeline --output json 2>/dev/null | "$PY" -c '
+import json, sys, urllib.parse
+ui = sys.argv[1]
+# the CLI may log warnings to stdout before its JSON: the JSON is the last line starting with [
+lines = [line for line in sys.stdin.read().splitlines() if line.startswith("[")]
+for run in sorted(json.loads(lines[-1]), key=lambda r: r["logical_date"]):
+    rid = urllib.parse.quote(run["run_id"], safe="")
+    day, state = run["logical_date"][:10], run["state"]
+    print(f"   {day} ({state}): {ui}/dags/smpp_pipeline/runs/{rid}/plugin/smpp-metrics")
+print(f"   every model version: {ui}/plugin/smpp-models")
+' "$UI" || echo "   $UI (Dags -> smpp_pipeline -> a run -> Metrics)"
