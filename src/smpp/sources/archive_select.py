@@ -373,9 +373,7 @@ def _cli_chunks(raw: IO[bytes], path: Path, progress: ScanProgress, cli: str) ->
             proc.kill()
         feeder.join()
         proc.stdout.close()  # type: ignore[union-attr]
-        error = proc.stderr.read().decode(errors="replace").strip()  # type: ignore[union-attr]
-        proc.stderr.close()  # type: ignore[union-attr]
-        code = proc.wait()
+        code, error = _reap(proc)
     if code != 0:
         what = "is truncated" if "premature" in error.lower() or "truncated" in error.lower() else "is not valid zstd"
         raise ArchiveReadError(
@@ -662,14 +660,8 @@ def _grep_candidate_lines(path: Path, selection: Selection, progress: ScanProgre
                         child.kill()
             feeder.join()
             proc.stdout.close()  # type: ignore[union-attr]
-            grep_error = proc.stderr.read().decode(errors="replace").strip()  # type: ignore[union-attr]
-            proc.stderr.close()  # type: ignore[union-attr]
-            grep_code = proc.wait()
-            zstd_error, zstd_code = "", 0
-            if zstd is not None:
-                zstd_error = zstd.stderr.read().decode(errors="replace").strip()  # type: ignore[union-attr]
-                zstd.stderr.close()  # type: ignore[union-attr]
-                zstd_code = zstd.wait()
+            grep_code, grep_error = _reap(proc)
+            zstd_code, zstd_error = _reap(zstd) if zstd is not None else (0, "")
     if not finished:
         return
     if zstd_code != 0:
@@ -681,6 +673,13 @@ def _grep_candidate_lines(path: Path, selection: Selection, progress: ScanProgre
         )
     if grep_code > 1 or not ended:
         raise RuntimeError(f"archive {path}: the grep prefilter failed (exit {grep_code}): {grep_error}")
+
+
+def _reap(proc: subprocess.Popen) -> tuple[int, str]:
+    """A finished child's exit status and what it wrote to stderr (its stdout already read)."""
+    error = proc.stderr.read().decode(errors="replace").strip()  # type: ignore[union-attr]
+    proc.stderr.close()  # type: ignore[union-attr]
+    return proc.wait(), error
 
 
 def _compress(data: bytes) -> bytes:
