@@ -29,7 +29,15 @@ SUBREDDIT_HISTORY_COLUMNS = [
     "subreddit_posts_30d_log",
     "subreddit_recent_mean_label",
 ]
-HISTORY_COLUMNS = [*AUTHOR_HISTORY_COLUMNS, *SUBREDDIT_HISTORY_COLUMNS]
+# The subreddit's activity just before the post (issue 17; Lakkaraju et al. 2013: timing matters):
+# earlier posts in the last hour and day, and the gap since the previous one (NaN: none before).
+SUBREDDIT_CONTEXT_COLUMNS = [
+    "subreddit_posts_prev_1h_log",
+    "subreddit_posts_prev_24h_log",
+    "subreddit_gap_prev_log",
+]
+CONTEXT_WINDOWS_S = {"subreddit_posts_prev_1h_log": 3600, "subreddit_posts_prev_24h_log": 86400}
+HISTORY_COLUMNS = [*AUTHOR_HISTORY_COLUMNS, *SUBREDDIT_HISTORY_COLUMNS, *SUBREDDIT_CONTEXT_COLUMNS]
 RECENT_LABELS = 100  # "recent" subreddit mean: the last N matured labels (adapts to growth, stays stable)
 _TIME_BITS = 34  # created_utc < 2**34 (year 2514); group codes use the bits above
 
@@ -132,6 +140,12 @@ def history_features(
     out["subreddit_prior_posts_log"] = np.log1p(np.maximum(end - start, 0))
     _, end_30 = posts.before(q_sub, q_time - 30 * 86400, inclusive=False)
     out["subreddit_posts_30d_log"] = np.log1p(np.maximum(end - np.maximum(end_30, start), 0))
+    for column, window in CONTEXT_WINDOWS_S.items():
+        _, end_window = posts.before(q_sub, q_time - window, inclusive=False)
+        out[column] = np.log1p(np.maximum(end - np.maximum(end_window, start), 0))
+    has_previous = (end > start) & (q_sub >= 0)
+    previous = posts.times[np.clip(end - 1, 0, max(len(posts.times) - 1, 0))] if len(posts.times) else q_time
+    out["subreddit_gap_prev_log"] = np.where(has_previous, np.log1p(np.maximum(q_time - previous, 0)), np.nan)
     labels = _Events(np.where(has_label, h_sub, -1), matured, np.where(has_label, h_label, 0.0))
     start, end = labels.before(q_sub, q_time, inclusive=True)
     low = np.maximum(start, end - RECENT_LABELS)

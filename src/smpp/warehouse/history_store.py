@@ -16,6 +16,7 @@ from sqlalchemy import and_, func, select, text
 from sqlalchemy.orm import Session
 
 from smpp.features.author_history import (
+    CONTEXT_WINDOWS_S,
     HISTORY_COLUMNS,
     RECENT_LABELS,
     SUBREDDIT_HISTORY_COLUMNS,
@@ -117,7 +118,10 @@ def history_columns(session: Session, posts: pd.DataFrame, until_utc: int, label
     q_time = query_times(posts)
     out = pd.DataFrame(index=posts.index, columns=HISTORY_COLUMNS, dtype=np.float64)
     # a post without a subreddit: no earlier posts and no level (as in history_features)
-    sub = pd.DataFrame({"prior": 0.0, "recent_30": 0.0, "level": np.nan}, index=range(len(posts)))
+    sub = pd.DataFrame(
+        {"prior": 0.0, "recent_30": 0.0, "level": np.nan, **dict.fromkeys(CONTEXT_WINDOWS_S, 0.0), "gap": np.nan},
+        index=range(len(posts)),
+    )
     names = posts["subreddit"].astype("str")
     for name, rows in pd.Series(np.arange(len(posts))).groupby(names.to_numpy(), sort=True):
         at = rows.to_numpy()
@@ -126,9 +130,17 @@ def history_columns(session: Session, posts: pd.DataFrame, until_utc: int, label
         earlier = _posts_before(session, name, np.minimum(times - 30 * 86400, until))
         sub.loc[at, "prior"] = np.log1p(prior)
         sub.loc[at, "recent_30"] = np.log1p(np.maximum(prior - earlier, 0))
+        for column, window in CONTEXT_WINDOWS_S.items():
+            within = prior - _posts_before(session, name, np.minimum(times - window, until))
+            sub.loc[at, column] = np.log1p(np.maximum(within, 0))
+        previous = _previous_post_times(session, name, np.minimum(times, until))
+        sub.loc[at, "gap"] = np.log1p(np.maximum(times - previous, 0))  # NaN where none came before
         sub.loc[at, "level"] = subreddit_levels(session, name, times, until)
     for column, values in zip(SUBREDDIT_HISTORY_COLUMNS, ("prior", "recent_30", "level")):
         out[column] = sub[values].to_numpy()
+    for column in CONTEXT_WINDOWS_S:
+        out[column] = sub[column].to_numpy()
+    out["subreddit_gap_prev_log"] = sub["gap"].to_numpy()
 
     history = _author_posts(session, posts["author"].tolist(), until)
     relative = history["label"].to_numpy(np.float64) - history["level"].to_numpy(np.float64)
@@ -168,6 +180,24 @@ def _posts_before(session: Session, subreddit: str, times: np.ndarray) -> np.nda
         )
     )
     return int(whole_days) + np.searchsorted(created, times, side="left")
+
+
+def _previous_post_times(session: Session, subreddit: str, times: np.ndarray) -> np.ndarray:
+    """When the last kept post of `subreddit` before each time was created (NaN: none): the latest
+    before the earliest time (one indexed MAX), then the posts between the times themselves."""
+
+    kept = [Post.subreddit == subreddit, Post.removed.is_(False)]
+    first = int(times.min())
+    last_before = session.execute(select(func.max(Post.created_utc)).where(*kept, Post.created_utc < first)).scalar()
+    between = np.fromiter(
+        session.scalars(
+            select(Post.created_utc).where(*kept, Post.created_utc >= first, Post.created_utc < int(times.max()))
+        ),
+        dtype=np.int64,
+    )
+    created = np.sort(np.concatenate([[] if last_before is None else [int(last_before)], between]).astype(np.float64))
+    index = np.searchsorted(created, times, side="left") - 1  # strictly before
+    return np.where(index >= 0, created[np.maximum(index, 0)] if len(created) else np.nan, np.nan)
 
 
 def subreddit_levels(session: Session, subreddit: str, times: np.ndarray, until: int | None) -> np.ndarray:
