@@ -152,9 +152,13 @@ def score_candidate(frame: pd.DataFrame, overrides: dict) -> dict:
     # the split is cut on all rows, then train keeps its newest rows, as many as the window's train
     # share (1 - val - test) of N would be
     window_rows = overrides.pop("train_window_rows", None)
-    # an ablation: these feature columns as if the partitions never had them (optional inputs)
+    # an ablation: these feature columns as if the partitions never had them (optional inputs);
+    # history columns are blanked, not dropped: a frame without them gets them all recomputed
+    from smpp.features.author_history import HISTORY_COLUMNS
+
     dropped = [c for c in overrides.pop("drop_columns", []) if c in frame]
-    frame = frame.drop(columns=dropped)
+    blanked = [c for c in dropped if c in HISTORY_COLUMNS]
+    frame = frame.drop(columns=[c for c in dropped if c not in blanked]).assign(**dict.fromkeys(blanked, np.nan))
     with_gbm = overrides.pop("gbm", False)
     if overrides.pop("context", False):
         from smpp.training import model as model_module
