@@ -90,39 +90,27 @@ def build_frame(dump: Path, cache: Path, proxy_text: bool = False, max_posts: in
     return frame
 
 
-CONTEXT_COLUMNS = [
-    "ctx_sub_posts_prev_1h_log",
-    "ctx_sub_posts_prev_24h_log",
-    "ctx_sub_gap_prev_log",
-    "ctx_sub_hour_from_peak",
-]
+CONTEXT_COLUMNS = ["ctx_sub_hour_from_peak"]
 
 
 def posting_context(frame: pd.DataFrame) -> pd.DataFrame:
-    """An experiment (issue 17), not a pipeline feature yet: the subreddit's activity before each post,
-    from strictly earlier posts of the frame (leak-free by time): posts in the previous hour and day,
-    the gap since the previous post, and how far the post's hour is from the subreddit's peak hour so far.
+    """An experiment (issue 17), not a pipeline feature: how far each post's UTC hour is from its
+    subreddit's peak posting hour so far (strictly earlier posts; NaN for the first). The pipeline's
+    own context columns (posts in the last hour and day, gap since the previous) are history columns.
     """
-    values = {c: np.full(len(frame), np.nan, np.float32) for c in CONTEXT_COLUMNS}
+    distance = np.full(len(frame), np.nan, np.float32)
     created = pd.to_numeric(frame["created_utc"]).to_numpy(np.int64)
     hours = (created // 3600) % 24
     for _, rows in pd.Series(np.arange(len(frame))).groupby(frame["subreddit"].astype(str).to_numpy()):
         at = rows.to_numpy()
         at = at[np.argsort(created[at], kind="stable")]
-        t = created[at]
-        earlier = np.searchsorted(t, t, "left")  # posts strictly before each one
-        for column, window in (("ctx_sub_posts_prev_1h_log", 3600), ("ctx_sub_posts_prev_24h_log", 86400)):
-            values[column][at] = np.log1p(earlier - np.searchsorted(t, t - window, "left"))
-        gap = np.where(earlier > 0, t - t[np.maximum(earlier - 1, 0)], np.nan)
-        values["ctx_sub_gap_prev_log"][at] = np.log1p(gap)
+        earlier = np.searchsorted(created[at], created[at], "left")  # posts strictly before each one
         onehot = np.zeros((len(at) + 1, 24), np.int32)
         onehot[np.arange(1, len(at) + 1), hours[at]] = 1
         before = np.cumsum(onehot, axis=0)[earlier]  # hour histogram of the strictly earlier posts
-        distance = np.abs(hours[at] - before.argmax(axis=1))
-        distance = np.minimum(distance, 24 - distance)
-        values["ctx_sub_hour_from_peak"][at] = np.where(earlier > 0, distance, np.nan)
-    out = pd.DataFrame(values, index=frame.index)
-    return out
+        off = np.abs(hours[at] - before.argmax(axis=1))
+        distance[at] = np.where(earlier > 0, np.minimum(off, 24 - off), np.nan)
+    return pd.DataFrame({"ctx_sub_hour_from_peak": distance}, index=frame.index)
 
 
 def scope_frame(frame: pd.DataFrame, scope: str) -> pd.DataFrame:

@@ -158,6 +158,13 @@ def test_models_chart_y_axis_is_fitted_to_the_data_with_tick_labels():
     assert "y axis fitted to the data" in chart
 
 
+def test_models_table_shows_the_best_baseline_the_chart_draws():
+    html = render.models_page(CHART_ROWS, None, lambda v: v)
+    table = re.search(r"<table id='versions'>.*?</table>", html, re.S).group(0)
+    assert "<th>best baseline (spearman_within_subreddit)</th>" in table and "subreddit-mean" not in table
+    assert "<td>0.1200 (text ridge)</td>" in table and "<td>0.0000 (subreddit mean)</td>" in table
+
+
 def test_run_day_comes_from_lineage_or_its_data_interval():
     assert ui.run_day_of({"run_day": "2026-11-19", "interval": [0, 1]}) == "2026-11-19"
     assert ui.run_day_of({"interval": [1_795_392_000, 1_795_478_400]}) == "2026-11-23"

@@ -483,12 +483,13 @@ def models_page(rows: list[VersionRow], champion: dict[str, Any] | None, model_u
         "within-subreddit Spearman",
         "Spearman",
         "MAE",
-        "subreddit-mean baseline",
+        f"best baseline ({metric})",
         "promotion decision",
     ]
     table_rows = []
     for r in rows:
-        base = (r.baselines.get("baseline_subreddit_mean") or {}).get(metric)
+        best = best_baseline(r, metric)  # the one the chart draws beside the model
+        base = f"{best[1]:.4f} ({column_label(best[0])})" if best else None
         reason = r.reason if r.reason else (r.skipped_reason or "")
         badge = _badge(r.promoted, r.is_champion)
         if r.status == "skipped":  # nothing was trained, so nothing was up for promotion

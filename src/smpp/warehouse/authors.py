@@ -13,7 +13,7 @@ import pandas as pd
 from sqlalchemy import select
 
 from smpp.settings import Settings
-from smpp.warehouse.history_store import in_chunks
+from smpp.warehouse.db import in_chunks
 
 AUTHOR_COLUMNS = ["name", "created_utc", "link_karma", "comment_karma"]
 

@@ -35,6 +35,14 @@ from smpp.warehouse.models import Base
 # backfills. Elsewhere (Postgres) they run as the equivalent Core statements.
 DRIVER_DIALECTS = frozenset({"sqlite"})
 IN_CHUNK = 500  # keys per IN (...) query: SQLite caps bound parameters per statement
+
+
+def in_chunks(values: Sequence[Any], size: int = IN_CHUNK) -> Iterator[list[Any]]:
+    """`values` in lists of at most `size`: one IN (...) per list stays under the parameter limit."""
+    for start in range(0, len(values), size):
+        yield list(values[start : start + size])
+
+
 # What each integer column type holds on Postgres (SQLite's INTEGER holds 64 bits, its driver no more):
 # sources.records refuses values outside them, so that a day stores the same rows on both.
 INTEGER_RANGES = ((BigInteger, 64), (SmallInteger, 16), (Integer, 32))  # subclasses first

@@ -26,18 +26,13 @@ from smpp.features.author_history import (
     recent_level,
 )
 from smpp.warehouse import Label, Post, PostLevel, SubredditDay
-from smpp.warehouse.db import stream_tuples, upsert
+from smpp.warehouse.db import in_chunks, stream_tuples, upsert
 from smpp.warehouse.history_schema import ensure_history_schema
 from smpp.warehouse.labels import TRAINABLE_STATUSES, label_of_score
 
 HISTORY_ROW_COLUMNS = ["post_id", "author", "subreddit", "created_utc", "label", "label_matured_utc"]
 IN_CHUNK = 500  # names per IN (...) list: well under every database's bound-parameter limit
 BATCH_ROWS = 50_000  # history rows fetched at a time
-
-
-def in_chunks(values: list[str], size: int = IN_CHUNK) -> Iterable[list[str]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
 
 
 def warehouse_history(
@@ -118,9 +113,9 @@ def history_columns(session: Session, posts: pd.DataFrame, until_utc: int, label
     q_time = query_times(posts)
     out = pd.DataFrame(index=posts.index, columns=HISTORY_COLUMNS, dtype=np.float64)
     # a post without a subreddit: no earlier posts and no level (as in history_features)
-    sub = pd.DataFrame(
-        {"prior": 0.0, "recent_30": 0.0, "level": np.nan, **dict.fromkeys(CONTEXT_WINDOWS_S, 0.0), "gap": np.nan},
-        index=range(len(posts)),
+    sub = pd.DataFrame({"prior": 0.0, "recent_30": 0.0, "level": np.nan}, index=range(len(posts)))
+    context = pd.DataFrame(
+        {**dict.fromkeys(CONTEXT_WINDOWS_S, 0.0), "subreddit_gap_prev_log": np.nan}, index=range(len(posts))
     )
     names = posts["subreddit"].astype("str")
     for name, rows in pd.Series(np.arange(len(posts))).groupby(names.to_numpy(), sort=True):
@@ -130,17 +125,13 @@ def history_columns(session: Session, posts: pd.DataFrame, until_utc: int, label
         earlier = _posts_before(session, name, np.minimum(times - 30 * 86400, until))
         sub.loc[at, "prior"] = np.log1p(prior)
         sub.loc[at, "recent_30"] = np.log1p(np.maximum(prior - earlier, 0))
-        for column, window in CONTEXT_WINDOWS_S.items():
-            within = prior - _posts_before(session, name, np.minimum(times - window, until))
-            sub.loc[at, column] = np.log1p(np.maximum(within, 0))
-        previous = _previous_post_times(session, name, np.minimum(times, until))
-        sub.loc[at, "gap"] = np.log1p(np.maximum(times - previous, 0))  # NaN where none came before
+        for column, values in _recent_activity(session, name, times, until).items():
+            context.loc[at, column] = values
         sub.loc[at, "level"] = subreddit_levels(session, name, times, until)
     for column, values in zip(SUBREDDIT_HISTORY_COLUMNS, ("prior", "recent_30", "level")):
         out[column] = sub[values].to_numpy()
-    for column in CONTEXT_WINDOWS_S:
-        out[column] = sub[column].to_numpy()
-    out["subreddit_gap_prev_log"] = sub["gap"].to_numpy()
+    for column in context.columns:
+        out[column] = context[column].to_numpy()
 
     history = _author_posts(session, posts["author"].tolist(), until)
     relative = history["label"].to_numpy(np.float64) - history["level"].to_numpy(np.float64)
@@ -182,22 +173,28 @@ def _posts_before(session: Session, subreddit: str, times: np.ndarray) -> np.nda
     return int(whole_days) + np.searchsorted(created, times, side="left")
 
 
-def _previous_post_times(session: Session, subreddit: str, times: np.ndarray) -> np.ndarray:
-    """When the last kept post of `subreddit` before each time was created (NaN: none): the latest
-    before the earliest time (one indexed MAX), then the posts between the times themselves."""
+def _recent_activity(session: Session, subreddit: str, times: np.ndarray, until: int) -> dict[str, np.ndarray]:
+    """SUBREDDIT_CONTEXT_COLUMNS at `times`: the subreddit's kept posts created before each time (and
+    before `until`), from one range query over the longest window and one indexed MAX before it."""
 
     kept = [Post.subreddit == subreddit, Post.removed.is_(False)]
-    first = int(times.min())
-    last_before = session.execute(select(func.max(Post.created_utc)).where(*kept, Post.created_utc < first)).scalar()
-    between = np.fromiter(
-        session.scalars(
-            select(Post.created_utc).where(*kept, Post.created_utc >= first, Post.created_utc < int(times.max()))
-        ),
-        dtype=np.int64,
+    upper = np.minimum(times, until)
+    start = int(np.minimum(times - max(CONTEXT_WINDOWS_S.values()), until).min())
+    last_before = session.execute(select(func.max(Post.created_utc)).where(*kept, Post.created_utc < start)).scalar()
+    recent = session.scalars(
+        select(Post.created_utc).where(*kept, Post.created_utc >= start, Post.created_utc < int(upper.max()))
     )
-    created = np.sort(np.concatenate([[] if last_before is None else [int(last_before)], between]).astype(np.float64))
-    index = np.searchsorted(created, times, side="left") - 1  # strictly before
-    return np.where(index >= 0, created[np.maximum(index, 0)] if len(created) else np.nan, np.nan)
+    created = np.sort(np.fromiter(recent, dtype=np.int64))
+    if last_before is not None:  # older than every window: only the gap can reach it
+        created = np.concatenate([[int(last_before)], created])
+    end = np.searchsorted(created, upper, side="left")  # posts strictly before each time
+    out = {}
+    for column, window in CONTEXT_WINDOWS_S.items():
+        first = np.searchsorted(created, np.minimum(times - window, until), side="left")
+        out[column] = np.log1p(np.maximum(end - first, 0)).astype(np.float64)
+    previous = created[np.maximum(end - 1, 0)] if len(created) else np.zeros(len(times), np.int64)
+    out["subreddit_gap_prev_log"] = np.where(end > 0, np.log1p(np.maximum(times - previous, 0)), np.nan)
+    return out
 
 
 def subreddit_levels(session: Session, subreddit: str, times: np.ndarray, until: int | None) -> np.ndarray:

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from smpp.settings import Settings
 from smpp.warehouse import Label, Post, PostSnapshot, session_for, upsert
-from smpp.warehouse.db import stream_tuples
+from smpp.warehouse.db import in_chunks, stream_tuples
 
 TRAINABLE_STATUSES = ("ok", "archive")
 # what each per-post label status of day_label_status means, for the run page
@@ -67,8 +67,7 @@ def day_label_status(session: Session, settings: Settings, post_ids: list[str], 
     unique = list(dict.fromkeys(str(p) for p in post_ids))
     found: set[str] = set()
     age_seconds = int(settings.label_age_hours * 3600)
-    for start in range(0, len(unique), 1000):  # bounded IN lists
-        chunk = unique[start : start + 1000]
+    for chunk in in_chunks(unique):
         stmt = select(Post.id, Post.created_utc, Label.status).outerjoin(Label, Label.post_id == Post.id)
         for post_id, created, status in session.execute(stmt.where(Post.id.in_(chunk))):
             found.add(post_id)
