@@ -75,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         table = quality_table(json.loads(args.metrics.read_text()))
         old = args.readme.read_text()
         new = rewrite(old, table)
-    except (OSError, ValueError) as exc:
-        print(f"readme_quality_table: {exc}", file=sys.stderr)
+    except (OSError, ValueError) as exc:  # a JSON error names no file: say which one
+        print(f"readme_quality_table: {args.metrics}: {exc}", file=sys.stderr)
         return 2
     if args.check:
         if new != old:

@@ -63,3 +63,11 @@ def test_an_unfinished_metrics_file_is_refused(tmp_path, capsys):
     source.write_text(json.dumps({"model": None}))
     assert table_script.main([str(source), "--readme", str(readme)]) == 2
     assert "not a finished" in capsys.readouterr().err
+
+
+def test_a_metrics_file_that_is_not_json_is_named_in_the_error(tmp_path, capsys):
+    readme, source = tmp_path / "README.md", tmp_path / "metrics.json"
+    readme.write_text(f"{table_script.START}\n{table_script.END}\n")
+    source.write_text("{bad")
+    assert table_script.main([str(source), "--readme", str(readme)]) == 2
+    assert f"{source}: Expecting property name" in capsys.readouterr().err
